@@ -1,0 +1,3 @@
+"""tap-partner-billing: a Singer tap for Microsoft partner billing exports."""
+
+from __future__ import annotations

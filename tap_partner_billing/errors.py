@@ -1,0 +1,55 @@
+"""Exceptions raised by the export, blob and record layers (no Singer imports here)."""
+
+from __future__ import annotations
+
+
+class PartnerBillingError(Exception):
+    """Base class for every error this tap raises on purpose."""
+
+
+class ConfigurationError(PartnerBillingError):
+    """A setting is missing, malformed or contradicts another."""
+
+
+class AuthenticationError(PartnerBillingError):
+    """A token could not be acquired from Microsoft Entra ID."""
+
+
+class TransientHTTPError(PartnerBillingError):
+    """A request failed in a way worth retrying (429, 5xx, connection loss)."""
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ServiceError(PartnerBillingError):
+    """The service answered in a way the tap cannot continue from."""
+
+
+class ExportFailedError(ServiceError):
+    """An export operation ended as failed, skipped or with an unknown status."""
+
+
+class ExportTimeoutError(ServiceError):
+    """An export operation did not finish before the poll deadline."""
+
+
+class OperationGoneError(ServiceError):
+    """The operation or manifest URL answered 404/410: the export must be started again."""
+
+
+class ManifestError(ServiceError):
+    """A manifest is missing fields or describes data the tap cannot read."""
+
+
+class SasExpiredError(ServiceError):
+    """Blob storage refused the SAS (HTTP 403): a fresh manifest is needed."""
+
+
+class BlobDataError(PartnerBillingError):
+    """A blob holds bytes or lines that are not valid gzip JSON lines."""
+
+
+class RecordValueError(PartnerBillingError):
+    """A field of a line holds a value that does not fit its declared type."""

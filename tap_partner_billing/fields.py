@@ -1,0 +1,225 @@
+"""The usage line-item fields (reference §6.2), their JSON schema, and how a line is typed.
+
+One table drives both the Singer schema and the conversion of a line, so they cannot drift.
+Source keys are matched case-insensitively: Microsoft's sources disagree on casing
+(``BenefitOrderID`` / ``BenefitOrderId``, ``ResourceURI`` / ``ResourceUri``).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tap_partner_billing.errors import RecordValueError
+
+DECIMAL_PRECISION = 38
+DECIMAL_SCALE = 18  # unit prices and exchange rates carry 8-12 fraction digits in practice
+_MAX_INTEGER_DIGITS = DECIMAL_PRECISION - DECIMAL_SCALE
+_SCALE_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
+EXTRA_FIELDS_COLUMN = "_extra_fields"
+
+
+class Kind(enum.Enum):
+    """How a source value is typed."""
+
+    STRING = "string"
+    DECIMAL = "decimal"
+    DATETIME = "datetime"
+    JSON_TEXT = "json_text"  # Tags, AdditionalInfo: JSON text in legacy APIs, maybe objects here
+
+
+def snake_case(name: str) -> str:
+    """``PCToBCExchangeRate`` → ``pc_to_bc_exchange_rate``; ``ResourceURI`` → ``resource_uri``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
+
+
+S, D, T, J = Kind.STRING, Kind.DECIMAL, Kind.DATETIME, Kind.JSON_TEXT
+
+USAGE_FIELDS: tuple[tuple[str, Kind], ...] = (
+    ("PartnerId", S), ("PartnerName", S), ("CustomerId", S), ("CustomerName", S),
+    ("CustomerDomainName", S), ("CustomerCountry", S), ("MpnId", S), ("Tier2MpnId", S),
+    ("InvoiceNumber", S), ("ProductId", S), ("SkuId", S), ("AvailabilityId", S), ("SkuName", S),
+    ("ProductName", S), ("PublisherName", S), ("PublisherId", S), ("SubscriptionDescription", S),
+    ("SubscriptionId", S), ("ChargeStartDate", T), ("ChargeEndDate", T), ("UsageDate", T),
+    ("MeterType", S), ("MeterCategory", S), ("MeterId", S), ("MeterSubCategory", S),
+    ("MeterName", S), ("MeterRegion", S), ("Unit", S), ("ResourceLocation", S),
+    ("ConsumedService", S), ("ResourceGroup", S), ("ResourceURI", S), ("ChargeType", S),
+    ("UnitPrice", D), ("Quantity", D), ("UnitType", S), ("BillingPreTaxTotal", D),
+    ("BillingCurrency", S), ("PricingPreTaxTotal", D), ("PricingCurrency", S),
+    ("ServiceInfo1", S), ("ServiceInfo2", S), ("Tags", J), ("AdditionalInfo", J),
+    ("EffectiveUnitPrice", D), ("PCToBCExchangeRate", D), ("PCToBCExchangeRateDate", T),
+    ("EntitlementId", S), ("EntitlementDescription", S), ("PartnerEarnedCreditPercentage", D),
+    ("CreditPercentage", D), ("CreditType", S), ("BenefitOrderId", S), ("BenefitId", S),
+    ("BenefitType", S),
+)
+
+
+def decimal_schema() -> dict[str, Any]:
+    """Exact decimal as SQL targets load it: a string with ``x-singer.decimal``."""
+    return {
+        "type": ["string", "null"],
+        "format": "x-singer.decimal",
+        "precision": DECIMAL_PRECISION,
+        "scale": DECIMAL_SCALE,
+    }
+
+
+_SCHEMAS: dict[Kind, dict[str, Any]] = {
+    Kind.STRING: {"type": ["string", "null"]},
+    Kind.JSON_TEXT: {"type": ["string", "null"]},
+    Kind.DATETIME: {"type": ["string", "null"], "format": "date-time"},
+    Kind.DECIMAL: decimal_schema(),
+}
+
+
+def to_decimal_text(value: object) -> str:
+    """Return the exact plain-notation text of a decimal value, checked against the schema.
+
+    Raises:
+        RecordValueError: Not a number (or numeric string), or beyond precision/scale.
+    """
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise RecordValueError(f"{value[:40]!r} is not a decimal number") from None
+    else:
+        raise RecordValueError(f"{type(value).__name__} {str(value)[:40]!r} is not a decimal number")
+    if not number.is_finite():
+        raise RecordValueError(f"{value!r} is not a finite decimal number")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -DECIMAL_SCALE:
+        rounded = number.quantize(_SCALE_QUANTUM)
+        if rounded != number:
+            msg = f"{number} has more than {DECIMAL_SCALE} fraction digits; refusing to round"
+            raise RecordValueError(msg)
+        number = rounded
+    if number.adjusted() >= _MAX_INTEGER_DIGITS:
+        msg = f"{number} has more than {_MAX_INTEGER_DIGITS} integer digits"
+        raise RecordValueError(msg)
+    return format(number, "f")
+
+
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AP]M)?)?$")
+
+
+@functools.lru_cache(maxsize=8192)
+def to_datetime_text(value: str) -> str:
+    """Normalise a date or timestamp to ISO 8601 in UTC; naive values are taken as UTC.
+
+    Accepts ISO 8601 with or without ``Z`` or an offset (up to 7 fraction digits, as Graph
+    writes them; the 7th is dropped) and the portal's ``M/d/yyyy [h:mm[:ss] AM]`` form.
+
+    Raises:
+        RecordValueError: The text is not a date.
+    """
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        match = _US_DATE.match(text)
+        if not match:
+            raise RecordValueError(f"{value[:40]!r} is not a date or timestamp") from None
+        month, day, year, hour, minute, second, half = match.groups()
+        hours = int(hour or 0) % 12 + (12 if half == "PM" else 0) if half else int(hour or 0)
+        try:
+            parsed = datetime(int(year), int(month), int(day), hours, int(minute or 0), int(second or 0))  # noqa: DTZ001 - UTC attached below
+        except ValueError:
+            raise RecordValueError(f"{value[:40]!r} is not a valid date") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).isoformat()
+
+
+def _plain_json(value: object) -> object:
+    """Make decoded JSON (which may hold Decimal) safe for any JSON writer, exactly."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(_plain_json(value), separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One schema column and the source key it comes from."""
+
+    source: str
+    column: str
+    kind: Kind
+
+    def convert(self, value: object) -> object:
+        """Type a non-null source value for this column."""
+        if self.kind is Kind.DECIMAL:
+            return to_decimal_text(value)
+        if self.kind is Kind.DATETIME:
+            if not isinstance(value, str):
+                raise RecordValueError(f"{value!r} is not a date or timestamp")
+            return to_datetime_text(value)
+        if self.kind is Kind.JSON_TEXT:
+            return _json_text(value)
+        return value if isinstance(value, str) else _json_text(value)
+
+
+class FieldSet:
+    """A dataset's fields, with a case-insensitive lookup from source keys."""
+
+    def __init__(self, table: tuple[tuple[str, Kind], ...]) -> None:
+        self.fields = tuple(Field(source, snake_case(source), kind) for source, kind in table)
+        self._by_lower = {f.source.lower(): f for f in self.fields}
+        self._by_key: dict[str, Field | None] = {}  # exact source key → field, filled lazily
+
+    def schema_properties(self) -> dict[str, dict[str, Any]]:
+        """The JSON schema of the data columns, plus the column for unknown keys."""
+        properties = {f.column: dict(_SCHEMAS[f.kind]) for f in self.fields}
+        properties[EXTRA_FIELDS_COLUMN] = {"type": ["object", "null"], "additionalProperties": True}
+        return properties
+
+    def shape(self, line: dict[str, Any]) -> dict[str, Any]:
+        """Type one decoded line; keys not in the table go into ``_extra_fields``.
+
+        Raises:
+            RecordValueError: A value does not fit its column (message names the source key).
+        """
+        record: dict[str, Any] = {}
+        extra: dict[str, Any] | None = None
+        lookup = self._by_key
+        for key, value in line.items():
+            try:
+                field = lookup[key]
+            except KeyError:
+                field = lookup[key] = self._by_lower.get(key.lower())
+            if field is None:
+                if extra is None:
+                    extra = {}
+                extra[key] = _plain_json(value)
+            elif value is not None:
+                try:
+                    record[field.column] = field.convert(value)
+                except RecordValueError as err:
+                    raise RecordValueError(f"field {key}: {err}") from None
+        if extra is not None:
+            record[EXTRA_FIELDS_COLUMN] = extra
+        return record
+
+
+USAGE = FieldSet(USAGE_FIELDS)

@@ -1,0 +1,119 @@
+"""The export manifest: where a partition's blobs live and the SAS that opens them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from tap_partner_billing.errors import ManifestError
+
+# Both spellings are in circulation: the Graph docs say compressedJSONLines, real responses
+# and the doc example say compressedJSON. Both mean gzip + JSON Lines.
+SUPPORTED_DATA_FORMATS = frozenset({"compressedjson", "compressedjsonlines"})
+_SEGMENT = re.compile(r"(?i)^(BillingMonth|InvoiceId|InvoiceVersion|Currency|Fragment)=(.+)$")
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """One gzip JSON-lines file of a manifest."""
+
+    name: str
+    partition_value: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed, validated manifest (reference §5)."""
+
+    id: str
+    etag: str
+    created: str | None
+    root_directory: str
+    sas_token: str = field(repr=False)
+    blobs: tuple[BlobRef, ...]
+    schema_version: str | None = None
+
+    @classmethod
+    def parse(cls, body: Any, *, where: str) -> Manifest:  # noqa: ANN401 - raw JSON
+        """Validate a manifest JSON object.
+
+        Args:
+            body: The decoded manifest (inline ``resourceLocation`` or the manifest GET).
+            where: Dataset and partition, for error messages.
+
+        Raises:
+            ManifestError: When a required field is missing or inconsistent.
+        """
+        if not isinstance(body, dict):
+            raise ManifestError(f"{where}: manifest is not a JSON object")
+        missing = [key for key in ("rootDirectory", "sasToken", "blobs") if not body.get(key)]
+        if "blobs" in missing and isinstance(body.get("blobs"), list):
+            missing.remove("blobs")  # an empty blob list is a (strange but) valid empty export
+        if missing:
+            raise ManifestError(f"{where}: manifest {body.get('id')} lacks {', '.join(missing)}")
+        data_format = str(body.get("dataFormat", "compressedJSON"))
+        if data_format.lower() not in SUPPORTED_DATA_FORMATS:
+            raise ManifestError(f"{where}: manifest dataFormat {data_format!r} is not gzip JSON lines")
+        root = str(body["rootDirectory"]).rstrip("/")
+        if urlsplit(root).scheme != "https":
+            raise ManifestError(f"{where}: manifest rootDirectory is not an https URL")
+        raw_blobs = body["blobs"]
+        if not isinstance(raw_blobs, list) or not all(
+            isinstance(b, dict) and isinstance(b.get("name"), str) and b["name"] for b in raw_blobs
+        ):
+            raise ManifestError(f"{where}: manifest blobs must be objects with a name")
+        names = [b["name"] for b in raw_blobs]
+        if len(set(names)) != len(names):
+            raise ManifestError(f"{where}: manifest lists a blob name twice")
+        count = body.get("blobCount")
+        if count is not None and count != len(raw_blobs):
+            raise ManifestError(
+                f"{where}: manifest blobCount {count} does not match its {len(raw_blobs)} blobs"
+            )
+        # Ordinals are assigned over blobs in name order, so the order is part of the key.
+        blobs = tuple(
+            BlobRef(b["name"], b.get("partitionValue"))
+            for b in sorted(raw_blobs, key=lambda b: str(b["name"]))
+        )
+        return cls(
+            id=str(body.get("id") or ""),
+            etag=str(body.get("eTag") or ""),
+            created=body.get("createdDateTime"),
+            root_directory=root,
+            sas_token=str(body["sasToken"]).lstrip("?"),
+            blobs=blobs,
+            schema_version=body.get("schemaVersion"),
+        )
+
+    def path_segments(self) -> dict[str, str]:
+        """Hive-style ``Key=Value`` segments of ``rootDirectory`` (lower-cased keys)."""
+        found: dict[str, str] = {}
+        for segment in urlsplit(self.root_directory).path.split("/"):
+            match = _SEGMENT.match(segment)
+            if match:
+                found[match.group(1).lower()] = match.group(2)
+        return found
+
+    @property
+    def billing_month(self) -> str | None:
+        """``YYYYMM`` from the ``BillingMonth=`` segment, if present."""
+        month = self.path_segments().get("billingmonth")
+        return month if month and re.fullmatch(r"\d{6}", month) else None
+
+    @property
+    def invoice_version(self) -> str | None:
+        """The ``InvoiceVersion=`` segment of billed exports, if present."""
+        return self.path_segments().get("invoiceversion")
+
+    @property
+    def blob_list_digest(self) -> str:
+        """A short fingerprint of the blob list, so resume progress can tell it is the same."""
+        joined = "\n".join(b.name for b in self.blobs).encode()
+        return hashlib.sha256(joined).hexdigest()[:16]
+
+    def blob_url(self, blob: BlobRef) -> str:
+        """``rootDirectory/name?sasToken`` — secret: never log it, use :meth:`blob_label`."""
+        return f"{self.root_directory}/{quote(blob.name)}?{self.sas_token}"

@@ -1,0 +1,148 @@
+"""Deterministic fake billing data, gzip JSON-lines blobs, and ground truth read back from them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import msgspec
+
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_METERS = (
+    ("Virtual Machines", "Dv5/Dsv5 Series", "D4s v5", "1 Hour", "Microsoft.Compute"),
+    ("Storage", "Premium SSD Managed Disks", "P10 LRS Disk", "1/Month", "Microsoft.Storage"),
+    ("Bandwidth", "Rtn Preference: MGN", "Standard Data Transfer Out", "1 GB", "Microsoft.Network"),
+    ("Azure App Service", "Premium v3 Plan", "P1 v3 App", "1 Hour", "Microsoft.Web"),
+    ("SQL Database", "General Purpose - Compute Gen5", "vCore", "1 Hour", "Microsoft.Sql"),
+    ("Azure Monitor", "Log Analytics", "Data Ingestion", "1 GB", "Microsoft.OperationalInsights"),
+)
+_REGIONS = ("westeurope", "eastus2", "northeurope", "uksouth", "australiaeast", "centralindia")
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that is the same in every process (Python's ``hash`` is salted)."""
+    return zlib.crc32("\x1f".join(map(str, parts)).encode())
+
+
+def _guid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+@dataclass
+class PartitionData:
+    """The blobs of one export partition, as served."""
+
+    billing_month: str
+    etag: str
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a correct sync must deliver for one partition, read back from the served bytes."""
+
+    line_count: int
+    pretax_total: Decimal
+
+
+def usage_lines(
+    *, seed: int, count: int, billing_month: str, invoice: str | None, currency: str,
+    attribute_set: str, customers: int = 4,
+) -> list[bytes]:
+    """``count`` JSON lines of daily-rated usage, with the quirks real exports have."""
+    rng = random.Random(seed)
+    partner_id = _guid(random.Random(stable_seed("partner")))
+    people = [
+        (_guid(rng), f"Contoso Demo Customer {i + 1}", f"contoso-demo-{i + 1}.example", _guid(rng))
+        for i in range(max(1, customers))
+    ]
+    year, month = int(billing_month[:4]), int(billing_month[4:])
+    lines: list[bytes] = []
+    while len(lines) < count:
+        customer_id, customer_name, domain, subscription = people[rng.randrange(len(people))]
+        category, sub_category, meter_name, unit, service = _METERS[rng.randrange(len(_METERS))]
+        quantity = Decimal(rng.randrange(1, 10**11)) / Decimal(10**8)
+        unit_price = Decimal(rng.randrange(1, 10**9)) / Decimal(10**9)
+        total = (quantity * unit_price).quantize(Decimal("1e-10"))
+        rate = Decimal(rng.randrange(9 * 10**7, 11 * 10**7)) / Decimal(10**8)
+        day = rng.randrange(1, 29)
+        zone = "Z" if rng.random() < 0.5 else ""  # noqa: PLR2004 - both forms occur
+        line: dict[str, object] = {
+            "PartnerId": partner_id, "PartnerName": "Contoso Demo Partner",
+            "CustomerId": customer_id, "CustomerName": customer_name,
+            "CustomerDomainName": domain, "CustomerCountry": "NL",
+            "MpnId": "1234567", "Tier2MpnId": "7654321",
+            "InvoiceNumber": invoice or "", "ProductId": "DZH318Z0BQ3Q", "SkuId": "0001",
+            "AvailabilityId": "DZH318Z0BQ3R", "SkuName": meter_name,
+            "ProductName": category, "PublisherName": "Microsoft", "PublisherId": "",
+            "SubscriptionDescription": "Azure plan", "SubscriptionId": subscription,
+            "ChargeStartDate": f"{year:04d}-{month:02d}-01T00:00:00{zone}",
+            "ChargeEndDate": f"{year:04d}-{month:02d}-28T00:00:00{zone}",
+            "UsageDate": f"{year:04d}-{month:02d}-{day:02d}T00:00:00{zone}",
+            "MeterType": "1 Compute Hour", "MeterCategory": category, "MeterId": _guid(rng),
+            "MeterSubCategory": sub_category, "MeterName": meter_name,
+            "MeterRegion": _REGIONS[rng.randrange(len(_REGIONS))], "Unit": unit,
+            "ResourceLocation": _REGIONS[rng.randrange(len(_REGIONS))], "ConsumedService": service,
+            "ResourceGroup": f"rg-demo-{rng.randrange(20)}",
+            "ResourceURI": f"/subscriptions/{subscription}/resourceGroups/rg-demo/providers/{service}/x{rng.randrange(999)}",
+            "ChargeType": "new", "UnitPrice": unit_price, "Quantity": quantity,
+            "UnitType": unit, "BillingPreTaxTotal": total, "BillingCurrency": currency,
+            "PricingPreTaxTotal": (total / rate).quantize(Decimal("1e-10")),
+            "PricingCurrency": "USD", "ServiceInfo1": "", "ServiceInfo2": "",
+            "Tags": json.dumps({"env": "demo", "owner": customer_name}),
+            "AdditionalInfo": {"ImageType": "Canonical", "VCPUs": 4},
+            "EffectiveUnitPrice": unit_price, "PCToBCExchangeRate": rate,
+            "PCToBCExchangeRateDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
+            "EntitlementId": subscription, "EntitlementDescription": "Contoso Demo Azure subscription",
+            "PartnerEarnedCreditPercentage": Decimal("0.15"), "CreditPercentage": Decimal(0),
+            "CreditType": "Credit Not Applied", "BenefitType": "Charge",
+        }
+        if attribute_set == "basic":
+            for key in ("CustomerDomainName", "CustomerCountry", "MpnId", "MeterId", "Tags"):
+                line.pop(key)
+        roll = rng.random()
+        if roll < 0.3:  # noqa: PLR2004 - key casing differs between Microsoft's sources
+            line["BenefitOrderID"] = _guid(rng)
+        elif roll < 0.6:  # noqa: PLR2004
+            line["BenefitOrderId"] = _guid(rng)
+        # (otherwise the key is omitted, as Spark's JSON writer does for nulls)
+        if rng.random() < 0.2:  # noqa: PLR2004 - numbers sometimes arrive as strings
+            line["Quantity"] = str(quantity)
+        encoded = _ENCODER.encode(line)
+        lines.append(encoded)
+        if rng.random() < 0.05 and len(lines) < count:  # noqa: PLR2004 - identical duplicate lines
+            lines.append(encoded)
+    return lines
+
+
+def pack_blobs(lines: list[bytes], *, blob_count: int, seed: int) -> dict[str, bytes]:
+    """Split lines over ``blob_count`` Spark-style part files (gzip JSON lines)."""
+    rng = random.Random(seed)
+    blob_count = max(1, blob_count)
+    size = -(-len(lines) // blob_count) if lines else 0
+    blobs: dict[str, bytes] = {}
+    for index in range(blob_count):
+        chunk = lines[index * size : (index + 1) * size]
+        name = f"part-{index:05d}-{uuid.UUID(int=rng.getrandbits(128), version=4)}.c000.json.gz"
+        body = b"".join(line + b"\n" for line in chunk)
+        blobs[name] = gzip.compress(body, compresslevel=6, mtime=0)
+    return blobs
+
+
+def truth_of(blobs: dict[str, bytes]) -> Truth:
+    """Count lines and add up BillingPreTaxTotal exactly, from the gzip bytes themselves."""
+    count, total = 0, Decimal(0)
+    for name in sorted(blobs):
+        for raw in gzip.decompress(blobs[name]).splitlines():
+            line = json.loads(raw, parse_float=Decimal)
+            count += 1
+            for key, value in line.items():
+                if key.lower() == "billingpretaxtotal" and value is not None:
+                    total += Decimal(str(value)) if isinstance(value, (int, str)) else value
+    return Truth(count, total)

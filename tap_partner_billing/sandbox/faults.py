@@ -1,0 +1,68 @@
+"""Fault injection and the request log of the sandbox."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` requests of ``step`` with ``status`` (or drop the body).
+
+    Steps: ``token``, ``export``, ``operation``, ``manifest``, ``blob``.
+    ``drop_after_bytes`` (blob only) cuts the connection after that many body bytes instead.
+    """
+
+    step: str
+    status: int = 503
+    times: int = 1
+    retry_after: int | None = None
+    drop_after_bytes: int | None = None
+    corrupt: bool = False  # blob only: serve the bytes with one byte flipped mid-stream
+    match: str = ""  # only requests whose path contains this
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the sandbox answered (never its query string or credentials)."""
+
+    step: str
+    method: str
+    path: str
+    status: int
+    authorized: bool  # an Authorization header was present
+    range: str | None = None
+
+
+@dataclass
+class FaultBook:
+    """Thread-safe pending faults and request log."""
+
+    faults: list[Fault] = field(default_factory=list)
+    log: list[LoggedRequest] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, fault: Fault) -> None:
+        """Queue a fault."""
+        with self._lock:
+            self.faults.append(fault)
+
+    def take(self, step: str, path: str) -> Fault | None:
+        """The next fault for this request, consuming one of its ``times``."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.step == step and fault.match in path and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def record(self, entry: LoggedRequest) -> None:
+        """Append to the request log."""
+        with self._lock:
+            self.log.append(entry)
+
+    def requests(self, step: str | None = None) -> list[LoggedRequest]:
+        """A copy of the log, optionally of one step."""
+        with self._lock:
+            return [entry for entry in self.log if step is None or entry.step == step]

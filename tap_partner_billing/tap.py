@@ -1,0 +1,160 @@
+"""TapPartnerBilling: settings, validation and the list of streams."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+
+from tap_partner_billing.errors import PartnerBillingError
+from tap_partner_billing.redact import install_log_redaction
+from tap_partner_billing.services import Services, build_services
+from tap_partner_billing.streams import BilledUsageStream, UnbilledUsageStream
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import click
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+
+    from tap_partner_billing.streams import ExportStream
+
+INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+def _setting(name: str, wrapped: Any, title: str, description: str, **kwargs: Any) -> th.Property:  # noqa: ANN401
+    return th.Property(name, wrapped, title=title, description=description, **kwargs)
+
+
+CONFIG_SCHEMA = th.PropertiesList(
+    _setting("tenant_id", th.StringType(min_length=1), "Tenant ID",
+             "Entra ID tenant (GUID or domain) of the partner (CSP) organisation.", required=True),
+    _setting("client_id", th.StringType(min_length=1), "Client ID",
+             "Application (client) ID of the Entra app registration that holds the "
+             "PartnerBilling.Read.All application permission.", required=True),
+    _setting("client_secret", th.StringType, "Client secret",
+             "Client secret of the app registration. Give this, or a certificate.", secret=True),
+    _setting("client_certificate_path", th.StringType, "Client certificate path",
+             "Path to a PEM file holding the app's private key and certificate, used instead "
+             "of a client secret."),
+    _setting("client_certificate_thumbprint", th.StringType, "Client certificate thumbprint",
+             "SHA-1 thumbprint (hex) of the certificate registered on the app."),
+    _setting("authority_url", th.StringType, "Authority URL",
+             "Entra ID authority host (https). The tenant id is appended.",
+             default="https://login.microsoftonline.com"),
+    _setting("graph_url", th.StringType, "Graph URL",
+             "Microsoft Graph base URL including the version (https).",
+             default="https://graph.microsoft.com/v1.0"),
+    _setting("invoice_ids", th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)), "Invoice IDs",
+             "Partner Center invoice numbers (e.g. G016907411) whose billed usage is exported.",
+             default=[]),
+    _setting("billing_periods", th.ArrayType(th.StringType(allowed_values=["current", "last"])),
+             "Billing periods", "Unbilled periods to export: current, last, or both.",
+             default=["current", "last"]),
+    _setting("currency_codes", th.ArrayType(th.StringType(pattern=CURRENCY_PATTERN)),
+             "Currency codes", "ISO 4217 billing currencies for the unbilled exports.",
+             default=["USD"]),
+    _setting("attribute_set", th.StringType(allowed_values=["full", "basic"]), "Attribute set",
+             "Which columns Graph exports: full, or the smaller basic set.", default="full"),
+    _setting("poll_timeout_seconds", th.IntegerType(exclusive_minimum=0), "Poll timeout (s)",
+             "How long to wait for one export to finish before failing the run. The pending "
+             "operation stays in state and the next run resumes it.", default=3600),
+    _setting("poll_interval_seconds", th.IntegerType(minimum=1), "Poll interval (s)",
+             "Wait between polls when the service sends no Retry-After header.", default=30),
+    _setting("max_parallel_downloads", th.IntegerType(minimum=1, maximum=32),
+             "Parallel downloads", "How many blobs of a partition are downloaded at once.",
+             default=4),
+).to_dict()
+
+
+def settings_problems(config: Mapping[str, Any]) -> list[str]:
+    """Rules JSON Schema cannot express well; each message names the setting."""
+    problems = []
+    for name in ("authority_url", "graph_url"):
+        value = str(config.get(name, ""))
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            problems.append(f"{name} must be an https:// URL, got {value!r}")
+    has_secret = bool(config.get("client_secret"))
+    has_cert = bool(config.get("client_certificate_path"))
+    if has_secret == has_cert:
+        problems.append(
+            "give exactly one of client_secret or client_certificate_path"
+            + (" (both are set)" if has_secret else " (neither is set)")
+        )
+    if has_cert and not config.get("client_certificate_thumbprint"):
+        problems.append("client_certificate_path needs client_certificate_thumbprint")
+    for name in ("tenant_id", "client_id"):
+        if not str(config.get(name, "")).strip():
+            problems.append(f"{name} is empty")
+    for name in ("invoice_ids", "billing_periods", "currency_codes"):
+        values = config.get(name) or []
+        if len(set(values)) != len(values):
+            problems.append(f"{name} lists a value twice")
+    if config.get("emit_activate_version_messages"):
+        problems.append(
+            "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per table, so a "
+            "target would delete every invoice this run skips (deletes are sent as tombstones)"
+        )
+    return problems
+
+
+class TapPartnerBilling(Tap):
+    """Singer tap for Microsoft partner billing (Graph asynchronous exports)."""
+
+    name = "tap-partner-billing"
+    config_jsonschema = CONFIG_SCHEMA
+    message_writer_class = MsgSpecWriter
+    # No ACTIVATE_VERSION: see settings_problems(); no BATCH until the tap writes its own files.
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
+
+    def __init__(self, *args: Any, validate_config: bool = True, **kwargs: Any) -> None:  # noqa: ANN401
+        install_log_redaction("tap-partner-billing", "tap_partner_billing")
+        super().__init__(*args, validate_config=validate_config, **kwargs)
+        if validate_config and (problems := settings_problems(self.config)):
+            raise ConfigValidationError("Config validation failed", errors=problems)
+
+    @cached_property
+    def services(self) -> Services:
+        """Clients shared by all streams, built once per run."""
+        return build_services(self.config)
+
+    def discover_streams(self) -> list[ExportStream]:
+        """Return the streams."""
+        return [BilledUsageStream(self), UnbilledUsageStream(self)]
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``: acquire a Graph token instead of starting an export per stream."""
+        if value == "schema" or value == "disabled":  # noqa: PLR1714 - SDK option values
+            super().cb_test(ctx, param, value)
+            return
+        config = ctx.params.get("config")
+        tap = cls(config=config.config if config else None, validate_config=True)
+        try:
+            tap.services.tokens.token()
+        except PartnerBillingError as err:
+            tap.logger.error("Connection test failed: %s", err)  # noqa: TRY400 - message is enough
+            sys.exit(1)
+        tap.logger.info("Connection test passed: a Graph token was acquired")
+        ctx.exit()
+
+
+if __name__ == "__main__":
+    TapPartnerBilling.cli()
