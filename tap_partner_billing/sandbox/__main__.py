@@ -1,0 +1,53 @@
+"""``partner-billing-sandbox``: run the sandbox until interrupted (the demo uses this).
+
+It writes ``sandbox.env`` into ``--state-dir`` with the URLs and the CA bundle the tap needs,
+as ``PARTNER_BILLING_SANDBOX_*`` variables that only the ``sandbox`` Meltano environment reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig, SandboxServer
+from tap_partner_billing.sandbox.tls import make_tls_files
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the sandbox on 127.0.0.1 and block until SIGTERM or Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=Path(".work/sandbox"))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--retry-after", type=int, default=1, help="Retry-After while running (s)")
+    parser.add_argument("--polls", type=int, default=2, help="polls before an export succeeds")
+    parser.add_argument("--manifest-mode", choices=["inline", "linked"], default="inline")
+    args = parser.parse_args(argv)
+
+    tls = make_tls_files(args.state_dir / "tls")
+    config = SandboxConfig(
+        seed=args.seed, retry_after_seconds=args.retry_after,
+        polls_before_success=args.polls, manifest_mode=args.manifest_mode,
+    )
+    server = SandboxServer(Sandbox(config), tls).start()
+    sandbox = server.sandbox
+    env_file = args.state_dir / "sandbox.env"
+    env_file.write_text(
+        f"PARTNER_BILLING_SANDBOX_LOGIN_URL={sandbox.login_url}\n"
+        f"PARTNER_BILLING_SANDBOX_GRAPH_URL={sandbox.graph_url}/v1.0\n"
+        f"PARTNER_BILLING_SANDBOX_CA_BUNDLE={tls.ca_bundle.resolve()}\n",
+        encoding="utf-8",
+    )
+    print(f"sandbox listening: login {sandbox.login_url}, graph {sandbox.graph_url}, blobs {sandbox.blob_url}", flush=True)  # noqa: T201
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
