@@ -7,8 +7,10 @@ data, for one absolute billing month inside it), so ``--state`` and Meltano roun
 - ``high_water``: no ordinal at or beyond it has ever been emitted. It is raised (and STATE
   written) *before* the first ordinal beyond it goes out, in steps of ``HIGH_WATER_STEP``,
   so after any crash, retiring ``[new count, max(line_count, high_water))`` covers every key
-  a target may hold. After an interrupted run this may retire up to one step of keys that
-  were never emitted; such tombstones are harmless rows with ``_sdc_deleted_at`` set.
+  a target may hold. When an interrupted run's data changed before the resume, this may
+  retire up to one step of keys that were never emitted; such tombstones are harmless rows
+  with ``_sdc_deleted_at`` set. Resuming the *same* manifest retires only what was held
+  before it began (``progress.retire_to``).
 - ``progress``: the manifest being emitted (eTag + blob-list digest), how many of its blobs
   were emitted completely and the next ordinal. Advanced only after a blob's last record.
 """
@@ -40,7 +42,6 @@ class Ledger:
     def __init__(self, state: dict[str, Any], label: str) -> None:
         self.state = state
         self.label = label
-        self._held_before = self.high_water  # keys a target may hold from earlier runs
 
     @property
     def line_count(self) -> int:
@@ -76,16 +77,21 @@ class Ledger:
                 point.next_ordinal,
             )
             return point
+        retire_to = self.high_water
         if isinstance(progress, dict):
             LOGGER.info(
                 "%s: data changed since the interrupted run (eTag %s → %s); restarting at 0",
                 self.label, progress.get("etag"), manifest.etag,
             )
+            retire_to = max(retire_to, int(progress.get("retire_to", 0)))
         self.state["progress"] = {
             "etag": manifest.etag,
             "blob_list": manifest.blob_list_digest,
             "blobs_done": 0,
             "next_ordinal": 0,
+            # Keys a target may hold from *other* data versions. Runs of this same manifest
+            # emit the same ordinals, so resuming it does not widen this.
+            "retire_to": retire_to,
         }
         return ResumePoint()
 
@@ -106,10 +112,10 @@ class Ledger:
     def surplus(self, new_count: int) -> range:
         """Ordinals a target may hold beyond the new data: to be retired with tombstones.
 
-        Only marks saved by *earlier* runs count: the steps this run raised the mark by
-        cover ordinals it has just emitted or never reached.
+        Only what was held before this manifest began counts: the steps by which emitting
+        it raised the mark cover ordinals it has just emitted or never reached.
         """
-        return range(new_count, self._held_before)
+        return range(new_count, int(self.state["progress"].get("retire_to", 0)))
 
     def complete(self, manifest: Manifest, line_count: int, **extra: Any) -> None:  # noqa: ANN401
         """Bookmark ``manifest`` as emitted completely (surplus already retired)."""

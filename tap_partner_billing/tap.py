@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from singer_sdk import Tap
+from singer_sdk import Tap, about
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
@@ -129,6 +130,27 @@ class TapPartnerBilling(Tap):
         super().__init__(*args, validate_config=validate_config, **kwargs)
         if validate_config and (problems := settings_problems(self.config)):
             raise ConfigValidationError("Config validation failed", errors=problems)
+
+    @classmethod
+    def print_about(cls, output_format: str | None = None) -> None:
+        """Print ``--about``, with the streams added (the SDK lists none without a config)."""
+        text = about.AboutFormatter.get_formatter(output_format or "text").format_about(
+            cls._get_about_info()
+        )
+        streams = [
+            {"name": s.name, "key_properties": list(s.primary_keys), "description": s.__doc__}
+            for s in (BilledUsageStream, UnbilledUsageStream)
+        ]
+        if output_format == "json":
+            text = json.dumps({**json.loads(text), "streams": streams}, indent=2)
+        elif output_format == "markdown":
+            section = "## Streams\n\n| Stream | Key properties | Description |\n|:--|:--|:--|\n"
+            section += "".join(
+                f"| {s['name']} | {', '.join(s['key_properties'])} | {s['description']} |\n"
+                for s in streams
+            )
+            text = text.replace("## Settings", f"{section}\n## Settings", 1)
+        print(text)  # noqa: T201 - this is the CLI output
 
     @cached_property
     def services(self) -> Services:

@@ -1,0 +1,216 @@
+"""Shared test helpers: a fake clock, a responses-based fake Graph, and an in-process tap run."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import uuid
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import responses
+
+from tap_partner_billing.services import build_services
+from tap_partner_billing.tap import TapPartnerBilling
+
+DATA = Path(__file__).parent / "data"
+LOGIN = "https://login.test"
+GRAPH = "https://graph.test/v1.0"
+BLOBS = "https://blobs.test"
+SAS = "sv=2021-08-06&se=2099-01-01T00%3A00%3A00Z&sr=d&sp=rl&sig=SECRETSIGNATURE"
+TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-graph-token"
+
+
+def load_json(name: str) -> Any:  # noqa: ANN401
+    """A JSON fixture from tests/data."""
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def gz_lines(*lines: str) -> bytes:
+    """Gzip JSON lines (given as text, so numbers stay exactly as written)."""
+    return gzip.compress("".join(line + "\n" for line in lines).encode())
+
+
+class FakeClock:
+    """A monotonic clock that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def base_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+    config: dict[str, Any] = {
+        "tenant_id": "contoso.test",
+        "client_id": "client-1",
+        "client_secret": "very-secret-value",
+        "authority_url": LOGIN,
+        "graph_url": GRAPH,
+        "invoice_ids": [],
+        "billing_periods": ["current"],
+        "currency_codes": ["USD"],
+        "poll_interval_seconds": 5,
+        "max_parallel_downloads": 2,
+    }
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class Export:
+    """What the fake Graph serves for one partition."""
+
+    blobs: dict[str, bytes]
+    etag: str = "etag-1"
+    month: str = "202609"
+    statuses: list[str] = field(default_factory=lambda: ["notStarted", "running", "succeeded"])
+    fail_code: str | None = None  # "5000" or another code: the operation fails
+    linked: bool = False
+
+
+class FakeGraph:
+    """Login, Graph and blob endpoints on ``responses``; every request is recorded."""
+
+    def __init__(self, rsps: responses.RequestsMock) -> None:
+        self.rsps = rsps
+        self.exports: dict[str, Export] = {}
+        self.operations: dict[str, dict[str, Any]] = {}
+        self.posts: list[dict[str, Any]] = []
+        self.blob_gets: list[str] = []
+        self.token_requests = 0
+        self.retry_after: str | None = "3"
+        rsps.add_callback(
+            responses.GET, re.compile(rf"{LOGIN}/[^/]+/v2.0/.well-known/openid-configuration"),
+            callback=self._openid,
+        )
+        rsps.add_callback(responses.POST, re.compile(rf"{LOGIN}/[^/]+/oauth2/v2.0/token"), callback=self._token)
+        rsps.add_callback(responses.POST, re.compile(rf"{GRAPH}/reports/partners/billing/.+/export"), callback=self._export)
+        rsps.add_callback(responses.GET, re.compile(rf"{GRAPH}/reports/partners/billing/operations/.+"), callback=self._operation)
+        rsps.add_callback(responses.GET, re.compile(rf"{GRAPH}/reports/partners/billing/manifests/.+"), callback=self._manifest)
+        rsps.add_callback(responses.GET, re.compile(rf"{BLOBS}/.+"), callback=self._blob)
+
+    # partitions are keyed by invoice id or "period/currency"
+    def add(self, key: str, export: Export) -> None:
+        self.exports[key] = export
+
+    def _openid(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        tenant = request.url.split("/")[3]
+        base = f"{LOGIN}/{tenant}"
+        return 200, {}, json.dumps({
+            "token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        })
+
+    def _token(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        self.token_requests += 1
+        return 200, {}, json.dumps({"token_type": "Bearer", "expires_in": 3600, "access_token": TOKEN})
+
+    def _export(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        body = json.loads(request.body)
+        self.posts.append(body)
+        key = body.get("invoiceId") or f"{body['billingPeriod']}/{body['currencyCode']}"
+        op_id = str(uuid.uuid4())
+        self.operations[op_id] = {"key": key, "polls": 0}
+        return 202, {"Location": f"{GRAPH}/reports/partners/billing/operations/{op_id}"}, ""
+
+    def manifest_body(self, key: str, op_id: str) -> dict[str, Any]:
+        export = self.exports[key]
+        return {
+            "id": f"manifest-{op_id}", "eTag": export.etag, "createdDateTime": "2026-10-02T01:02:03Z",
+            "schemaVersion": "2", "dataFormat": "compressedJSON",
+            "rootDirectory": f"{BLOBS}/c/v1/BillingMonth={export.month}/Key={key.replace('/', '-')}",
+            "sasToken": SAS, "blobCount": len(export.blobs),
+            "blobs": [{"name": name, "partitionValue": "default"} for name in export.blobs],
+        }
+
+    def _operation(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        op_id = request.url.rsplit("/", 1)[-1]
+        op = self.operations.get(op_id)
+        if op is None:
+            return 404, {}, json.dumps({"error": {"code": "NotFound", "message": "gone"}})
+        export = self.exports.get(op["key"])
+        statuses = export.statuses if export else ["failed"]
+        status = statuses[min(op["polls"], len(statuses) - 1)]
+        if export and export.fail_code and status == "succeeded":
+            status = "failed"
+        op["polls"] += 1
+        body: dict[str, Any] = {"id": op_id, "status": status, "createdDateTime": "2026-10-02T01:00:00"}
+        headers = {"Retry-After": self.retry_after} if status in {"notStarted", "running"} and self.retry_after else {}
+        if status.lower() in {"succeeded", "completed"} and export:
+            if export.linked:
+                body["resourceLocation@odata.navigationLink"] = f"{GRAPH}/reports/partners/billing/manifests/{op_id}"
+            else:
+                body["resourceLocation"] = self.manifest_body(op["key"], op_id)
+        elif status == "failed":
+            code = export.fail_code if export else "5000"
+            body["error"] = {"code": code, "message": "No data available" if code == "5000" else "boom"}
+        return 200, headers, json.dumps(body)
+
+    def _manifest(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        op_id = request.url.rsplit("/", 1)[-1]
+        return 200, {}, json.dumps(self.manifest_body(self.operations[op_id]["key"], op_id))
+
+    def _blob(self, request: Any) -> tuple[int, dict[str, str], bytes]:  # noqa: ANN401
+        assert "Authorization" not in request.headers, "the Graph token must never reach blob storage"
+        assert request.url.endswith(SAS)
+        name = request.url.split("?")[0].rsplit("/", 1)[-1]
+        self.blob_gets.append(name)
+        for export in self.exports.values():
+            if name in export.blobs:
+                return 200, {}, export.blobs[name]
+        return 404, {}, b""
+
+
+@dataclass
+class SyncResult:
+    messages: list[dict[str, Any]]
+    clock: FakeClock
+
+    def records(self, stream: str | None = None) -> list[dict[str, Any]]:
+        return [m["record"] for m in self.messages if m["type"] == "RECORD" and stream in (None, m["stream"])]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        states = [m["value"] for m in self.messages if m["type"] == "STATE"]
+        return states[-1] if states else {}
+
+    def partition_states(self, stream: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.state["bookmarks"][stream]["partitions"]
+        return result
+
+
+def run_tap(
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    raw: list[str] | None = None,
+    streams: tuple[str, ...] | None = None,
+) -> SyncResult:
+    """Sync in-process with a fake clock; return every message written to stdout."""
+    tap = TapPartnerBilling(config=config, state=state)
+    for stream in tap.streams.values():
+        stream.selected = streams is None or stream.name in streams
+    clock = FakeClock()
+    tap.services = build_services(tap.config, clock=clock.clock, sleep=clock.sleep)
+    buffer = io.BytesIO()
+    out = io.TextIOWrapper(buffer, encoding="utf-8")
+    try:
+        with redirect_stdout(out):
+            tap.sync_all()
+    finally:
+        out.flush()
+        text = buffer.getvalue().decode()
+        if raw is not None:
+            raw.extend(text.splitlines())
+    return SyncResult([json.loads(line) for line in text.splitlines()], clock)

@@ -1,0 +1,249 @@
+"""The tap end to end against a fake Graph: records, keys, tombstones and state."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tap_partner_billing.errors import ExportFailedError
+from tests.helpers import Export, FakeGraph, base_config, gz_lines, run_tap
+
+
+def usage_line(n: int, total: str = "1.0000000001") -> str:
+    return (
+        f'{{"CustomerId": "c-{n}", "InvoiceNumber": "G000000001", "BillingPreTaxTotal": {total}, '
+        f'"Quantity": "{n}.123456789012", "UsageDate": "2026-09-{(n % 28) + 1:02d}T00:00:00"}}'
+    )
+
+
+def three_blobs(prefix: str, lines_per_blob: int, start: int = 0) -> dict[str, bytes]:
+    blobs = {}
+    n = start
+    for b in range(3):
+        lines = []
+        for _ in range(lines_per_blob):
+            lines.append(usage_line(n, total=f"{n}.{n:010d}"))
+            n += 1
+        blobs[f"{prefix}-part-{b:05d}.json.gz"] = gz_lines(*lines)
+    return blobs
+
+
+def billed_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+    config = base_config(invoice_ids=["G000000001", "G000000002"], **overrides)
+    return config
+
+
+BILLED = ("billed_usage",)
+UNBILLED = ("unbilled_usage",)
+
+
+@pytest.fixture
+def two_invoices(graph: FakeGraph) -> FakeGraph:
+    graph.add("G000000001", Export(three_blobs("a", 4), etag="etag-a", month="202609"))
+    graph.add("G000000002", Export(three_blobs("b", 5, start=100), etag="etag-b", month="202610"))
+    graph.add("current/USD", Export({}, fail_code="5000"))
+    return graph
+
+
+def test_two_invoices_one_record_per_line_exact_decimals(two_invoices: FakeGraph) -> None:
+    raw: list[str] = []
+    result = run_tap(billed_config(), raw=raw)
+    records = result.records("billed_usage")
+    assert len(records) == 3 * 4 + 3 * 5
+    by_invoice = Counter(r["invoice_id"] for r in records)
+    assert by_invoice == {"G000000001": 12, "G000000002": 15}
+    # Decimal strings equal the source text, asserted on the serialised RECORD lines.
+    record_lines = [line for line in raw if '"type":"RECORD"' in line.replace(" ", "")]
+    assert '"billing_pre_tax_total":"101.0000000101"' in "".join(record_lines).replace(" ", "")
+    first = next(r for r in records if r["invoice_id"] == "G000000002" and r["line_ordinal"] == 1)
+    assert first["billing_pre_tax_total"] == "101.0000000101"
+    assert first["quantity"] == "101.123456789012"
+    assert first["usage_date"] == "2026-09-18T00:00:00+00:00"
+    assert first["billing_month"] == "202610"
+    assert first["_blob_name"] == "b-part-00000.json.gz"
+    assert first["_blob_line"] == 2
+    assert first["_manifest_etag"] == "etag-b"
+    assert sum(Decimal(r["billing_pre_tax_total"]) for r in records) == sum(
+        Decimal(f"{n}.{n:010d}") for n in [*range(12), *range(100, 115)]
+    )
+    # ordinals: blobs in name order, then line order; each key once
+    keys = [(r["invoice_id"], r["line_ordinal"]) for r in records]
+    assert len(set(keys)) == len(keys)
+    assert sorted(o for i, o in keys if i == "G000000001") == list(range(12))
+
+    partitions = {p["context"]["invoice_id"]: p for p in result.partition_states("billed_usage")}
+    assert partitions["G000000001"]["etag"] == "etag-a"
+    assert partitions["G000000001"]["line_count"] == 12
+    assert partitions["G000000002"]["etag"] == "etag-b"
+    assert partitions["G000000002"]["line_count"] == 15
+    assert "progress" not in partitions["G000000001"]
+
+    # A second run with that state: no export request and no blob for the invoices.
+    posts, gets = len(two_invoices.posts), len(two_invoices.blob_gets)
+    again = run_tap(billed_config(), state=result.state)
+    assert again.records("billed_usage") == []
+    billed_posts = [p for p in two_invoices.posts[posts:] if "invoiceId" in p]
+    assert billed_posts == []
+    assert two_invoices.blob_gets[gets:] == []
+
+
+def test_duplicate_lines_get_distinct_keys(graph: FakeGraph) -> None:
+    same = usage_line(1)
+    graph.add("G000000001", Export({"x.json.gz": gz_lines(same, same, same)}))
+    result = run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
+    records = result.records("billed_usage")
+    assert [r["line_ordinal"] for r in records] == [0, 1, 2]
+    assert len({json.dumps({k: v for k, v in r.items() if k not in {"line_ordinal", "_blob_line"}}, sort_keys=True) for r in records}) == 1
+
+
+def unbilled_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
+    partitions = result.partition_states("unbilled_usage")
+    assert len(partitions) == 1
+    return dict(partitions[0]["months"])
+
+
+def test_unbilled_reexport_with_fewer_lines_retires_exact_surplus(graph: FakeGraph) -> None:
+    graph.add("current/USD", Export({"u1.json.gz": gz_lines(*(usage_line(n) for n in range(7)))}, etag="v1", month="202611"))
+    config = base_config()
+    first = run_tap(config, streams=UNBILLED)
+    assert len(first.records()) == 7
+    assert unbilled_state(first)["202611"]["line_count"] == 7
+
+    graph.add("current/USD", Export({"u2.json.gz": gz_lines(*(usage_line(n) for n in range(4)))}, etag="v2", month="202611"))
+    second = run_tap(config, state=first.state, streams=UNBILLED)
+    records = second.records()
+    live = [r for r in records if r.get("_sdc_deleted_at") is None]
+    dead = [r for r in records if r.get("_sdc_deleted_at") is not None]
+    assert [r["line_ordinal"] for r in live] == [0, 1, 2, 3]
+    assert [r["line_ordinal"] for r in dead] == [4, 5, 6]
+    assert all(r["_blob_name"] is None and r["_blob_line"] is None for r in dead)
+    assert all(r["_manifest_etag"] == "v2" and r["billing_month"] == "202611" for r in dead)
+    assert Counter((r["billing_month"], r["line_ordinal"]) for r in records).most_common(1)[0][1] == 1
+    assert unbilled_state(second)["202611"]["line_count"] == 4
+
+    # unchanged data: no blob fetched, nothing emitted
+    gets = len(graph.blob_gets)
+    third = run_tap(config, state=second.state, streams=UNBILLED)
+    assert third.records() == []
+    assert graph.blob_gets[gets:] == []
+
+
+def test_retirement_covers_an_interrupted_run_beyond_the_old_count(graph: FakeGraph) -> None:
+    """A run killed after emitting ordinals past the last complete count leaves a mark."""
+    graph.add("current/USD", Export({"u1.json.gz": gz_lines(*(usage_line(n) for n in range(3)))}, etag="v1", month="202611"))
+    config = base_config()
+    first = run_tap(config, streams=UNBILLED)
+    # The interrupted run: data grew to 1500 lines, and the tap died mid-way.
+    state = copy.deepcopy(first.state)
+    month = state["bookmarks"]["unbilled_usage"]["partitions"][0]["months"]["202611"]
+    month["high_water"] = 2000  # what it saved before emitting ordinal 1000
+    month["progress"] = {"etag": "v-big", "blob_list": "x", "blobs_done": 1, "next_ordinal": 1200}
+    graph.add("current/USD", Export({"u3.json.gz": gz_lines(*(usage_line(n) for n in range(2)))}, etag="v3", month="202611"))
+    result = run_tap(config, state=state, streams=UNBILLED)
+    dead = sorted(r["line_ordinal"] for r in result.records() if r.get("_sdc_deleted_at"))
+    assert dead == list(range(2, 2000))
+    assert unbilled_state(result)["202611"]["high_water"] == 2
+
+
+def test_high_water_is_saved_before_ordinals_beyond_it(graph: FakeGraph) -> None:
+    lines = [usage_line(n) for n in range(2500)]
+    graph.add("current/USD", Export({"u.json.gz": gz_lines(*lines)}, etag="v1", month="202611"))
+    result = run_tap(base_config(), streams=UNBILLED)
+    mark = 0
+    for message in result.messages:
+        if message["type"] == "STATE":
+            months = message["value"]["bookmarks"].get("unbilled_usage", {}).get("partitions", [{}])[0].get("months", {})
+            mark = months.get("202611", {}).get("high_water", 0)
+        elif message["type"] == "RECORD":
+            assert message["record"]["line_ordinal"] < mark
+
+
+def test_failed_5000_is_not_bookmarked_as_done(graph: FakeGraph) -> None:
+    graph.add("G000000001", Export({}, fail_code="5000"))
+    config = base_config(invoice_ids=["G000000001"])
+    first = run_tap(config, streams=BILLED)
+    assert first.records() == []
+    partition = first.partition_states("billed_usage")[0]
+    assert "etag" not in partition
+    assert partition["pending_operations"] == {}
+    run_tap(config, state=first.state, streams=BILLED)
+    assert len([p for p in graph.posts if "invoiceId" in p]) == 2  # tried again next run
+
+
+def test_failed_other_code_names_dataset_partition_operation_and_error(graph: FakeGraph) -> None:
+    graph.add("G000000001", Export({}, fail_code="7000"))
+    with pytest.raises(ExportFailedError) as raised:
+        run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
+    message = str(raised.value)
+    assert "billed_usage invoice G000000001" in message
+    assert "7000" in message
+    assert next(iter(graph.operations)) in message
+
+
+def test_pending_operation_is_polled_again_not_reposted(graph: FakeGraph) -> None:
+    graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1))}, statuses=["running"] * 100))
+    config = base_config(invoice_ids=["G000000001"], poll_timeout_seconds=20)
+    raw: list[str] = []
+    with pytest.raises(Exception, match="still running"):
+        run_tap(config, raw=raw, streams=BILLED)
+    states = [json.loads(line)["value"] for line in raw if '"STATE"' in line]
+    saved = states[-1]["bookmarks"]["billed_usage"]["partitions"][0]["pending_operations"]["export"]
+    assert saved["operation_url"].startswith("https://graph.test/v1.0/reports/partners/billing/operations/")
+    graph.exports["G000000001"].statuses = ["succeeded"]
+    result = run_tap(config, state=states[-1], streams=BILLED)
+    assert len(result.records()) == 1
+    assert len(graph.posts) == 1  # the resumed run did not POST again
+
+
+def test_finished_blobs_not_fetched_again_after_resume(graph: FakeGraph) -> None:
+    blobs = three_blobs("a", 3)
+    graph.add("G000000001", Export(blobs, etag="e1"))
+    config = base_config(invoice_ids=["G000000001"], max_parallel_downloads=1)
+    raw: list[str] = []
+    full = run_tap(config, raw=raw, streams=BILLED)
+    assert len(full.records()) == 9
+    # The state written right after blob 2 finished: as if the tap was killed there.
+    def progress_of(line: str) -> Any:  # noqa: ANN401
+        parts = json.loads(line)["value"]["bookmarks"]["billed_usage"]["partitions"]
+        return parts[0].get("progress")
+    after_two = next(json.loads(line)["value"] for line in raw if '"STATE"' in line and (progress_of(line) or {}).get("blobs_done") == 2)
+    graph.blob_gets.clear()
+    resumed = run_tap(config, state=after_two, streams=BILLED)
+    assert graph.blob_gets == ["a-part-00002.json.gz"]
+    assert [r["line_ordinal"] for r in resumed.records()] == [6, 7, 8]
+
+
+def test_changed_etag_on_resume_restarts_partition(graph: FakeGraph) -> None:
+    graph.add("G000000001", Export(three_blobs("a", 3), etag="e1"))
+    config = base_config(invoice_ids=["G000000001"])
+    raw: list[str] = []
+    run_tap(config, raw=raw, streams=BILLED)
+    mid = next(
+        json.loads(line)["value"] for line in raw
+        if '"STATE"' in line and '"blobs_done":1' in line.replace(" ", "")
+    )
+    graph.add("G000000001", Export(three_blobs("n", 2), etag="e2"))
+    graph.blob_gets.clear()
+    resumed = run_tap(config, state=mid, streams=BILLED)
+    assert sorted(graph.blob_gets) == ["n-part-00000.json.gz", "n-part-00001.json.gz", "n-part-00002.json.gz"]
+    live = [r["line_ordinal"] for r in resumed.records() if not r.get("_sdc_deleted_at")]
+    assert live == list(range(6))
+
+
+def test_current_and_last_resolving_to_one_month_sync_it_once(graph: FakeGraph) -> None:
+    graph.add("current/USD", Export({"c.json.gz": gz_lines(usage_line(1), usage_line(2))}, month="202611"))
+    graph.add("last/USD", Export({"l.json.gz": gz_lines(usage_line(3))}, month="202611"))
+    result = run_tap(base_config(billing_periods=["current", "last"]), streams=UNBILLED)
+    assert [r["line_ordinal"] for r in result.records()] == [0, 1]
+    assert graph.blob_gets == ["c.json.gz"]
+
+
+def test_linked_manifest_and_completed_status(graph: FakeGraph) -> None:
+    graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1))}, linked=True, statuses=["Completed"]))
+    result = run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
+    assert len(result.records()) == 1
