@@ -11,15 +11,28 @@ import msal
 import requests
 
 from tap_partner_billing.errors import AuthenticationError
-from tap_partner_billing.http import RetryPolicy
+from tap_partner_billing.http import RETRIABLE_STATUSES, RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 LOGGER = logging.getLogger(__name__)
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-# Entra answers these AADSTS error families for throttling and outages; worth another try.
+# OAuth 2.0 error codes for throttling and outages (RFC 6749 §5.2); worth another try.
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+class _StatusRecordingSession(requests.Session):
+    """MSAL hides HTTP statuses from its caller; this remembers the last one it saw."""
+
+    last_status: int | None = None
+    last_retry_after: str | None = None
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override] # noqa: ANN401
+        response = super().request(method, url, *args, **kwargs)
+        self.last_status = response.status_code
+        self.last_retry_after = response.headers.get("Retry-After")
+        return response
 
 
 @dataclass(frozen=True)
@@ -54,33 +67,28 @@ class TokenProvider:
         scope: str = GRAPH_SCOPE,
         sleep: Callable[[float], None],
         policy: RetryPolicy | None = None,
-        http_client: requests.Session | None = None,
     ) -> None:
         self._credentials = credentials
         self._authority = f"{authority_url.rstrip('/')}/{credentials.tenant_id}"
         self._scope = scope
         self._sleep = sleep
-        # MSAL caches a 429/5xx answer until its Retry-After (5 s by default) has passed, so
-        # retrying sooner only replays the cached failure.
-        self._policy = policy or RetryPolicy(base_delay_seconds=5.0)
-        self._http_client = http_client
+        self._policy = policy or RetryPolicy()
+        self._http = _StatusRecordingSession()
         self._app: msal.ConfidentialClientApplication | None = None
 
     def _application(self) -> msal.ConfidentialClientApplication:
+        # After a transient failure the app is built anew: MSAL would otherwise replay the
+        # cached 429/5xx answer until its own Retry-After clock runs out.
         if self._app is None:
-            try:
-                # instance_discovery=False: MSAL would otherwise ask a public Microsoft endpoint
-                # about any authority host it does not know (the sandbox, sovereign proxies).
-                self._app = msal.ConfidentialClientApplication(
-                    client_id=self._credentials.client_id,
-                    client_credential=self._credentials.msal_credential(),
-                    authority=self._authority,
-                    instance_discovery=False,
-                    http_client=self._http_client,
-                )
-            except (ValueError, requests.RequestException) as err:
-                msg = f"cannot reach the authority for tenant {self._credentials.tenant_id}: {err}"
-                raise AuthenticationError(msg) from None
+            # instance_discovery=False: MSAL would otherwise ask a public Microsoft endpoint
+            # about any authority host it does not know (the sandbox, sovereign proxies).
+            self._app = msal.ConfidentialClientApplication(
+                client_id=self._credentials.client_id,
+                client_credential=self._credentials.msal_credential(),
+                authority=self._authority,
+                instance_discovery=False,
+                http_client=self._http,
+            )
         return self._app
 
     def token(self) -> str:
@@ -90,28 +98,33 @@ class TokenProvider:
             AuthenticationError: When Entra refuses the credentials or stays unavailable.
         """
         for attempt in range(1, self._policy.max_attempts + 1):
+            self._http.last_status = self._http.last_retry_after = None
             try:
                 result: dict[str, Any] = self._application().acquire_token_for_client(
                     scopes=[self._scope]
                 )
             except (msal.exceptions.MsalServiceError, requests.RequestException) as err:
                 # MSAL raises on a 5xx from the token endpoint and does not retry on its own.
-                reason = f"{type(err).__name__}"
-                self._app = self._app if isinstance(err, msal.exceptions.MsalServiceError) else None
+                reason = f"{type(err).__name__} (HTTP {self._http.last_status})"
+            except ValueError as err:  # MSAL's word for an authority it cannot use
+                msg = f"cannot use the authority {self._authority}: {err}"
+                raise AuthenticationError(msg) from None
             else:
                 if "access_token" in result:
                     return str(result["access_token"])
                 error = str(result.get("error", "unknown_error"))
-                reason = f"{error}: {result.get('error_description', '')}".strip()
-                if error not in _TRANSIENT_ERRORS and "throttl" not in reason.lower():
+                reason = f"HTTP {self._http.last_status}, {error}: {result.get('error_description', '')}"
+                if error not in _TRANSIENT_ERRORS and self._http.last_status not in RETRIABLE_STATUSES:
                     msg = (
                         f"Entra ID refused a token for client {self._credentials.client_id} "
-                        f"in tenant {self._credentials.tenant_id}: {reason}"
+                        f"in tenant {self._credentials.tenant_id}: {reason.strip()}"
                     )
                     raise AuthenticationError(msg)
+            self._app = None
             if attempt == self._policy.max_attempts:
                 break
-            delay = self._policy.backoff_seconds(attempt)
+            retry_after = parse_retry_after(self._http.last_retry_after)
+            delay = self._policy.backoff_seconds(attempt) if retry_after is None else retry_after
             LOGGER.warning("Token request failed (%s); retrying in %.1f s", reason, delay)
             self._sleep(delay)
         msg = f"no token after {self._policy.max_attempts} attempts: {reason}"

@@ -1,0 +1,96 @@
+"""Blob download and gzip JSON-lines decoding."""
+
+from __future__ import annotations
+
+import gzip
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+
+from tap_partner_billing.blobs import BlobFetcher, download_in_order, iter_json_lines, new_blob_session
+from tap_partner_billing.errors import BlobDataError, SasExpiredError
+from tests.helpers import BLOBS, SAS, FakeClock, gz_lines
+
+
+def write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "blob.json.gz"
+    path.write_bytes(data)
+    return path
+
+
+def test_numbers_decode_exactly(tmp_path: Path) -> None:
+    path = write(tmp_path, gz_lines('{"a": 0.1000000000000000055511151231257827, "b": 12, "c": 1e-12, "d": "3.50"}'))
+    [(number, line)] = list(iter_json_lines(path, "blob"))
+    assert number == 1
+    assert line["a"] == Decimal("0.1000000000000000055511151231257827")
+    assert line["b"] == 12
+    assert line["c"] == Decimal("1e-12")
+    assert line["d"] == "3.50"
+
+
+def test_empty_blob_yields_nothing(tmp_path: Path) -> None:
+    assert list(iter_json_lines(write(tmp_path, gzip.compress(b"")), "blob")) == []
+
+
+def test_streaming_many_lines_keeps_order(tmp_path: Path) -> None:
+    lines = [f'{{"n": {i}}}' for i in range(50_000)]
+    got = [(n, line["n"]) for n, line in iter_json_lines(write(tmp_path, gz_lines(*lines)), "blob")]
+    assert got == [(i + 1, i) for i in range(50_000)]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (gz_lines('{"a": 1}', "{not json"), "line 2: not valid JSON"),
+        (gz_lines('{"a": 1}', "[1, 2]"), "line 2: a list, not a JSON object"),
+        (gz_lines('{"a": 1}', '{"b": 2}')[:-12], "corrupt or truncated"),
+        (b"this is not gzip", "corrupt or truncated"),
+    ],
+)
+def test_bad_blobs_name_the_blob_and_line(tmp_path: Path, data: bytes, message: str) -> None:
+    with pytest.raises(BlobDataError, match=message) as raised:
+        list(iter_json_lines(write(tmp_path, data), "billed_usage invoice G1, blob part-0"))
+    assert "blob part-0" in str(raised.value)
+
+
+def test_download_sends_no_authorization_and_resumes_with_range(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+    body = gz_lines(*(f'{{"n": {i}}}' for i in range(1000)))
+    url = f"{BLOBS}/c/dir/part-0.json.gz?{SAS}"
+    calls = {"n": 0}
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        calls["n"] += 1
+        assert "Authorization" not in request.headers
+        if calls["n"] == 1:
+            raise requests.ConnectionError("connection reset by peer")
+        return 200, {}, body
+
+    rsps.add_callback(responses.GET, url.split("?")[0], callback=answer)
+    clock = FakeClock()
+    path = BlobFetcher(new_blob_session(), sleep=clock.sleep, spool_dir=str(tmp_path)).download(url, "blob")
+    assert path.read_bytes() == body
+    assert calls["n"] == 2
+
+
+def test_403_means_the_sas_expired(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+    url = f"{BLOBS}/c/dir/part-0.json.gz?{SAS}"
+    rsps.add(responses.GET, url.split("?")[0], status=403, body=b"<Error><Code>AuthenticationFailed</Code></Error>")
+    with pytest.raises(SasExpiredError) as raised:
+        BlobFetcher(new_blob_session(), sleep=FakeClock().sleep, spool_dir=str(tmp_path)).download(url, "blob part-0")
+    assert "sig=" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []  # no spool file left behind
+
+
+def test_download_in_order_yields_in_order_and_cleans_up(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+    for i in range(5):
+        rsps.add(responses.GET, f"{BLOBS}/c/part-{i}", body=gz_lines(f'{{"i": {i}}}'))
+    fetcher = BlobFetcher(new_blob_session(), sleep=FakeClock().sleep, spool_dir=str(tmp_path))
+    jobs = [(f"part-{i}", lambda i=i: f"{BLOBS}/c/part-{i}") for i in range(5)]
+    seen = []
+    for index, path in download_in_order(fetcher, jobs, max_parallel=3):
+        seen.append((index, next(iter_json_lines(path, "x"))[1]["i"]))
+    assert seen == [(i, i) for i in range(5)]
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,210 @@
+"""The export state machine, table-driven, with the reference's documented JSON as fixtures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from tap_partner_billing.errors import (
+    ExportFailedError,
+    ExportTimeoutError,
+    OperationGoneError,
+    ServiceError,
+    TransientHTTPError,
+)
+from tap_partner_billing.export import ExportClient, ExportRequest, OperationStatus, same_origin
+from tap_partner_billing.manifest import Manifest
+from tests.helpers import GRAPH, FakeClock, load_json
+
+OPS = f"{GRAPH}/reports/partners/billing/operations"
+OP_URL = f"{OPS}/6fe687d7-1e0f-4bd6-9091-4672691f64bc"
+EXPORT_URL = f"{GRAPH}/reports/partners/billing/usage/billed/export"
+REQUEST = ExportRequest("usage/billed", {"invoiceId": "G016907411", "attributeSet": "full"}, "billed_usage invoice G016907411 (full)")
+
+
+def client(clock: FakeClock, *, interval: float = 30, timeout: float = 3600) -> ExportClient:
+    return ExportClient(
+        requests.Session(), graph_url=GRAPH, token=lambda: "tok", clock=clock.clock,
+        sleep=clock.sleep, poll_interval_seconds=interval, poll_timeout_seconds=timeout,
+    )
+
+
+def succeeded_inline() -> dict[str, Any]:
+    body = load_json("operation_succeeded_linked.json")
+    del body["resourceLocation@odata.navigationLink"]
+    body["resourceLocation"] = load_json("manifest_real.json")
+    return body
+
+
+@dataclass
+class Case:
+    name: str
+    answers: list[tuple[int, dict[str, Any], dict[str, str]]]
+    sleeps: list[float] = field(default_factory=list)
+    outcome: str = "manifest"  # manifest | nodata | an exception name
+
+
+RUNNING = load_json("operation_running.json")
+NOT_STARTED = {**RUNNING, "status": "notStarted"}
+FAILED_5000 = load_json("operation_failed.json")
+FAILED_OTHER = {**FAILED_5000, "error": {"code": "9001", "message": "Internal failure"}}
+
+CASES = [
+    Case("notStarted → running → succeeded, Retry-After honoured",
+         [(200, NOT_STARTED, {"Retry-After": "7"}), (200, RUNNING, {"Retry-After": "0"}), (200, succeeded_inline(), {})],
+         sleeps=[7, 0]),
+    Case("Retry-After absent: the configured interval",
+         [(200, RUNNING, {}), (200, succeeded_inline(), {})], sleeps=[30]),
+    Case("completed counts as succeeded",
+         [(200, {**succeeded_inline(), "status": "Completed"}, {})]),
+    Case("status compared case-insensitively",
+         [(200, {**RUNNING, "status": "RUNNING"}, {"Retry-After": "1"}), (200, {**succeeded_inline(), "status": "SUCCEEDED"}, {})], sleeps=[1]),
+    Case("failed with 5000 is no data", [(200, FAILED_5000, {})], outcome="nodata"),
+    Case("failed with another code", [(200, FAILED_OTHER, {})], outcome="ExportFailedError"),
+    Case("skipped", [(200, {**RUNNING, "status": "skipped"}, {})], outcome="ExportFailedError"),
+    Case("unknown status", [(200, {**RUNNING, "status": "paused"}, {})], outcome="ExportFailedError"),
+    Case("429 then success in the same run",
+         [(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "4"}), (200, succeeded_inline(), {})], sleeps=[4]),
+    Case("503 without Retry-After backs off",
+         [(503, {}, {}), (200, succeeded_inline(), {})], sleeps=[1]),
+    Case("410 Gone", [(410, {"error": {"code": "Gone"}}, {})], outcome="OperationGoneError"),
+    Case("404", [(404, {"error": {"code": "NotFound"}}, {})], outcome="OperationGoneError"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_poll_table(case: Case, rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    for status, body, headers in case.answers:
+        rsps.add(responses.GET, OP_URL, json=body, status=status, headers=headers)
+    errors = {"ExportFailedError": ExportFailedError, "OperationGoneError": OperationGoneError}
+    if case.outcome in errors:
+        with pytest.raises(errors[case.outcome]) as raised:
+            client(clock).poll(OP_URL, REQUEST)
+        assert "billed_usage invoice G016907411" in str(raised.value)
+        return
+    result = client(clock).poll(OP_URL, REQUEST)
+    assert clock.sleeps == case.sleeps
+    assert result.operation_id == "6fe687d7-1e0f-4bd6-9091-4672691f64bc"
+    if case.outcome == "nodata":
+        assert result.manifest is None
+    else:
+        assert result.manifest is not None
+        assert result.manifest.etag == "69D0qrTA8NTziitwV"
+        assert result.manifest.billing_month == "202410"
+
+
+def test_failed_error_names_operation_and_graph_code(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.GET, OP_URL, json=FAILED_OTHER)
+    with pytest.raises(ExportFailedError, match=r"6fe687d7-1e0f-4bd6-9091-4672691f64bc.*9001: Internal failure"):
+        client(clock).poll(OP_URL, REQUEST)
+
+
+def test_deadline(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "60"})
+    with pytest.raises(ExportTimeoutError, match="poll_timeout_seconds=150"):
+        client(clock, timeout=150).poll(OP_URL, REQUEST)
+    assert sum(clock.sleeps) == 150  # never sleeps past the deadline
+
+
+def test_heartbeat_during_long_waits(rsps: responses.RequestsMock, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "300"})
+    rsps.add(responses.GET, OP_URL, json=succeeded_inline())
+    caplog.set_level("INFO")
+    client(clock).poll(OP_URL, REQUEST)
+    assert max(clock.sleeps) <= 60
+    assert sum(clock.sleeps) == 300
+    assert len([r for r in caplog.records if "waiting for operation" in r.message]) >= 4
+
+
+def test_linked_manifest_is_fetched(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    linked = load_json("operation_succeeded_linked.json")
+    link = linked["resourceLocation@odata.navigationLink"].replace("https://graph.microsoft.com/v1.0", GRAPH)
+    rsps.add(responses.GET, OP_URL, json={**linked, "resourceLocation@odata.navigationLink": link})
+    rsps.add(responses.GET, link, json=load_json("manifest_real.json"))
+    result = client(clock).poll(OP_URL, REQUEST)
+    assert result.manifest is not None
+    assert result.manifest.blobs[0].name.startswith("part-00103")
+
+
+def test_linked_manifest_on_another_origin_is_refused_before_the_token_goes(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rsps.add(responses.GET, OP_URL, json=load_json("operation_succeeded_linked.json"))  # graph.microsoft.com ≠ graph.test
+    with pytest.raises(ServiceError, match="not on the origin of graph_url"):
+        client(clock).poll(OP_URL, REQUEST)
+    assert len(rsps.calls) == 1
+
+
+def test_start_returns_location(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
+    assert client(clock).start(REQUEST) == OP_URL
+    sent = rsps.calls[0].request
+    assert json.loads(sent.body or b"") == {"invoiceId": "G016907411", "attributeSet": "full"}
+    assert sent.headers["Authorization"] == "Bearer tok"
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["https://evil.test/v1.0/reports/partners/billing/operations/1", "http://graph.test/v1.0/x",
+     "https://graph.test:8443/v1.0/x", "/v1.0/reports/partners/billing/operations/1", ""],
+)
+def test_start_refuses_location_off_origin(location: str, rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": location} if location else {})
+    with pytest.raises(ServiceError, match="refusing"):
+        client(clock).start(REQUEST)
+
+
+def test_start_400_is_a_clear_error(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.POST, EXPORT_URL, status=400, json={"error": {"code": "BadRequest", "message": "invoiceId malformed"}},
+             headers={"request-id": "req-123"})
+    with pytest.raises(ServiceError, match=r"HTTP 400, BadRequest: invoiceId malformed, request-id req-123"):
+        client(clock).start(REQUEST)
+
+
+def test_start_429_then_202(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.POST, EXPORT_URL, status=429, headers={"Retry-After": "2"})
+    rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
+    assert client(clock).start(REQUEST) == OP_URL
+    assert clock.sleeps == [2]
+
+
+def test_transient_errors_are_bounded(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    rsps.add(responses.GET, OP_URL, status=503)
+    with pytest.raises(TransientHTTPError, match="after 6 attempts"):
+        client(clock).poll(OP_URL, REQUEST)
+    assert len(clock.sleeps) == 5
+
+
+def test_status_parsing() -> None:
+    assert OperationStatus.parse("notstarted") is OperationStatus.NOT_STARTED
+    assert OperationStatus.parse("Completed") is OperationStatus.SUCCEEDED
+    assert OperationStatus.parse(None) is OperationStatus.UNKNOWN
+
+
+def test_same_origin() -> None:
+    assert same_origin("https://GRAPH.test/v1.0/x", "https://graph.test:443/v1.0")
+    assert not same_origin("https://graph.test.evil/x", "https://graph.test/v1.0")
+
+
+def test_real_manifest_fixture_parses_verbatim() -> None:
+    manifest = Manifest.parse(load_json("manifest_real.json"), where="t")
+    assert manifest.billing_month == "202410"
+    assert manifest.path_segments()["currency"] == "INR"
+    assert "sig=" not in repr(manifest)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"blobCount": 2}, "blobCount 2"), ({"dataFormat": "parquet"}, "dataFormat"),
+     ({"rootDirectory": None}, "lacks rootDirectory"), ({"sasToken": ""}, "lacks sasToken"),
+     ({"rootDirectory": "http://x/y"}, "not an https URL")],
+)
+def test_bad_manifests_are_refused(change: dict[str, Any], message: str) -> None:
+    body = {**load_json("manifest_real.json"), **change}
+    with pytest.raises(Exception, match=message):
+        Manifest.parse(body, where="billed_usage invoice X")
