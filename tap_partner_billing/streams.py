@@ -55,6 +55,21 @@ def _fallback_month(period: str) -> str:
     return f"{year:04d}{month:02d}"
 
 
+def restore_decimal_details(schema: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
+    """Copy ``precision``/``scale`` of ``x-singer.decimal`` columns from ``declared`` into ``schema``.
+
+    The SDK's catalog model (``singer.Schema``) keeps only standard JSON Schema keys, so every
+    schema that passes through a catalog, including the one SCHEMA messages are built from,
+    loses them, and SQL targets then create unbounded or scale-0 DECIMAL columns.
+    """
+    declared_properties = declared.get("properties", {})
+    for name, column in schema.get("properties", {}).items():
+        original = declared_properties.get(name, {})
+        if original.get("format") == "x-singer.decimal" and column.get("format") == "x-singer.decimal":
+            column.update(precision=original["precision"], scale=original["scale"])
+    return schema
+
+
 class ExportStream(Stream):
     """A stream whose partitions are each one Graph export (see the README's state section)."""
 
@@ -63,10 +78,21 @@ class ExportStream(Stream):
     identity_properties: ClassVar[tuple[str, ...]]
 
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
-        properties = {name: dict(_KEY_STRING) for name in self.identity_properties}
+        super().__init__(tap=tap, schema=self.declared_schema())
+
+    @classmethod
+    def declared_schema(cls) -> dict[str, Any]:
+        """The stream's JSON schema: identity, provenance, then the data columns."""
+        properties = {name: dict(_KEY_STRING) for name in cls.identity_properties}
         properties.update(PROVENANCE_PROPERTIES)
-        properties.update(self.field_set.schema_properties())
-        super().__init__(tap=tap, schema={"type": "object", "properties": properties})
+        properties.update(cls.field_set.schema_properties())
+        return {"type": "object", "properties": properties}
+
+    def apply_catalog(self, catalog: Any) -> None:  # noqa: ANN401 - singer_sdk's Catalog
+        """Apply the catalog, then put back the decimal details its model drops."""
+        super().apply_catalog(catalog)
+        if self._input_schema is not None:
+            restore_decimal_details(self._input_schema, self.schema)
 
     @property
     def services(self) -> Services:

@@ -12,12 +12,17 @@ from singer_sdk import Tap, about
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing.errors import PartnerBillingError
 from tap_partner_billing.redact import install_log_redaction
 from tap_partner_billing.services import Services, build_services
-from tap_partner_billing.streams import BilledUsageStream, UnbilledUsageStream
+from tap_partner_billing.streams import (
+    BilledUsageStream,
+    UnbilledUsageStream,
+    restore_decimal_details,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -151,6 +156,22 @@ class TapPartnerBilling(Tap):
             )
             text = text.replace("## Settings", f"{section}\n## Settings", 1)
         print(text)  # noqa: T201 - this is the CLI output
+
+    def setup_mapper(self) -> None:
+        """Register stream schemas with their decimal precision and scale intact.
+
+        The SDK registers the schemas the mapper turns into SCHEMA messages from its catalog
+        model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
+        """
+        super().setup_mapper()
+        declared = {s.name: s.declared_schema() for s in (BilledUsageStream, UnbilledUsageStream)}
+        for entry in self.catalog.streams:
+            name = entry.stream or entry.tap_stream_id
+            if name not in declared:
+                continue
+            schema = restore_decimal_details(entry.schema.to_dict(), declared[name])
+            selected = get_selected_schema(name, schema, entry.metadata.resolve_selection())
+            self.mapper.register_raw_stream_schema(name, selected, entry.key_properties)
 
     @cached_property
     def services(self) -> Services:

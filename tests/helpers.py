@@ -196,9 +196,10 @@ def run_tap(
     state: dict[str, Any] | None = None,
     raw: list[str] | None = None,
     streams: tuple[str, ...] | None = None,
+    catalog: dict[str, Any] | None = None,
 ) -> SyncResult:
     """Sync in-process with a fake clock; return every message written to stdout."""
-    tap = TapPartnerBilling(config=config, state=state)
+    tap = TapPartnerBilling(config=config, state=state, catalog=catalog)
     for stream in tap.streams.values():
         stream.selected = streams is None or stream.name in streams
     clock = FakeClock()

@@ -247,3 +247,15 @@ def test_linked_manifest_and_completed_status(graph: FakeGraph) -> None:
     graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1))}, linked=True, statuses=["Completed"]))
     result = run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
     assert len(result.records()) == 1
+
+
+@pytest.mark.parametrize("through_catalog", [False, True])
+def test_schema_messages_keep_decimal_precision_and_scale(graph: FakeGraph, through_catalog: bool) -> None:
+    from tap_partner_billing.tap import TapPartnerBilling
+
+    catalog = TapPartnerBilling(config=base_config()).catalog_dict if through_catalog else None
+    graph.add("current/USD", Export({}, fail_code="5000"))
+    result = run_tap(base_config(), streams=UNBILLED, catalog=catalog)
+    schema = next(m["schema"] for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "unbilled_usage")
+    assert schema["properties"]["billing_pre_tax_total"]["precision"] == 38
+    assert schema["properties"]["billing_pre_tax_total"]["scale"] == 18

@@ -1,0 +1,1 @@
+"""End-to-end tests through real servers: the sandbox, Azurite, PostgreSQL and Meltano."""

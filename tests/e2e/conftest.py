@@ -1,0 +1,115 @@
+"""Fixtures for the end-to-end tests: TLS files, sandbox, PostgreSQL, Azurite, a Meltano project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig, SandboxServer
+from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
+from tests.e2e.services import ROOT, WORK, Azurite, Postgres, ServiceStartError, start_azurite, start_postgres
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MELTANO = WORK / "meltano" / "bin" / "meltano"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def sandbox(tls: TlsFiles) -> Iterator[SandboxServer]:
+    server = SandboxServer(Sandbox(SandboxConfig(retry_after_seconds=0)), tls).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    try:
+        pg = start_postgres()
+    except ServiceStartError as err:
+        pytest.fail(f"PostgreSQL is required for this test and could not start: {err}")
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tls: TlsFiles) -> Iterator[Azurite]:
+    try:
+        service = start_azurite(tls.server_cert, tls.server_key)
+    except ServiceStartError as err:
+        pytest.fail(f"Azurite is required for this test and could not start: {err}")
+    yield service
+    service.stop()
+
+
+class MeltanoProject:
+    """A copy of the repository's meltano.yml in a temporary folder, plugins installed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})}
+        full_env.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox environment sets its own
+        result = subprocess.run(
+            [str(MELTANO), *args], cwd=self.root, env=full_env, capture_output=True, text=True,
+            check=False, timeout=900,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"meltano {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-6000:]}")
+        return result
+
+
+@pytest.fixture(scope="session")
+def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
+    if not MELTANO.exists():
+        pytest.fail(f"Meltano is not installed at {MELTANO}; scripts/bootstrap installs it")
+    root = tmp_path_factory.mktemp("meltano")
+    text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    (root / "meltano.yml").write_text(text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8")
+    project = MeltanoProject(root)
+    project.run("--environment=sandbox", "install")
+    return project
+
+
+def sandbox_env(server: SandboxServer) -> dict[str, str]:
+    """The variables the sandbox Meltano environment reads."""
+    return {
+        "PARTNER_BILLING_SANDBOX_LOGIN_URL": server.sandbox.login_url,
+        "PARTNER_BILLING_SANDBOX_GRAPH_URL": f"{server.sandbox.graph_url}/v1.0",
+        "PARTNER_BILLING_SANDBOX_CA_BUNDLE": str(server.tls.ca_bundle),
+    }
+
+
+def postgres_env(pg: Postgres, schema: str) -> dict[str, str]:
+    return {
+        "TARGET_POSTGRES_HOST": pg.host, "TARGET_POSTGRES_PORT": str(pg.port),
+        "TARGET_POSTGRES_USER": pg.user, "TARGET_POSTGRES_PASSWORD": pg.password,
+        "TARGET_POSTGRES_DATABASE": pg.database, "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+    }
+
+
+def query(pg: Postgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:  # noqa: ANN401
+    import psycopg
+
+    with psycopg.connect(pg.dsn()) as conn:
+        return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+
+
+def clean_output(project: MeltanoProject) -> Path:
+    output = project.root / "output"
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir()
+    return output

@@ -1,0 +1,105 @@
+"""tap → Meltano → target-jsonl and target-postgres, against the sandbox (and Azurite)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from tap_partner_billing.sandbox.azurite import AzuriteStore
+from tap_partner_billing.sandbox.service import SandboxServer
+from tests.e2e.conftest import MeltanoProject, clean_output, postgres_env, query, sandbox_env
+from tests.e2e.services import Azurite, Postgres
+
+pytestmark = pytest.mark.e2e
+
+
+def test_meltano_run_to_jsonl_matches_ground_truth(sandbox: SandboxServer, meltano: MeltanoProject) -> None:
+    output = clean_output(meltano)
+    meltano.run("--environment=sandbox", "run", "--state-id-suffix=jsonl", "tap-partner-billing", "target-jsonl",
+                env=sandbox_env(sandbox))
+    sb = sandbox.sandbox
+    counts = {f.stem: sum(1 for _ in f.open()) for f in output.glob("*.jsonl")}
+    billed_truth = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
+    unbilled_truth = sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    assert counts == {"billed_usage": billed_truth, "unbilled_usage": unbilled_truth}
+    records = [json.loads(line) for line in (output / "billed_usage.jsonl").open()]
+    by_invoice: Counter[str] = Counter()
+    for record in records:
+        by_invoice[record["invoice_id"]] += 1
+    assert by_invoice == {i: sb.billed_truth(i).line_count for i in sb.config.invoices}
+    assert all(not entry.authorized for entry in sb.faults.requests("blob")), "Graph token sent to storage"
+
+
+def live_totals(pg: Postgres, schema: str, table: str, column: str) -> dict[str, tuple[int, Decimal]]:
+    rows = query(
+        pg,
+        f"SELECT {column}, count(*), sum(billing_pre_tax_total) FROM {schema}.{table} "  # noqa: S608 - test-owned names
+        f"WHERE _sdc_deleted_at IS NULL GROUP BY {column}",
+    )
+    return {str(key): (int(count), Decimal(total)) for key, count, total in rows}
+
+
+def test_postgres_exact_sums_reruns_and_shrinking_snapshot(
+    sandbox: SandboxServer, meltano: MeltanoProject, postgres: Postgres
+) -> None:
+    sb = sandbox.sandbox
+    env = {**sandbox_env(sandbox), **postgres_env(postgres, "billing")}
+    run = ("--environment=sandbox", "run", "--state-id-suffix=pg", "tap-partner-billing", "target-postgres")
+    meltano.run(*run, env=env)
+
+    billed = live_totals(postgres, "billing", "billed_usage", "invoice_id")
+    assert billed == {
+        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total) for i in sb.config.invoices
+    }
+    column_type = query(
+        postgres,
+        "SELECT numeric_precision, numeric_scale FROM information_schema.columns "
+        "WHERE table_schema = 'billing' AND table_name = 'billed_usage' AND column_name = 'billing_pre_tax_total'",
+    )
+    assert column_type == [(38, 18)]
+    current, last = sb.unbilled_month("current"), sb.unbilled_month("last")
+    truth = {current: sb.unbilled_truth("current", "USD"), last: sb.unbilled_truth("last", "USD")}
+    assert live_totals(postgres, "billing", "unbilled_usage", "billing_month") == {
+        m: (t.line_count, t.pretax_total) for m, t in truth.items()
+    }
+
+    # A second run with state adds no rows.
+    before = query(postgres, "SELECT count(*) FROM billing.billed_usage")[0][0] + query(
+        postgres, "SELECT count(*) FROM billing.unbilled_usage")[0][0]
+    meltano.run(*run, env=env)
+    after = query(postgres, "SELECT count(*) FROM billing.billed_usage")[0][0] + query(
+        postgres, "SELECT count(*) FROM billing.unbilled_usage")[0][0]
+    assert after == before
+
+    # The unbilled snapshot shrinks: live rows equal the new snapshot exactly.
+    sb.set_unbilled_lines("current", "USD", 61)
+    meltano.run(*run, env=env)
+    new_truth = sb.unbilled_truth("current", "USD")
+    assert new_truth.line_count == 61
+    totals = live_totals(postgres, "billing", "unbilled_usage", "billing_month")
+    assert totals[current] == (61, new_truth.pretax_total)
+    assert totals[last] == (truth[last].line_count, truth[last].pretax_total)
+    dead = query(
+        postgres,
+        "SELECT min(line_ordinal), max(line_ordinal), count(*) FROM billing.unbilled_usage "
+        "WHERE _sdc_deleted_at IS NOT NULL AND billing_month = %s", current,
+    )
+    assert dead == [(61, truth[current].line_count - 1, truth[current].line_count - 61)]
+
+
+def test_blobs_served_from_azurite(
+    sandbox: SandboxServer, meltano: MeltanoProject, postgres: Postgres, azurite: Azurite
+) -> None:
+    sb = sandbox.sandbox
+    sb.azurite = AzuriteStore(azurite.account_url, ca_bundle=str(sandbox.tls.ca_bundle))
+    env = {**sandbox_env(sandbox), **postgres_env(postgres, "from_azurite")}
+    meltano.run("--environment=sandbox", "run", "--state-id-suffix=azurite", "tap-partner-billing", "target-postgres",
+                env=env)
+    assert sb.faults.requests("blob") == []  # every blob came from Azurite
+    billed = live_totals(postgres, "from_azurite", "billed_usage", "invoice_id")
+    assert billed == {
+        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total) for i in sb.config.invoices
+    }
