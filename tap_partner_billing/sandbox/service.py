@@ -309,6 +309,10 @@ class Sandbox:
         expiry = self._tokens.get(header[7:])
         return expiry is not None and expiry > self.now()
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out (tests check none of them leaks)."""
+        return list(self._tokens)
+
     def issue_token(self) -> tuple[str, int]:
         """A new opaque access token and its lifetime."""
         token = secrets.token_urlsafe(32)

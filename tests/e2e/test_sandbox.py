@@ -1,0 +1,73 @@
+"""The tap's CLI and the SDK standard suite against the sandbox over real HTTPS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tap_partner_billing.sandbox.faults import Fault
+from tap_partner_billing.sandbox.service import SandboxServer
+
+pytestmark = pytest.mark.e2e
+
+
+def run_cli(server: SandboxServer, tmp_path: Path, *args: str, **config: object) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(server.tap_config(**config)), encoding="utf-8")
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.tls.ca_bundle), "TAP_PARTNER_BILLING_LOGLEVEL": "DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", "tap_partner_billing", "--config", str(path), *args],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )
+
+
+def test_cli_test_acquires_a_token_and_starts_no_export(sandbox: SandboxServer, tmp_path: Path) -> None:
+    result = run_cli(sandbox, tmp_path, "--test")
+    assert result.returncode == 0, result.stderr
+    assert "a Graph token was acquired" in result.stderr
+    steps = {entry.step for entry in sandbox.sandbox.faults.requests()}
+    assert steps == {"openid", "token"}
+
+
+def test_cli_test_with_a_wrong_secret_fails_clearly(sandbox: SandboxServer, tmp_path: Path) -> None:
+    result = run_cli(sandbox, tmp_path, "--test", client_secret="wrong-secret-value")
+    assert result.returncode == 1
+    assert "invalid_client" in result.stderr
+    assert "wrong-secret-value" not in result.stderr + result.stdout
+
+
+def test_no_secret_in_any_output_at_debug_level(sandbox: SandboxServer, tmp_path: Path) -> None:
+    sandbox.sandbox.faults.add(Fault("blob", status=503, times=1))
+    result = run_cli(sandbox, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    everything = result.stdout + result.stderr
+    assert "sig=" not in everything
+    assert "sandbox-client-secret" not in everything
+    assert "Bearer ey" not in everything
+    issued = list(sandbox.sandbox.issued_tokens())
+    assert issued
+    assert not any(token in everything for token in issued)
+    assert "retrying" in result.stderr  # the 503 on a blob was survived within the run
+
+
+def test_discover_and_catalog_round_trip(sandbox: SandboxServer, tmp_path: Path) -> None:
+    discovered = run_cli(sandbox, tmp_path, "--discover")
+    assert discovered.returncode == 0
+    catalog = json.loads(discovered.stdout)
+    assert {s["stream"] for s in catalog["streams"]} == {"billed_usage", "unbilled_usage"}
+    (tmp_path / "catalog.json").write_text(discovered.stdout, encoding="utf-8")
+    synced = run_cli(sandbox, tmp_path, "--catalog", str(tmp_path / "catalog.json"))
+    assert synced.returncode == 0
+    records = [json.loads(line) for line in synced.stdout.splitlines() if '"RECORD"' in line]
+    sb = sandbox.sandbox
+    assert len(records) == sum(sb.billed_truth(i).line_count for i in sb.config.invoices) + sb.unbilled_truth(
+        "current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    state_path = tmp_path / "state.json"
+    state_path.write_text(json.dumps(json.loads([l for l in synced.stdout.splitlines() if '"STATE"' in l][-1])["value"]))
+    again = run_cli(sandbox, tmp_path, "--catalog", str(tmp_path / "catalog.json"), "--state", str(state_path))
+    assert [line for line in again.stdout.splitlines() if '"RECORD"' in line] == []

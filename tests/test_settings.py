@@ -1,0 +1,91 @@
+"""Settings: one declaration in tap.py, mirrored in meltano.yml and README, validated up front."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+import yaml
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_partner_billing.tap import CONFIG_SCHEMA, TapPartnerBilling
+from tests.helpers import base_config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from readme_settings import README, about_table, readme_table  # noqa: E402
+
+
+def tap_settings() -> set[str]:
+    return set(CONFIG_SCHEMA["properties"])
+
+
+def test_meltano_yml_mirrors_the_settings() -> None:
+    meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
+    [extractor] = meltano["plugins"]["extractors"]
+    settings = {s["name"]: s for s in extractor["settings"]}
+    assert set(settings) == tap_settings()
+    for name, schema in CONFIG_SCHEMA["properties"].items():
+        assert bool(settings[name].get("sensitive")) == bool(schema.get("secret")), name
+        if "default" in schema and schema["default"] not in ([], None):
+            assert settings[name].get("value") == schema["default"], name
+    assert "activate-version" not in extractor["capabilities"]
+    about = json.loads(subprocess.run(
+        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
+        check=True, capture_output=True, text=True,
+    ).stdout)
+    assert set(extractor["capabilities"]) == set(about["capabilities"])
+
+
+def test_readme_table_is_generated_from_about() -> None:
+    assert readme_table(README.read_text(encoding="utf-8")) == about_table(), (
+        "README settings table is stale: run python scripts/readme_settings.py"
+    )
+
+
+def test_about_lists_streams_and_capabilities() -> None:
+    about = json.loads(subprocess.run(
+        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
+        check=True, capture_output=True, text=True,
+    ).stdout)
+    assert [s["name"] for s in about["streams"]] == ["billed_usage", "unbilled_usage"]
+    assert {"about", "catalog", "discover", "state", "stream-maps", "schema-flattening"} <= set(about["capabilities"])
+    assert "activate-version" not in about["capabilities"]
+
+
+BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
+    ("no secret nor certificate", {"client_secret": None}, "neither is set"),
+    ("both secret and certificate", {"client_certificate_path": "/x.pem", "client_certificate_thumbprint": "AB"}, "both are set"),
+    ("certificate without thumbprint", {"client_secret": None, "client_certificate_path": "/x.pem"}, "needs client_certificate_thumbprint"),
+    ("empty tenant", {"tenant_id": " "}, "tenant_id is empty"),
+    ("missing client id", {"client_id": None}, "client_id"),
+    ("malformed invoice id", {"invoice_ids": ["G-1"]}, "G-1"),
+    ("malformed currency", {"currency_codes": ["usd"]}, "usd"),
+    ("unknown billing period", {"billing_periods": ["previous"]}, "previous"),
+    ("http graph url", {"graph_url": "http://graph.microsoft.com/v1.0"}, "graph_url must be an https:// URL"),
+    ("http authority", {"authority_url": "http://login.microsoftonline.com"}, "authority_url must be an https:// URL"),
+    ("zero timeout", {"poll_timeout_seconds": 0}, "poll_timeout_seconds"),
+    ("negative interval", {"poll_interval_seconds": -1}, "poll_interval_seconds"),
+    ("zero downloads", {"max_parallel_downloads": 0}, "max_parallel_downloads"),
+    ("activate version", {"emit_activate_version_messages": True}, "emit_activate_version_messages is not supported"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "message"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_is_refused_before_any_request(
+    name: str, change: dict[str, Any], message: str, rsps: responses.RequestsMock
+) -> None:
+    config = {k: v for k, v in {**base_config(invoice_ids=["G000000001"]), **change}.items() if v is not None}
+    with pytest.raises(ConfigValidationError) as raised:
+        TapPartnerBilling(config=config).sync_all()
+    assert message in " ".join([str(raised.value), *raised.value.errors])
+    assert len(rsps.calls) == 0
+
+
+def test_poll_interval_of_one_second_is_accepted() -> None:
+    TapPartnerBilling(config=base_config(poll_interval_seconds=1))
