@@ -19,7 +19,9 @@ def about_table() -> str:
     """The settings table as ``--about --format=markdown`` prints it."""
     about = subprocess.run(
         [sys.executable, "-m", "tap_partner_billing", "--about", "--format=markdown"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     match = re.search(r"^\| Setting .*?(?=\n\n|\Z)", about, flags=re.MULTILINE | re.DOTALL)
     if match is None:

@@ -28,7 +28,13 @@ class _StatusRecordingSession(requests.Session):
     last_status: int | None = None
     last_retry_after: str | None = None
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override] # noqa: ANN401
+    def request(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        *args: Any,  # noqa: ANN401 - requests' own signature
+        **kwargs: Any,  # noqa: ANN401
+    ) -> requests.Response:
         response = super().request(method, url, *args, **kwargs)
         self.last_status = response.status_code
         self.last_retry_after = response.headers.get("Retry-After")
@@ -113,8 +119,13 @@ class TokenProvider:
                 if "access_token" in result:
                     return str(result["access_token"])
                 error = str(result.get("error", "unknown_error"))
-                reason = f"HTTP {self._http.last_status}, {error}: {result.get('error_description', '')}"
-                if error not in _TRANSIENT_ERRORS and self._http.last_status not in RETRIABLE_STATUSES:
+                reason = (
+                    f"HTTP {self._http.last_status}, {error}: {result.get('error_description', '')}"
+                )
+                if (
+                    error not in _TRANSIENT_ERRORS
+                    and self._http.last_status not in RETRIABLE_STATUSES
+                ):
                     msg = (
                         f"Entra ID refused a token for client {self._credentials.client_id} "
                         f"in tenant {self._credentials.tenant_id}: {reason.strip()}"

@@ -66,7 +66,9 @@ class BlobFetcher:
             SasExpiredError: Storage answered 403 (the SAS is expired or invalid).
             ServiceError: Any other unexpected answer, or the transfer kept failing.
         """
-        fd, name = tempfile.mkstemp(prefix="partner-billing-", suffix=".json.gz", dir=self._spool_dir)
+        fd, name = tempfile.mkstemp(
+            prefix="partner-billing-", suffix=".json.gz", dir=self._spool_dir
+        )
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -81,8 +83,14 @@ class BlobFetcher:
         for attempt in range(1, self._policy.max_attempts + 1):
             headers = {"Range": f"bytes={received}-"} if received else {}
             response = send(
-                self._session, "GET", url, what=f"{label}: download", sleep=self._sleep,
-                policy=self._policy, headers=headers, stream=True,
+                self._session,
+                "GET",
+                url,
+                what=f"{label}: download",
+                sleep=self._sleep,
+                policy=self._policy,
+                headers=headers,
+                stream=True,
             )
             with response:
                 if response.status_code == 403:  # noqa: PLR2004
@@ -105,7 +113,9 @@ class BlobFetcher:
                         raise ServiceError(msg) from None
                     LOGGER.warning(
                         "%s: connection lost after %d bytes (%s); resuming with a Range request",
-                        label, received, reason,
+                        label,
+                        received,
+                        reason,
                     )
                     self._sleep(self._policy.backoff_seconds(attempt))
                     continue
@@ -129,12 +139,19 @@ def iter_json_lines(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any
                     msg = f"{label}, line {line_number}: not valid JSON ({err})"
                     raise BlobDataError(msg) from None
                 if not isinstance(value, dict):
-                    msg = f"{label}, line {line_number}: a {type(value).__name__}, not a JSON object"
+                    msg = (
+                        f"{label}, line {line_number}: a {type(value).__name__}, not a JSON object"
+                    )
                     raise BlobDataError(msg)
                 yield line_number, value
     except (OSError, EOFError, zlib.error) as err:
         msg = f"{label}: gzip data is corrupt or truncated after line {line_number} ({err})"
         raise BlobDataError(msg) from None
+
+
+def _download(fetcher: BlobFetcher, make_url: Callable[[], str], label: str) -> Path:
+    # The URL is made in the worker, right before the request, from the current SAS.
+    return fetcher.download(make_url(), label)
 
 
 def download_in_order(
@@ -156,7 +173,7 @@ def download_in_order(
         nonlocal next_to_submit
         while next_to_submit < len(jobs) and len(pending) < max(1, max_parallel):
             label, make_url = jobs[next_to_submit]
-            pending[next_to_submit] = pool.submit(lambda m=make_url, lb=label: fetcher.download(m(), lb))
+            pending[next_to_submit] = pool.submit(_download, fetcher, make_url, label)
             next_to_submit += 1
 
     try:

@@ -136,15 +136,22 @@ class ExportClient:
     def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
         if not same_origin(url, self._graph_url):
             # Checked before the token is attached: a bearer token only ever goes to graph_url.
-            msg = f"{what}: refusing {url.split('?')[0]!r}, which is not on the origin of graph_url"
+            where = url.split("?", maxsplit=1)[0]
+            msg = f"{what}: refusing {where!r}, which is not on the origin of graph_url"
             raise ServiceError(msg)
         headers = {
             "Authorization": f"Bearer {self._token()}",
             "client-request-id": str(uuid.uuid4()),
         }
         return send(
-            self._session, method, url, what=what, sleep=self._sleep, policy=self._policy,
-            headers=headers, **kwargs,
+            self._session,
+            method,
+            url,
+            what=what,
+            sleep=self._sleep,
+            policy=self._policy,
+            headers=headers,
+            **kwargs,
         )
 
     def start(self, request: ExportRequest) -> str:
@@ -154,7 +161,9 @@ class ExportClient:
             ServiceError: On any answer but 202 with a same-origin https ``Location``.
         """
         url = f"{self._graph_url}{BILLING_PATH}/{request.action}/export"
-        response = self._request("POST", url, what=f"{request.label}: export request", json=request.body)
+        response = self._request(
+            "POST", url, what=f"{request.label}: export request", json=request.body
+        )
         if response.status_code != 202:  # noqa: PLR2004 - the documented answer
             msg = f"{request.label}: export request answered {graph_error(response)}"
             raise ServiceError(msg)
@@ -218,22 +227,39 @@ class ExportClient:
             remaining -= HEARTBEAT_SECONDS
             LOGGER.info(
                 "%s: waiting for operation %s (%s, %.0f s elapsed, next poll in %.0f s)",
-                label, operation_id, status.name.lower(), self._clock() - started, remaining,
+                label,
+                operation_id,
+                status.name.lower(),
+                self._clock() - started,
+                remaining,
             )
         if seconds >= HEARTBEAT_SECONDS / 2:
             LOGGER.info(
                 "%s: waiting for operation %s (%s, %.0f s elapsed, next poll in %.0f s)",
-                label, operation_id, status.name.lower(), self._clock() - started, remaining,
+                label,
+                operation_id,
+                status.name.lower(),
+                self._clock() - started,
+                remaining,
             )
         self._sleep(remaining)
 
-    def _ended_without_data(self, body: dict[str, Any], operation_id: str, label: str) -> ExportResult:
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    def _ended_without_data(
+        self, body: dict[str, Any], operation_id: str, label: str
+    ) -> ExportResult:
+        raw_error = body.get("error")
+        error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
         code, message = str(error.get("code", "")), str(error.get("message", ""))
-        if OperationStatus.parse(body.get("status")) is OperationStatus.FAILED and code == NO_DATA_ERROR_CODE:
+        if (
+            OperationStatus.parse(body.get("status")) is OperationStatus.FAILED
+            and code == NO_DATA_ERROR_CODE
+        ):
             LOGGER.warning(
                 "%s: operation %s failed with code %s (%s): no data for this partition yet",
-                label, operation_id, code, message,
+                label,
+                operation_id,
+                code,
+                message,
             )
             return ExportResult(operation_id, None, message)
         msg = (

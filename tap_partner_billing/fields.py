@@ -43,20 +43,60 @@ def snake_case(name: str) -> str:
 S, D, T, J = Kind.STRING, Kind.DECIMAL, Kind.DATETIME, Kind.JSON_TEXT
 
 USAGE_FIELDS: tuple[tuple[str, Kind], ...] = (
-    ("PartnerId", S), ("PartnerName", S), ("CustomerId", S), ("CustomerName", S),
-    ("CustomerDomainName", S), ("CustomerCountry", S), ("MpnId", S), ("Tier2MpnId", S),
-    ("InvoiceNumber", S), ("ProductId", S), ("SkuId", S), ("AvailabilityId", S), ("SkuName", S),
-    ("ProductName", S), ("PublisherName", S), ("PublisherId", S), ("SubscriptionDescription", S),
-    ("SubscriptionId", S), ("ChargeStartDate", T), ("ChargeEndDate", T), ("UsageDate", T),
-    ("MeterType", S), ("MeterCategory", S), ("MeterId", S), ("MeterSubCategory", S),
-    ("MeterName", S), ("MeterRegion", S), ("Unit", S), ("ResourceLocation", S),
-    ("ConsumedService", S), ("ResourceGroup", S), ("ResourceURI", S), ("ChargeType", S),
-    ("UnitPrice", D), ("Quantity", D), ("UnitType", S), ("BillingPreTaxTotal", D),
-    ("BillingCurrency", S), ("PricingPreTaxTotal", D), ("PricingCurrency", S),
-    ("ServiceInfo1", S), ("ServiceInfo2", S), ("Tags", J), ("AdditionalInfo", J),
-    ("EffectiveUnitPrice", D), ("PCToBCExchangeRate", D), ("PCToBCExchangeRateDate", T),
-    ("EntitlementId", S), ("EntitlementDescription", S), ("PartnerEarnedCreditPercentage", D),
-    ("CreditPercentage", D), ("CreditType", S), ("BenefitOrderId", S), ("BenefitId", S),
+    ("PartnerId", S),
+    ("PartnerName", S),
+    ("CustomerId", S),
+    ("CustomerName", S),
+    ("CustomerDomainName", S),
+    ("CustomerCountry", S),
+    ("MpnId", S),
+    ("Tier2MpnId", S),
+    ("InvoiceNumber", S),
+    ("ProductId", S),
+    ("SkuId", S),
+    ("AvailabilityId", S),
+    ("SkuName", S),
+    ("ProductName", S),
+    ("PublisherName", S),
+    ("PublisherId", S),
+    ("SubscriptionDescription", S),
+    ("SubscriptionId", S),
+    ("ChargeStartDate", T),
+    ("ChargeEndDate", T),
+    ("UsageDate", T),
+    ("MeterType", S),
+    ("MeterCategory", S),
+    ("MeterId", S),
+    ("MeterSubCategory", S),
+    ("MeterName", S),
+    ("MeterRegion", S),
+    ("Unit", S),
+    ("ResourceLocation", S),
+    ("ConsumedService", S),
+    ("ResourceGroup", S),
+    ("ResourceURI", S),
+    ("ChargeType", S),
+    ("UnitPrice", D),
+    ("Quantity", D),
+    ("UnitType", S),
+    ("BillingPreTaxTotal", D),
+    ("BillingCurrency", S),
+    ("PricingPreTaxTotal", D),
+    ("PricingCurrency", S),
+    ("ServiceInfo1", S),
+    ("ServiceInfo2", S),
+    ("Tags", J),
+    ("AdditionalInfo", J),
+    ("EffectiveUnitPrice", D),
+    ("PCToBCExchangeRate", D),
+    ("PCToBCExchangeRateDate", T),
+    ("EntitlementId", S),
+    ("EntitlementDescription", S),
+    ("PartnerEarnedCreditPercentage", D),
+    ("CreditPercentage", D),
+    ("CreditType", S),
+    ("BenefitOrderId", S),
+    ("BenefitId", S),
     ("BenefitType", S),
 )
 
@@ -95,7 +135,9 @@ def to_decimal_text(value: object) -> str:
         except InvalidOperation:
             raise RecordValueError(f"{value[:40]!r} is not a decimal number") from None
     else:
-        raise RecordValueError(f"{type(value).__name__} {str(value)[:40]!r} is not a decimal number")
+        raise RecordValueError(
+            f"{type(value).__name__} {str(value)[:40]!r} is not a decimal number"
+        )
     if not number.is_finite():
         raise RecordValueError(f"{value!r} is not a finite decimal number")
     exponent = number.as_tuple().exponent
@@ -111,7 +153,9 @@ def to_decimal_text(value: object) -> str:
     return format(number, "f")
 
 
-_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AP]M)?)?$")
+_US_DATE = re.compile(
+    r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AP]M)?)?$"
+)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -134,7 +178,9 @@ def to_datetime_text(value: str) -> str:
         month, day, year, hour, minute, second, half = match.groups()
         hours = int(hour or 0) % 12 + (12 if half == "PM" else 0) if half else int(hour or 0)
         try:
-            parsed = datetime(int(year), int(month), int(day), hours, int(minute or 0), int(second or 0))  # noqa: DTZ001 - UTC attached below
+            parsed = datetime(
+                int(year), int(month), int(day), hours, int(minute or 0), int(second or 0)
+            )
         except ValueError:
             raise RecordValueError(f"{value[:40]!r} is not a valid date") from None
     if parsed.tzinfo is None:

@@ -99,7 +99,11 @@ def send(
         delay = policy.backoff_seconds(attempt) if retry_after is None else retry_after
         LOGGER.warning(
             "%s: %s; retrying in %.1f s (attempt %d of %d)",
-            what, reason, delay, attempt + 1, policy.max_attempts,
+            what,
+            reason,
+            delay,
+            attempt + 1,
+            policy.max_attempts,
         )
         sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

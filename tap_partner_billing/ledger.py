@@ -73,7 +73,10 @@ class Ledger:
             point = ResumePoint(int(progress["blobs_done"]), int(progress["next_ordinal"]))
             LOGGER.info(
                 "%s: resuming manifest eTag %s at blob %d of %d (ordinal %d)",
-                self.label, manifest.etag, point.blobs_done + 1, len(manifest.blobs),
+                self.label,
+                manifest.etag,
+                point.blobs_done + 1,
+                len(manifest.blobs),
                 point.next_ordinal,
             )
             return point
@@ -81,7 +84,9 @@ class Ledger:
         if isinstance(progress, dict):
             LOGGER.info(
                 "%s: data changed since the interrupted run (eTag %s → %s); restarting at 0",
-                self.label, progress.get("etag"), manifest.etag,
+                self.label,
+                progress.get("etag"),
+                manifest.etag,
             )
             retire_to = max(retire_to, int(progress.get("retire_to", 0)))
         self.state["progress"] = {

@@ -56,7 +56,9 @@ class Manifest:
             raise ManifestError(f"{where}: manifest {body.get('id')} lacks {', '.join(missing)}")
         data_format = str(body.get("dataFormat", "compressedJSON"))
         if data_format.lower() not in SUPPORTED_DATA_FORMATS:
-            raise ManifestError(f"{where}: manifest dataFormat {data_format!r} is not gzip JSON lines")
+            raise ManifestError(
+                f"{where}: manifest dataFormat {data_format!r} is not gzip JSON lines"
+            )
         root = str(body["rootDirectory"]).rstrip("/")
         if urlsplit(root).scheme != "https":
             raise ManifestError(f"{where}: manifest rootDirectory is not an https URL")

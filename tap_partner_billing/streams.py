@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Stream
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from tap_partner_billing.manifest import Manifest
     from tap_partner_billing.services import Services
+    from tap_partner_billing.tap import TapPartnerBilling
 
 _STRING = {"type": ["string", "null"]}
 _KEY_STRING = {"type": ["string"]}
@@ -56,7 +57,7 @@ def _fallback_month(period: str) -> str:
 
 
 def restore_decimal_details(schema: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
-    """Copy ``precision``/``scale`` of ``x-singer.decimal`` columns from ``declared`` into ``schema``.
+    """Copy ``precision``/``scale`` of ``x-singer.decimal`` columns from ``declared``.
 
     The SDK's catalog model (``singer.Schema``) keeps only standard JSON Schema keys, so every
     schema that passes through a catalog, including the one SCHEMA messages are built from,
@@ -65,7 +66,10 @@ def restore_decimal_details(schema: dict[str, Any], declared: dict[str, Any]) ->
     declared_properties = declared.get("properties", {})
     for name, column in schema.get("properties", {}).items():
         original = declared_properties.get(name, {})
-        if original.get("format") == "x-singer.decimal" and column.get("format") == "x-singer.decimal":
+        if (
+            original.get("format") == "x-singer.decimal"
+            and column.get("format") == "x-singer.decimal"
+        ):
             column.update(precision=original["precision"], scale=original["scale"])
     return schema
 
@@ -97,8 +101,7 @@ class ExportStream(Stream):
     @property
     def services(self) -> Services:
         """The tap's shared clients."""
-        services: Services = self._tap.services
-        return services
+        return cast("TapPartnerBilling", self._tap).services
 
     def checkpoint(self) -> None:
         """Write a STATE message now.
@@ -143,12 +146,17 @@ class ExportStream(Stream):
             "_operation_id": result.operation_id,
             "_manifest_id": manifest.id,
             "_manifest_etag": manifest.etag,
-            "_manifest_created_at": to_datetime_text(manifest.created) if manifest.created else None,
+            "_manifest_created_at": to_datetime_text(manifest.created)
+            if manifest.created
+            else None,
             "_invoice_version": manifest.invoice_version,
         }
         self.logger.info(
             "%s: manifest %s (eTag %s) lists %d blob(s)",
-            label, manifest.id, manifest.etag, len(manifest.blobs),
+            label,
+            manifest.id,
+            manifest.etag,
+            len(manifest.blobs),
         )
         start = ledger.begin(manifest)
         self.checkpoint()
@@ -184,13 +192,20 @@ class ExportStream(Stream):
             elapsed = max(time.monotonic() - started, 1e-9)
             self.logger.info(
                 "%s: %d lines in %.1f s (%.0f lines/s)",
-                where, ordinal - first, elapsed, (ordinal - first) / elapsed,
+                where,
+                ordinal - first,
+                elapsed,
+                (ordinal - first) / elapsed,
             )
         surplus = ledger.surplus(ordinal)
         if surplus:
             self.logger.info(
                 "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
-                label, len(surplus), ordinal, surplus.start, surplus.stop - 1,
+                label,
+                len(surplus),
+                ordinal,
+                surplus.start,
+                surplus.stop - 1,
             )
         deleted_at = _utc_now_text()
         for stale in surplus:
@@ -212,7 +227,7 @@ class BilledUsageStream(ExportStream):
     name = "billed_usage"
     action = "usage/billed"
     identity_properties = ("invoice_id", "attribute_set")
-    primary_keys: ClassVar[list[str]] = ["invoice_id", "attribute_set", "line_ordinal"]  # type: ignore[misc]
+    primary_keys: ClassVar[list[str]] = ["invoice_id", "attribute_set", "line_ordinal"]
 
     @property
     def partitions(self) -> list[dict[str, Any]]:
@@ -236,7 +251,9 @@ class BilledUsageStream(ExportStream):
         if "etag" in state and "progress" not in state and not pending:
             self.logger.info(
                 "%s: already synced (eTag %s, %s lines); no export requested",
-                label, state["etag"], state.get("line_count"),
+                label,
+                state["etag"],
+                state.get("line_count"),
             )
             return
         request = ExportRequest(
@@ -258,8 +275,12 @@ class BilledUsageStream(ExportStream):
             self.logger.info("%s: unchanged since the last run (eTag %s)", label, manifest.etag)
         else:
             yield from self.emit_manifest(
-                result, manifest, ledger, identity,
-                billing_month=manifest.billing_month, invoice_version=manifest.invoice_version,
+                result,
+                manifest,
+                ledger,
+                identity,
+                billing_month=manifest.billing_month,
+                invoice_version=manifest.invoice_version,
             )
         pending.clear()
         self.checkpoint()
@@ -271,8 +292,11 @@ class UnbilledUsageStream(ExportStream):
     name = "unbilled_usage"
     action = "usage/unbilled"
     identity_properties = ("billing_month", "currency", "attribute_set")
-    primary_keys: ClassVar[list[str]] = [  # type: ignore[misc]
-        "billing_month", "currency", "attribute_set", "line_ordinal",
+    primary_keys: ClassVar[list[str]] = [
+        "billing_month",
+        "currency",
+        "attribute_set",
+        "line_ordinal",
     ]
 
     @property
@@ -315,10 +339,14 @@ class UnbilledUsageStream(ExportStream):
                     synced.add(month)
                     ledger = Ledger(months.setdefault(month, {}), f"{label}, month {month}")
                     identity = {
-                        "billing_month": month, "currency": currency, "attribute_set": attribute_set,
+                        "billing_month": month,
+                        "currency": currency,
+                        "attribute_set": attribute_set,
                     }
                     if ledger.is_unchanged(manifest):
-                        self.logger.info("%s: month %s unchanged (eTag %s)", label, month, manifest.etag)
+                        self.logger.info(
+                            "%s: month %s unchanged (eTag %s)", label, month, manifest.etag
+                        )
                     else:
                         yield from self.emit_manifest(result, manifest, ledger, identity)
             pending.pop(period, None)

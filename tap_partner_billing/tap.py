@@ -36,49 +36,119 @@ INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 
-def _setting(name: str, wrapped: Any, title: str, description: str, **kwargs: Any) -> th.Property:  # noqa: ANN401
+def _setting(
+    name: str,
+    wrapped: Any,  # noqa: ANN401 - th.Property takes JSON type classes and instances alike
+    title: str,
+    description: str,
+    **kwargs: Any,  # noqa: ANN401
+) -> th.Property[Any]:
     return th.Property(name, wrapped, title=title, description=description, **kwargs)
 
 
-CONFIG_SCHEMA = th.PropertiesList(
-    _setting("tenant_id", th.StringType(min_length=1), "Tenant ID",
-             "Entra ID tenant (GUID or domain) of the partner (CSP) organisation.", required=True),
-    _setting("client_id", th.StringType(min_length=1), "Client ID",
-             "Application (client) ID of the Entra app registration that holds the "
-             "PartnerBilling.Read.All application permission.", required=True),
-    _setting("client_secret", th.StringType, "Client secret",
-             "Client secret of the app registration. Give this, or a certificate.", secret=True),
-    _setting("client_certificate_path", th.StringType, "Client certificate path",
-             "Path to a PEM file holding the app's private key and certificate, used instead "
-             "of a client secret."),
-    _setting("client_certificate_thumbprint", th.StringType, "Client certificate thumbprint",
-             "SHA-1 thumbprint (hex) of the certificate registered on the app."),
-    _setting("authority_url", th.StringType, "Authority URL",
-             "Entra ID authority host (https). The tenant id is appended.",
-             default="https://login.microsoftonline.com"),
-    _setting("graph_url", th.StringType, "Graph URL",
-             "Microsoft Graph base URL including the version (https).",
-             default="https://graph.microsoft.com/v1.0"),
-    _setting("invoice_ids", th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)), "Invoice IDs",
-             "Partner Center invoice numbers (e.g. G016907411) whose billed usage is exported.",
-             default=[]),
-    _setting("billing_periods", th.ArrayType(th.StringType(allowed_values=["current", "last"])),
-             "Billing periods", "Unbilled periods to export: current, last, or both.",
-             default=["current", "last"]),
-    _setting("currency_codes", th.ArrayType(th.StringType(pattern=CURRENCY_PATTERN)),
-             "Currency codes", "ISO 4217 billing currencies for the unbilled exports.",
-             default=["USD"]),
-    _setting("attribute_set", th.StringType(allowed_values=["full", "basic"]), "Attribute set",
-             "Which columns Graph exports: full, or the smaller basic set.", default="full"),
-    _setting("poll_timeout_seconds", th.IntegerType(exclusive_minimum=0), "Poll timeout (s)",
-             "How long to wait for one export to finish before failing the run. The pending "
-             "operation stays in state and the next run resumes it.", default=3600),
-    _setting("poll_interval_seconds", th.IntegerType(minimum=1), "Poll interval (s)",
-             "Wait between polls when the service sends no Retry-After header.", default=30),
-    _setting("max_parallel_downloads", th.IntegerType(minimum=1, maximum=32),
-             "Parallel downloads", "How many blobs of a partition are downloaded at once.",
-             default=4),
-).to_dict()
+# The settings, declared once. (The SDK adds its built-in settings to config_jsonschema in
+# place, so SETTINGS.to_dict() is what this tap itself declares.)
+SETTINGS = th.PropertiesList(
+    _setting(
+        "tenant_id",
+        th.StringType(min_length=1),
+        "Tenant ID",
+        "Entra ID tenant (GUID or domain) of the partner (CSP) organisation.",
+        required=True,
+    ),
+    _setting(
+        "client_id",
+        th.StringType(min_length=1),
+        "Client ID",
+        "Application (client) ID of the Entra app registration that holds the "
+        "PartnerBilling.Read.All application permission.",
+        required=True,
+    ),
+    _setting(
+        "client_secret",
+        th.StringType,
+        "Client secret",
+        "Client secret of the app registration. Give this, or a certificate.",
+        secret=True,
+    ),
+    _setting(
+        "client_certificate_path",
+        th.StringType,
+        "Client certificate path",
+        "Path to a PEM file holding the app's private key and certificate, used instead "
+        "of a client secret.",
+    ),
+    _setting(
+        "client_certificate_thumbprint",
+        th.StringType,
+        "Client certificate thumbprint",
+        "SHA-1 thumbprint (hex) of the certificate registered on the app.",
+    ),
+    _setting(
+        "authority_url",
+        th.StringType,
+        "Authority URL",
+        "Entra ID authority host (https). The tenant id is appended.",
+        default="https://login.microsoftonline.com",
+    ),
+    _setting(
+        "graph_url",
+        th.StringType,
+        "Graph URL",
+        "Microsoft Graph base URL including the version (https).",
+        default="https://graph.microsoft.com/v1.0",
+    ),
+    _setting(
+        "invoice_ids",
+        th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)),
+        "Invoice IDs",
+        "Partner Center invoice numbers (e.g. G016907411) whose billed usage is exported.",
+        default=[],
+    ),
+    _setting(
+        "billing_periods",
+        th.ArrayType(th.StringType(allowed_values=["current", "last"])),
+        "Billing periods",
+        "Unbilled periods to export: current, last, or both.",
+        default=["current", "last"],
+    ),
+    _setting(
+        "currency_codes",
+        th.ArrayType(th.StringType(pattern=CURRENCY_PATTERN)),
+        "Currency codes",
+        "ISO 4217 billing currencies for the unbilled exports.",
+        default=["USD"],
+    ),
+    _setting(
+        "attribute_set",
+        th.StringType(allowed_values=["full", "basic"]),
+        "Attribute set",
+        "Which columns Graph exports: full, or the smaller basic set.",
+        default="full",
+    ),
+    _setting(
+        "poll_timeout_seconds",
+        th.IntegerType(exclusive_minimum=0),
+        "Poll timeout (s)",
+        "How long to wait for one export to finish before failing the run. The pending "
+        "operation stays in state and the next run resumes it.",
+        default=3600,
+    ),
+    _setting(
+        "poll_interval_seconds",
+        th.IntegerType(minimum=1),
+        "Poll interval (s)",
+        "Wait between polls when the service sends no Retry-After header.",
+        default=30,
+    ),
+    _setting(
+        "max_parallel_downloads",
+        th.IntegerType(minimum=1, maximum=32),
+        "Parallel downloads",
+        "How many blobs of a partition are downloaded at once.",
+        default=4,
+    ),
+)
 
 
 def settings_problems(config: Mapping[str, Any]) -> list[str]:
@@ -117,7 +187,7 @@ class TapPartnerBilling(Tap):
     """Singer tap for Microsoft partner billing (Graph asynchronous exports)."""
 
     name = "tap-partner-billing"
-    config_jsonschema = CONFIG_SCHEMA
+    config_jsonschema = SETTINGS.to_dict()
     message_writer_class = MsgSpecWriter
     # No ACTIVATE_VERSION: see settings_problems(); no BATCH until the tap writes its own files.
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
@@ -142,7 +212,7 @@ class TapPartnerBilling(Tap):
         text = about.AboutFormatter.get_formatter(output_format or "text").format_about(
             cls._get_about_info()
         )
-        streams = [
+        streams: list[dict[str, Any]] = [
             {"name": s.name, "key_properties": list(s.primary_keys), "description": s.__doc__}
             for s in (BilledUsageStream, UnbilledUsageStream)
         ]
@@ -155,7 +225,7 @@ class TapPartnerBilling(Tap):
                 for s in streams
             )
             text = text.replace("## Settings", f"{section}\n## Settings", 1)
-        print(text)  # noqa: T201 - this is the CLI output
+        print(text)
 
     def setup_mapper(self) -> None:
         """Register stream schemas with their decimal precision and scale intact.
@@ -171,7 +241,7 @@ class TapPartnerBilling(Tap):
                 continue
             schema = restore_decimal_details(entry.schema.to_dict(), declared[name])
             selected = get_selected_schema(name, schema, entry.metadata.resolve_selection())
-            self.mapper.register_raw_stream_schema(name, selected, entry.key_properties)
+            self.mapper.register_raw_stream_schema(name, selected, list(entry.key_properties or []))
 
     @cached_property
     def services(self) -> Services:

@@ -91,13 +91,28 @@ class FakeGraph:
         self.token_requests = 0
         self.retry_after: str | None = "3"
         rsps.add_callback(
-            responses.GET, re.compile(rf"{LOGIN}/[^/]+/v2.0/.well-known/openid-configuration"),
+            responses.GET,
+            re.compile(rf"{LOGIN}/[^/]+/v2.0/.well-known/openid-configuration"),
             callback=self._openid,
         )
-        rsps.add_callback(responses.POST, re.compile(rf"{LOGIN}/[^/]+/oauth2/v2.0/token"), callback=self._token)
-        rsps.add_callback(responses.POST, re.compile(rf"{GRAPH}/reports/partners/billing/.+/export"), callback=self._export)
-        rsps.add_callback(responses.GET, re.compile(rf"{GRAPH}/reports/partners/billing/operations/.+"), callback=self._operation)
-        rsps.add_callback(responses.GET, re.compile(rf"{GRAPH}/reports/partners/billing/manifests/.+"), callback=self._manifest)
+        rsps.add_callback(
+            responses.POST, re.compile(rf"{LOGIN}/[^/]+/oauth2/v2.0/token"), callback=self._token
+        )
+        rsps.add_callback(
+            responses.POST,
+            re.compile(rf"{GRAPH}/reports/partners/billing/.+/export"),
+            callback=self._export,
+        )
+        rsps.add_callback(
+            responses.GET,
+            re.compile(rf"{GRAPH}/reports/partners/billing/operations/.+"),
+            callback=self._operation,
+        )
+        rsps.add_callback(
+            responses.GET,
+            re.compile(rf"{GRAPH}/reports/partners/billing/manifests/.+"),
+            callback=self._manifest,
+        )
         rsps.add_callback(responses.GET, re.compile(rf"{BLOBS}/.+"), callback=self._blob)
 
     # partitions are keyed by invoice id or "period/currency"
@@ -107,14 +122,25 @@ class FakeGraph:
     def _openid(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         tenant = request.url.split("/")[3]
         base = f"{LOGIN}/{tenant}"
-        return 200, {}, json.dumps({
-            "token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-        })
+        return (
+            200,
+            {},
+            json.dumps(
+                {
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "issuer": f"{base}/v2.0",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                }
+            ),
+        )
 
     def _token(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         self.token_requests += 1
-        return 200, {}, json.dumps({"token_type": "Bearer", "expires_in": 3600, "access_token": TOKEN})
+        return (
+            200,
+            {},
+            json.dumps({"token_type": "Bearer", "expires_in": 3600, "access_token": TOKEN}),
+        )
 
     def _export(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -128,10 +154,16 @@ class FakeGraph:
     def manifest_body(self, key: str, op_id: str) -> dict[str, Any]:
         export = self.exports[key]
         return {
-            "id": f"manifest-{op_id}", "eTag": export.etag, "createdDateTime": "2026-10-02T01:02:03Z",
-            "schemaVersion": "2", "dataFormat": "compressedJSON",
-            "rootDirectory": f"{BLOBS}/c/v1/BillingMonth={export.month}/Key={key.replace('/', '-')}",
-            "sasToken": SAS, "blobCount": len(export.blobs),
+            "id": f"manifest-{op_id}",
+            "eTag": export.etag,
+            "createdDateTime": "2026-10-02T01:02:03Z",
+            "schemaVersion": "2",
+            "dataFormat": "compressedJSON",
+            "rootDirectory": (
+                f"{BLOBS}/c/v1/BillingMonth={export.month}/Key={key.replace('/', '-')}"
+            ),
+            "sasToken": SAS,
+            "blobCount": len(export.blobs),
             "blobs": [{"name": name, "partitionValue": "default"} for name in export.blobs],
         }
 
@@ -146,16 +178,29 @@ class FakeGraph:
         if export and export.fail_code and status == "succeeded":
             status = "failed"
         op["polls"] += 1
-        body: dict[str, Any] = {"id": op_id, "status": status, "createdDateTime": "2026-10-02T01:00:00"}
-        headers = {"Retry-After": self.retry_after} if status in {"notStarted", "running"} and self.retry_after else {}
+        body: dict[str, Any] = {
+            "id": op_id,
+            "status": status,
+            "createdDateTime": "2026-10-02T01:00:00",
+        }
+        headers = (
+            {"Retry-After": self.retry_after}
+            if status in {"notStarted", "running"} and self.retry_after
+            else {}
+        )
         if status.lower() in {"succeeded", "completed"} and export:
             if export.linked:
-                body["resourceLocation@odata.navigationLink"] = f"{GRAPH}/reports/partners/billing/manifests/{op_id}"
+                body["resourceLocation@odata.navigationLink"] = (
+                    f"{GRAPH}/reports/partners/billing/manifests/{op_id}"
+                )
             else:
                 body["resourceLocation"] = self.manifest_body(op["key"], op_id)
         elif status == "failed":
             code = export.fail_code if export else "5000"
-            body["error"] = {"code": code, "message": "No data available" if code == "5000" else "boom"}
+            body["error"] = {
+                "code": code,
+                "message": "No data available" if code == "5000" else "boom",
+            }
         return 200, headers, json.dumps(body)
 
     def _manifest(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
@@ -163,7 +208,9 @@ class FakeGraph:
         return 200, {}, json.dumps(self.manifest_body(self.operations[op_id]["key"], op_id))
 
     def _blob(self, request: Any) -> tuple[int, dict[str, str], bytes]:  # noqa: ANN401
-        assert "Authorization" not in request.headers, "the Graph token must never reach blob storage"
+        assert "Authorization" not in request.headers, (
+            "the Graph token must never reach blob storage"
+        )
         assert request.url.endswith(SAS)
         name = request.url.split("?")[0].rsplit("/", 1)[-1]
         self.blob_gets.append(name)
@@ -179,7 +226,11 @@ class SyncResult:
     clock: FakeClock
 
     def records(self, stream: str | None = None) -> list[dict[str, Any]]:
-        return [m["record"] for m in self.messages if m["type"] == "RECORD" and stream in (None, m["stream"])]
+        return [
+            m["record"]
+            for m in self.messages
+            if m["type"] == "RECORD" and stream in (None, m["stream"])
+        ]
 
     @property
     def state(self) -> dict[str, Any]:

@@ -10,7 +10,12 @@ import pytest
 import requests
 import responses
 
-from tap_partner_billing.blobs import BlobFetcher, download_in_order, iter_json_lines, new_blob_session
+from tap_partner_billing.blobs import (
+    BlobFetcher,
+    download_in_order,
+    iter_json_lines,
+    new_blob_session,
+)
 from tap_partner_billing.errors import BlobDataError, SasExpiredError
 from tests.helpers import BLOBS, SAS, FakeClock, gz_lines
 
@@ -22,7 +27,10 @@ def write(tmp_path: Path, data: bytes) -> Path:
 
 
 def test_numbers_decode_exactly(tmp_path: Path) -> None:
-    path = write(tmp_path, gz_lines('{"a": 0.1000000000000000055511151231257827, "b": 12, "c": 1e-12, "d": "3.50"}'))
+    path = write(
+        tmp_path,
+        gz_lines('{"a": 0.1000000000000000055511151231257827, "b": 12, "c": 1e-12, "d": "3.50"}'),
+    )
     [(number, line)] = list(iter_json_lines(path, "blob"))
     assert number == 1
     assert line["a"] == Decimal("0.1000000000000000055511151231257827")
@@ -56,7 +64,9 @@ def test_bad_blobs_name_the_blob_and_line(tmp_path: Path, data: bytes, message: 
     assert "blob part-0" in str(raised.value)
 
 
-def test_download_sends_no_authorization_and_resumes_with_range(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+def test_download_sends_no_authorization_and_resumes_with_range(
+    rsps: responses.RequestsMock, tmp_path: Path
+) -> None:
     body = gz_lines(*(f'{{"n": {i}}}' for i in range(1000)))
     url = f"{BLOBS}/c/dir/part-0.json.gz?{SAS}"
     calls = {"n": 0}
@@ -68,23 +78,34 @@ def test_download_sends_no_authorization_and_resumes_with_range(rsps: responses.
             raise requests.ConnectionError("connection reset by peer")
         return 200, {}, body
 
-    rsps.add_callback(responses.GET, url.split("?")[0], callback=answer)
+    rsps.add_callback(responses.GET, url.split("?", maxsplit=1)[0], callback=answer)
     clock = FakeClock()
-    path = BlobFetcher(new_blob_session(), sleep=clock.sleep, spool_dir=str(tmp_path)).download(url, "blob")
+    path = BlobFetcher(new_blob_session(), sleep=clock.sleep, spool_dir=str(tmp_path)).download(
+        url, "blob"
+    )
     assert path.read_bytes() == body
     assert calls["n"] == 2
 
 
 def test_403_means_the_sas_expired(rsps: responses.RequestsMock, tmp_path: Path) -> None:
     url = f"{BLOBS}/c/dir/part-0.json.gz?{SAS}"
-    rsps.add(responses.GET, url.split("?")[0], status=403, body=b"<Error><Code>AuthenticationFailed</Code></Error>")
+    rsps.add(
+        responses.GET,
+        url.split("?", maxsplit=1)[0],
+        status=403,
+        body=b"<Error><Code>AuthenticationFailed</Code></Error>",
+    )
     with pytest.raises(SasExpiredError) as raised:
-        BlobFetcher(new_blob_session(), sleep=FakeClock().sleep, spool_dir=str(tmp_path)).download(url, "blob part-0")
+        BlobFetcher(new_blob_session(), sleep=FakeClock().sleep, spool_dir=str(tmp_path)).download(
+            url, "blob part-0"
+        )
     assert "sig=" not in str(raised.value)
     assert list(tmp_path.iterdir()) == []  # no spool file left behind
 
 
-def test_download_in_order_yields_in_order_and_cleans_up(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+def test_download_in_order_yields_in_order_and_cleans_up(
+    rsps: responses.RequestsMock, tmp_path: Path
+) -> None:
     for i in range(5):
         rsps.add(responses.GET, f"{BLOBS}/c/part-{i}", body=gz_lines(f'{{"i": {i}}}'))
     fetcher = BlobFetcher(new_blob_session(), sleep=FakeClock().sleep, spool_dir=str(tmp_path))

@@ -17,13 +17,22 @@ if TYPE_CHECKING:
 
 LINES = [
     line.decode()
-    for line in usage_lines(seed=1, count=3, billing_month="202609", invoice="G000000001", currency="USD", attribute_set="full")
+    for line in usage_lines(
+        seed=1,
+        count=3,
+        billing_month="202609",
+        invoice="G000000001",
+        currency="USD",
+        attribute_set="full",
+    )
 ]
 LINE = LINES[0][:-1] + ', "SomeNewField": 1.25}'  # a key the schema does not know yet
 
 # The suite warns about schema columns no sample record fills; here that is the tombstone
 # column (_sdc_deleted_at), which only appears when data shrinks.
-pytestmark = pytest.mark.filterwarnings("ignore:Fields in transformed catalog but not in records:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Fields in transformed catalog but not in records:UserWarning"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,7 +41,10 @@ def fake_graph() -> Iterator[FakeGraph]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         graph = FakeGraph(rsps)
         graph.retry_after = "0"
-        graph.add("G000000001", Export({"a.json.gz": gz_lines(LINE, LINES[1]), "b.json.gz": gz_lines(LINES[2])}))
+        graph.add(
+            "G000000001",
+            Export({"a.json.gz": gz_lines(LINE, LINES[1]), "b.json.gz": gz_lines(LINES[2])}),
+        )
         graph.add("current/USD", Export({"u.json.gz": gz_lines(LINE)}, month="202611"))
         yield graph
 

@@ -24,18 +24,27 @@ from tests.helpers import GRAPH, FakeClock, load_json
 OPS = f"{GRAPH}/reports/partners/billing/operations"
 OP_URL = f"{OPS}/6fe687d7-1e0f-4bd6-9091-4672691f64bc"
 EXPORT_URL = f"{GRAPH}/reports/partners/billing/usage/billed/export"
-REQUEST = ExportRequest("usage/billed", {"invoiceId": "G016907411", "attributeSet": "full"}, "billed_usage invoice G016907411 (full)")
+REQUEST = ExportRequest(
+    "usage/billed",
+    {"invoiceId": "G016907411", "attributeSet": "full"},
+    "billed_usage invoice G016907411 (full)",
+)
 
 
 def client(clock: FakeClock, *, interval: float = 30, timeout: float = 3600) -> ExportClient:
     return ExportClient(
-        requests.Session(), graph_url=GRAPH, token=lambda: "tok", clock=clock.clock,
-        sleep=clock.sleep, poll_interval_seconds=interval, poll_timeout_seconds=timeout,
+        requests.Session(),
+        graph_url=GRAPH,
+        token=lambda: "tok",
+        clock=clock.clock,
+        sleep=clock.sleep,
+        poll_interval_seconds=interval,
+        poll_timeout_seconds=timeout,
     )
 
 
 def succeeded_inline() -> dict[str, Any]:
-    body = load_json("operation_succeeded_linked.json")
+    body: dict[str, Any] = load_json("operation_succeeded_linked.json")
     del body["resourceLocation@odata.navigationLink"]
     body["resourceLocation"] = load_json("manifest_real.json")
     return body
@@ -55,23 +64,50 @@ FAILED_5000 = load_json("operation_failed.json")
 FAILED_OTHER = {**FAILED_5000, "error": {"code": "9001", "message": "Internal failure"}}
 
 CASES = [
-    Case("notStarted → running → succeeded, Retry-After honoured",
-         [(200, NOT_STARTED, {"Retry-After": "7"}), (200, RUNNING, {"Retry-After": "0"}), (200, succeeded_inline(), {})],
-         sleeps=[7, 0]),
-    Case("Retry-After absent: the configured interval",
-         [(200, RUNNING, {}), (200, succeeded_inline(), {})], sleeps=[30]),
-    Case("completed counts as succeeded",
-         [(200, {**succeeded_inline(), "status": "Completed"}, {})]),
-    Case("status compared case-insensitively",
-         [(200, {**RUNNING, "status": "RUNNING"}, {"Retry-After": "1"}), (200, {**succeeded_inline(), "status": "SUCCEEDED"}, {})], sleeps=[1]),
+    Case(
+        "notStarted → running → succeeded, Retry-After honoured",
+        [
+            (200, NOT_STARTED, {"Retry-After": "7"}),
+            (200, RUNNING, {"Retry-After": "0"}),
+            (200, succeeded_inline(), {}),
+        ],
+        sleeps=[7, 0],
+    ),
+    Case(
+        "Retry-After absent: the configured interval",
+        [(200, RUNNING, {}), (200, succeeded_inline(), {})],
+        sleeps=[30],
+    ),
+    Case(
+        "completed counts as succeeded", [(200, {**succeeded_inline(), "status": "Completed"}, {})]
+    ),
+    Case(
+        "status compared case-insensitively",
+        [
+            (200, {**RUNNING, "status": "RUNNING"}, {"Retry-After": "1"}),
+            (200, {**succeeded_inline(), "status": "SUCCEEDED"}, {}),
+        ],
+        sleeps=[1],
+    ),
     Case("failed with 5000 is no data", [(200, FAILED_5000, {})], outcome="nodata"),
     Case("failed with another code", [(200, FAILED_OTHER, {})], outcome="ExportFailedError"),
     Case("skipped", [(200, {**RUNNING, "status": "skipped"}, {})], outcome="ExportFailedError"),
-    Case("unknown status", [(200, {**RUNNING, "status": "paused"}, {})], outcome="ExportFailedError"),
-    Case("429 then success in the same run",
-         [(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "4"}), (200, succeeded_inline(), {})], sleeps=[4]),
-    Case("503 without Retry-After backs off",
-         [(503, {}, {}), (200, succeeded_inline(), {})], sleeps=[1]),
+    Case(
+        "unknown status", [(200, {**RUNNING, "status": "paused"}, {})], outcome="ExportFailedError"
+    ),
+    Case(
+        "429 then success in the same run",
+        [
+            (429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "4"}),
+            (200, succeeded_inline(), {}),
+        ],
+        sleeps=[4],
+    ),
+    Case(
+        "503 without Retry-After backs off",
+        [(503, {}, {}), (200, succeeded_inline(), {})],
+        sleeps=[1],
+    ),
     Case("410 Gone", [(410, {"error": {"code": "Gone"}}, {})], outcome="OperationGoneError"),
     Case("404", [(404, {"error": {"code": "NotFound"}}, {})], outcome="OperationGoneError"),
 ]
@@ -98,9 +134,13 @@ def test_poll_table(case: Case, rsps: responses.RequestsMock, clock: FakeClock) 
         assert result.manifest.billing_month == "202410"
 
 
-def test_failed_error_names_operation_and_graph_code(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+def test_failed_error_names_operation_and_graph_code(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
     rsps.add(responses.GET, OP_URL, json=FAILED_OTHER)
-    with pytest.raises(ExportFailedError, match=r"6fe687d7-1e0f-4bd6-9091-4672691f64bc.*9001: Internal failure"):
+    with pytest.raises(
+        ExportFailedError, match=r"6fe687d7-1e0f-4bd6-9091-4672691f64bc.*9001: Internal failure"
+    ):
         client(clock).poll(OP_URL, REQUEST)
 
 
@@ -111,7 +151,9 @@ def test_deadline(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     assert sum(clock.sleeps) == 150  # never sleeps past the deadline
 
 
-def test_heartbeat_during_long_waits(rsps: responses.RequestsMock, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+def test_heartbeat_during_long_waits(
+    rsps: responses.RequestsMock, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "300"})
     rsps.add(responses.GET, OP_URL, json=succeeded_inline())
     caplog.set_level("INFO")
@@ -123,7 +165,9 @@ def test_heartbeat_during_long_waits(rsps: responses.RequestsMock, clock: FakeCl
 
 def test_linked_manifest_is_fetched(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     linked = load_json("operation_succeeded_linked.json")
-    link = linked["resourceLocation@odata.navigationLink"].replace("https://graph.microsoft.com/v1.0", GRAPH)
+    link = linked["resourceLocation@odata.navigationLink"].replace(
+        "https://graph.microsoft.com/v1.0", GRAPH
+    )
     rsps.add(responses.GET, OP_URL, json={**linked, "resourceLocation@odata.navigationLink": link})
     rsps.add(responses.GET, link, json=load_json("manifest_real.json"))
     result = client(clock).poll(OP_URL, REQUEST)
@@ -134,7 +178,9 @@ def test_linked_manifest_is_fetched(rsps: responses.RequestsMock, clock: FakeClo
 def test_linked_manifest_on_another_origin_is_refused_before_the_token_goes(
     rsps: responses.RequestsMock, clock: FakeClock
 ) -> None:
-    rsps.add(responses.GET, OP_URL, json=load_json("operation_succeeded_linked.json"))  # graph.microsoft.com ≠ graph.test
+    rsps.add(
+        responses.GET, OP_URL, json=load_json("operation_succeeded_linked.json")
+    )  # graph.microsoft.com ≠ graph.test
     with pytest.raises(ServiceError, match="not on the origin of graph_url"):
         client(clock).poll(OP_URL, REQUEST)
     assert len(rsps.calls) == 1
@@ -150,19 +196,35 @@ def test_start_returns_location(rsps: responses.RequestsMock, clock: FakeClock) 
 
 @pytest.mark.parametrize(
     "location",
-    ["https://evil.test/v1.0/reports/partners/billing/operations/1", "http://graph.test/v1.0/x",
-     "https://graph.test:8443/v1.0/x", "/v1.0/reports/partners/billing/operations/1", ""],
+    [
+        "https://evil.test/v1.0/reports/partners/billing/operations/1",
+        "http://graph.test/v1.0/x",
+        "https://graph.test:8443/v1.0/x",
+        "/v1.0/reports/partners/billing/operations/1",
+        "",
+    ],
 )
-def test_start_refuses_location_off_origin(location: str, rsps: responses.RequestsMock, clock: FakeClock) -> None:
-    rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": location} if location else {})
+def test_start_refuses_location_off_origin(
+    location: str, rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rsps.add(
+        responses.POST, EXPORT_URL, status=202, headers={"Location": location} if location else {}
+    )
     with pytest.raises(ServiceError, match="refusing"):
         client(clock).start(REQUEST)
 
 
 def test_start_400_is_a_clear_error(rsps: responses.RequestsMock, clock: FakeClock) -> None:
-    rsps.add(responses.POST, EXPORT_URL, status=400, json={"error": {"code": "BadRequest", "message": "invoiceId malformed"}},
-             headers={"request-id": "req-123"})
-    with pytest.raises(ServiceError, match=r"HTTP 400, BadRequest: invoiceId malformed, request-id req-123"):
+    rsps.add(
+        responses.POST,
+        EXPORT_URL,
+        status=400,
+        json={"error": {"code": "BadRequest", "message": "invoiceId malformed"}},
+        headers={"request-id": "req-123"},
+    )
+    with pytest.raises(
+        ServiceError, match=r"HTTP 400, BadRequest: invoiceId malformed, request-id req-123"
+    ):
         client(clock).start(REQUEST)
 
 
@@ -200,9 +262,13 @@ def test_real_manifest_fixture_parses_verbatim() -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"blobCount": 2}, "blobCount 2"), ({"dataFormat": "parquet"}, "dataFormat"),
-     ({"rootDirectory": None}, "lacks rootDirectory"), ({"sasToken": ""}, "lacks sasToken"),
-     ({"rootDirectory": "http://x/y"}, "not an https URL")],
+    [
+        ({"blobCount": 2}, "blobCount 2"),
+        ({"dataFormat": "parquet"}, "dataFormat"),
+        ({"rootDirectory": None}, "lacks rootDirectory"),
+        ({"sasToken": ""}, "lacks sasToken"),
+        ({"rootDirectory": "http://x/y"}, "not an https URL"),
+    ],
 )
 def test_bad_manifests_are_refused(change: dict[str, Any], message: str) -> None:
     body = {**load_json("manifest_real.json"), **change}

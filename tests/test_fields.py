@@ -13,9 +13,14 @@ from tap_partner_billing.fields import USAGE, snake_case, to_datetime_text, to_d
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(Decimal("123249.332438569024215"), "123249.332438569024215"), (Decimal("1E-10"), "0.0000000001"),
-     (12, "12"), ("  -0.50 ", "-0.50"), (Decimal("1.500000000000000000000"), "1.500000000000000000"),
-     ("0.000000000000000001", "0.000000000000000001")],
+    [
+        (Decimal("123249.332438569024215"), "123249.332438569024215"),
+        (Decimal("1E-10"), "0.0000000001"),
+        (12, "12"),
+        ("  -0.50 ", "-0.50"),
+        (Decimal("1.500000000000000000000"), "1.500000000000000000"),
+        ("0.000000000000000001", "0.000000000000000001"),
+    ],
 )
 def test_decimals_are_exact(value: Any, text: str) -> None:  # noqa: ANN401
     assert to_decimal_text(value) == text
@@ -23,8 +28,14 @@ def test_decimals_are_exact(value: Any, text: str) -> None:  # noqa: ANN401
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("abc", "not a decimal"), (Decimal("0.0000000000000000001"), "more than 18 fraction digits"),
-     (Decimal("1e25"), "integer digits"), ("NaN", "finite"), (True, "not a decimal"), (1.5, "not a decimal")],
+    [
+        ("abc", "not a decimal"),
+        (Decimal("0.0000000000000000001"), "more than 18 fraction digits"),
+        (Decimal("1e25"), "integer digits"),
+        ("NaN", "finite"),
+        (True, "not a decimal"),
+        (1.5, "not a decimal"),
+    ],
 )
 def test_bad_decimals_are_refused(value: Any, message: str) -> None:  # noqa: ANN401
     with pytest.raises(RecordValueError, match=message):
@@ -33,12 +44,14 @@ def test_bad_decimals_are_refused(value: Any, message: str) -> None:  # noqa: AN
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [("2023-03-09T08:12:53", "2023-03-09T08:12:53+00:00"),
-     ("2023-03-09T08:37:48.5046691Z", "2023-03-09T08:37:48.504669+00:00"),
-     ("2024-10-08T02:57:36+02:00", "2024-10-08T00:57:36+00:00"),
-     ("2024-10-08", "2024-10-08T00:00:00+00:00"),
-     ("10/8/2024", "2024-10-08T00:00:00+00:00"),
-     ("10/8/2024 1:05:09 PM", "2024-10-08T13:05:09+00:00")],
+    [
+        ("2023-03-09T08:12:53", "2023-03-09T08:12:53+00:00"),
+        ("2023-03-09T08:37:48.5046691Z", "2023-03-09T08:37:48.504669+00:00"),
+        ("2024-10-08T02:57:36+02:00", "2024-10-08T00:57:36+00:00"),
+        ("2024-10-08", "2024-10-08T00:00:00+00:00"),
+        ("10/8/2024", "2024-10-08T00:00:00+00:00"),
+        ("10/8/2024 1:05:09 PM", "2024-10-08T13:05:09+00:00"),
+    ],
 )
 def test_dates_parse_leniently(value: str, text: str) -> None:
     assert to_datetime_text(value) == text
@@ -57,7 +70,14 @@ def test_snake_case_names() -> None:
 
 
 def test_keys_case_insensitive_and_unknown_kept() -> None:
-    a = USAGE.shape({"BenefitOrderID": "x", "billingpretaxtotal": Decimal("1.25"), "NewField": Decimal("2.50"), "Tags": {"k": 1}})
+    a = USAGE.shape(
+        {
+            "BenefitOrderID": "x",
+            "billingpretaxtotal": Decimal("1.25"),
+            "NewField": Decimal("2.50"),
+            "Tags": {"k": 1},
+        }
+    )
     b = USAGE.shape({"BenefitOrderId": "x"})
     assert a["benefit_order_id"] == b["benefit_order_id"] == "x"
     assert a["billing_pre_tax_total"] == "1.25"
@@ -77,7 +97,10 @@ def test_nulls_are_omitted() -> None:
 def test_schema_declares_decimals_for_sql_targets() -> None:
     properties = USAGE.schema_properties()
     assert properties["billing_pre_tax_total"] == {
-        "type": ["string", "null"], "format": "x-singer.decimal", "precision": 38, "scale": 18,
+        "type": ["string", "null"],
+        "format": "x-singer.decimal",
+        "precision": 38,
+        "scale": 18,
     }
     assert properties["usage_date"]["format"] == "date-time"
     assert len([p for p in properties if p != "_extra_fields"]) == 55

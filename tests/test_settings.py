@@ -13,7 +13,7 @@ import responses
 import yaml
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_partner_billing.tap import CONFIG_SCHEMA, TapPartnerBilling
+from tap_partner_billing.tap import SETTINGS, TapPartnerBilling
 from tests.helpers import base_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ from readme_settings import README, about_table, readme_table  # noqa: E402
 
 
 def tap_settings() -> set[str]:
-    return set(CONFIG_SCHEMA["properties"])
+    return set(SETTINGS.to_dict()["properties"])
 
 
 def test_meltano_yml_mirrors_the_settings() -> None:
@@ -30,15 +30,19 @@ def test_meltano_yml_mirrors_the_settings() -> None:
     [extractor] = meltano["plugins"]["extractors"]
     settings = {s["name"]: s for s in extractor["settings"]}
     assert set(settings) == tap_settings()
-    for name, schema in CONFIG_SCHEMA["properties"].items():
+    for name, schema in SETTINGS.to_dict()["properties"].items():
         assert bool(settings[name].get("sensitive")) == bool(schema.get("secret")), name
         if "default" in schema and schema["default"] not in ([], None):
             assert settings[name].get("value") == schema["default"], name
     assert "activate-version" not in extractor["capabilities"]
-    about = json.loads(subprocess.run(
-        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
-        check=True, capture_output=True, text=True,
-    ).stdout)
+    about = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     assert set(extractor["capabilities"]) == set(about["capabilities"])
 
 
@@ -49,38 +53,70 @@ def test_readme_table_is_generated_from_about() -> None:
 
 
 def test_about_lists_streams_and_capabilities() -> None:
-    about = json.loads(subprocess.run(
-        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
-        check=True, capture_output=True, text=True,
-    ).stdout)
+    about = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     assert [s["name"] for s in about["streams"]] == ["billed_usage", "unbilled_usage"]
-    assert {"about", "catalog", "discover", "state", "stream-maps", "schema-flattening"} <= set(about["capabilities"])
+    assert {"about", "catalog", "discover", "state", "stream-maps", "schema-flattening"} <= set(
+        about["capabilities"]
+    )
     assert "activate-version" not in about["capabilities"]
 
 
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("no secret nor certificate", {"client_secret": None}, "neither is set"),
-    ("both secret and certificate", {"client_certificate_path": "/x.pem", "client_certificate_thumbprint": "AB"}, "both are set"),
-    ("certificate without thumbprint", {"client_secret": None, "client_certificate_path": "/x.pem"}, "needs client_certificate_thumbprint"),
+    (
+        "both secret and certificate",
+        {"client_certificate_path": "/x.pem", "client_certificate_thumbprint": "AB"},
+        "both are set",
+    ),
+    (
+        "certificate without thumbprint",
+        {"client_secret": None, "client_certificate_path": "/x.pem"},
+        "needs client_certificate_thumbprint",
+    ),
     ("empty tenant", {"tenant_id": " "}, "tenant_id is empty"),
     ("missing client id", {"client_id": None}, "client_id"),
     ("malformed invoice id", {"invoice_ids": ["G-1"]}, "G-1"),
     ("malformed currency", {"currency_codes": ["usd"]}, "usd"),
     ("unknown billing period", {"billing_periods": ["previous"]}, "previous"),
-    ("http graph url", {"graph_url": "http://graph.microsoft.com/v1.0"}, "graph_url must be an https:// URL"),
-    ("http authority", {"authority_url": "http://login.microsoftonline.com"}, "authority_url must be an https:// URL"),
+    (
+        "http graph url",
+        {"graph_url": "http://graph.microsoft.com/v1.0"},
+        "graph_url must be an https:// URL",
+    ),
+    (
+        "http authority",
+        {"authority_url": "http://login.microsoftonline.com"},
+        "authority_url must be an https:// URL",
+    ),
     ("zero timeout", {"poll_timeout_seconds": 0}, "poll_timeout_seconds"),
     ("negative interval", {"poll_interval_seconds": -1}, "poll_interval_seconds"),
     ("zero downloads", {"max_parallel_downloads": 0}, "max_parallel_downloads"),
-    ("activate version", {"emit_activate_version_messages": True}, "emit_activate_version_messages is not supported"),
+    (
+        "activate version",
+        {"emit_activate_version_messages": True},
+        "emit_activate_version_messages is not supported",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "change", "message"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+@pytest.mark.parametrize(
+    ("name", "change", "message"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS]
+)
 def test_bad_config_is_refused_before_any_request(
     name: str, change: dict[str, Any], message: str, rsps: responses.RequestsMock
 ) -> None:
-    config = {k: v for k, v in {**base_config(invoice_ids=["G000000001"]), **change}.items() if v is not None}
+    config = {
+        k: v
+        for k, v in {**base_config(invoice_ids=["G000000001"]), **change}.items()
+        if v is not None
+    }
     with pytest.raises(ConfigValidationError) as raised:
         TapPartnerBilling(config=config).sync_all()
     assert message in " ".join([str(raised.value), *raised.value.errors])

@@ -34,8 +34,7 @@ def three_blobs(prefix: str, lines_per_blob: int, start: int = 0) -> dict[str, b
 
 
 def billed_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
-    config = base_config(invoice_ids=["G000000001", "G000000002"], **overrides)
-    return config
+    return base_config(invoice_ids=["G000000001", "G000000002"], **overrides)
 
 
 BILLED = ("billed_usage",)
@@ -98,7 +97,18 @@ def test_duplicate_lines_get_distinct_keys(graph: FakeGraph) -> None:
     result = run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
     records = result.records("billed_usage")
     assert [r["line_ordinal"] for r in records] == [0, 1, 2]
-    assert len({json.dumps({k: v for k, v in r.items() if k not in {"line_ordinal", "_blob_line"}}, sort_keys=True) for r in records}) == 1
+    assert (
+        len(
+            {
+                json.dumps(
+                    {k: v for k, v in r.items() if k not in {"line_ordinal", "_blob_line"}},
+                    sort_keys=True,
+                )
+                for r in records
+            }
+        )
+        == 1
+    )
 
 
 def unbilled_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
@@ -108,13 +118,23 @@ def unbilled_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
 
 
 def test_unbilled_reexport_with_fewer_lines_retires_exact_surplus(graph: FakeGraph) -> None:
-    graph.add("current/USD", Export({"u1.json.gz": gz_lines(*(usage_line(n) for n in range(7)))}, etag="v1", month="202611"))
+    graph.add(
+        "current/USD",
+        Export(
+            {"u1.json.gz": gz_lines(*(usage_line(n) for n in range(7)))}, etag="v1", month="202611"
+        ),
+    )
     config = base_config()
     first = run_tap(config, streams=UNBILLED)
     assert len(first.records()) == 7
     assert unbilled_state(first)["202611"]["line_count"] == 7
 
-    graph.add("current/USD", Export({"u2.json.gz": gz_lines(*(usage_line(n) for n in range(4)))}, etag="v2", month="202611"))
+    graph.add(
+        "current/USD",
+        Export(
+            {"u2.json.gz": gz_lines(*(usage_line(n) for n in range(4)))}, etag="v2", month="202611"
+        ),
+    )
     second = run_tap(config, state=first.state, streams=UNBILLED)
     records = second.records()
     live = [r for r in records if r.get("_sdc_deleted_at") is None]
@@ -123,7 +143,9 @@ def test_unbilled_reexport_with_fewer_lines_retires_exact_surplus(graph: FakeGra
     assert [r["line_ordinal"] for r in dead] == [4, 5, 6]
     assert all(r["_blob_name"] is None and r["_blob_line"] is None for r in dead)
     assert all(r["_manifest_etag"] == "v2" and r["billing_month"] == "202611" for r in dead)
-    assert Counter((r["billing_month"], r["line_ordinal"]) for r in records).most_common(1)[0][1] == 1
+    assert (
+        Counter((r["billing_month"], r["line_ordinal"]) for r in records).most_common(1)[0][1] == 1
+    )
     assert unbilled_state(second)["202611"]["line_count"] == 4
 
     # unchanged data: no blob fetched, nothing emitted
@@ -135,7 +157,12 @@ def test_unbilled_reexport_with_fewer_lines_retires_exact_surplus(graph: FakeGra
 
 def test_retirement_covers_an_interrupted_run_beyond_the_old_count(graph: FakeGraph) -> None:
     """A run killed after emitting ordinals past the last complete count leaves a mark."""
-    graph.add("current/USD", Export({"u1.json.gz": gz_lines(*(usage_line(n) for n in range(3)))}, etag="v1", month="202611"))
+    graph.add(
+        "current/USD",
+        Export(
+            {"u1.json.gz": gz_lines(*(usage_line(n) for n in range(3)))}, etag="v1", month="202611"
+        ),
+    )
     config = base_config()
     first = run_tap(config, streams=UNBILLED)
     # The interrupted run: data grew to 1500 lines, and the tap died mid-way.
@@ -143,7 +170,12 @@ def test_retirement_covers_an_interrupted_run_beyond_the_old_count(graph: FakeGr
     month = state["bookmarks"]["unbilled_usage"]["partitions"][0]["months"]["202611"]
     month["high_water"] = 2000  # what it saved before emitting ordinal 1000
     month["progress"] = {"etag": "v-big", "blob_list": "x", "blobs_done": 1, "next_ordinal": 1200}
-    graph.add("current/USD", Export({"u3.json.gz": gz_lines(*(usage_line(n) for n in range(2)))}, etag="v3", month="202611"))
+    graph.add(
+        "current/USD",
+        Export(
+            {"u3.json.gz": gz_lines(*(usage_line(n) for n in range(2)))}, etag="v3", month="202611"
+        ),
+    )
     result = run_tap(config, state=state, streams=UNBILLED)
     dead = sorted(r["line_ordinal"] for r in result.records() if r.get("_sdc_deleted_at"))
     assert dead == list(range(2, 2000))
@@ -157,7 +189,12 @@ def test_high_water_is_saved_before_ordinals_beyond_it(graph: FakeGraph) -> None
     mark = 0
     for message in result.messages:
         if message["type"] == "STATE":
-            months = message["value"]["bookmarks"].get("unbilled_usage", {}).get("partitions", [{}])[0].get("months", {})
+            months = (
+                message["value"]["bookmarks"]
+                .get("unbilled_usage", {})
+                .get("partitions", [{}])[0]
+                .get("months", {})
+            )
             mark = months.get("202611", {}).get("high_water", 0)
         elif message["type"] == "RECORD":
             assert message["record"]["line_ordinal"] < mark
@@ -186,14 +223,18 @@ def test_failed_other_code_names_dataset_partition_operation_and_error(graph: Fa
 
 
 def test_pending_operation_is_polled_again_not_reposted(graph: FakeGraph) -> None:
-    graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1))}, statuses=["running"] * 100))
+    graph.add(
+        "G000000001", Export({"a.json.gz": gz_lines(usage_line(1))}, statuses=["running"] * 100)
+    )
     config = base_config(invoice_ids=["G000000001"], poll_timeout_seconds=20)
     raw: list[str] = []
     with pytest.raises(Exception, match="still running"):
         run_tap(config, raw=raw, streams=BILLED)
     states = [json.loads(line)["value"] for line in raw if '"STATE"' in line]
     saved = states[-1]["bookmarks"]["billed_usage"]["partitions"][0]["pending_operations"]["export"]
-    assert saved["operation_url"].startswith("https://graph.test/v1.0/reports/partners/billing/operations/")
+    assert saved["operation_url"].startswith(
+        "https://graph.test/v1.0/reports/partners/billing/operations/"
+    )
     graph.exports["G000000001"].statuses = ["succeeded"]
     result = run_tap(config, state=states[-1], streams=BILLED)
     assert len(result.records()) == 1
@@ -207,11 +248,17 @@ def test_finished_blobs_not_fetched_again_after_resume(graph: FakeGraph) -> None
     raw: list[str] = []
     full = run_tap(config, raw=raw, streams=BILLED)
     assert len(full.records()) == 9
+
     # The state written right after blob 2 finished: as if the tap was killed there.
     def progress_of(line: str) -> Any:  # noqa: ANN401
         parts = json.loads(line)["value"]["bookmarks"]["billed_usage"]["partitions"]
         return parts[0].get("progress")
-    after_two = next(json.loads(line)["value"] for line in raw if '"STATE"' in line and (progress_of(line) or {}).get("blobs_done") == 2)
+
+    after_two = next(
+        json.loads(line)["value"]
+        for line in raw
+        if '"STATE"' in line and (progress_of(line) or {}).get("blobs_done") == 2
+    )
     graph.blob_gets.clear()
     resumed = run_tap(config, state=after_two, streams=BILLED)
     assert graph.blob_gets == ["a-part-00002.json.gz"]
@@ -224,19 +271,26 @@ def test_changed_etag_on_resume_restarts_partition(graph: FakeGraph) -> None:
     raw: list[str] = []
     run_tap(config, raw=raw, streams=BILLED)
     mid = next(
-        json.loads(line)["value"] for line in raw
+        json.loads(line)["value"]
+        for line in raw
         if '"STATE"' in line and '"blobs_done":1' in line.replace(" ", "")
     )
     graph.add("G000000001", Export(three_blobs("n", 2), etag="e2"))
     graph.blob_gets.clear()
     resumed = run_tap(config, state=mid, streams=BILLED)
-    assert sorted(graph.blob_gets) == ["n-part-00000.json.gz", "n-part-00001.json.gz", "n-part-00002.json.gz"]
+    assert sorted(graph.blob_gets) == [
+        "n-part-00000.json.gz",
+        "n-part-00001.json.gz",
+        "n-part-00002.json.gz",
+    ]
     live = [r["line_ordinal"] for r in resumed.records() if not r.get("_sdc_deleted_at")]
     assert live == list(range(6))
 
 
 def test_current_and_last_resolving_to_one_month_sync_it_once(graph: FakeGraph) -> None:
-    graph.add("current/USD", Export({"c.json.gz": gz_lines(usage_line(1), usage_line(2))}, month="202611"))
+    graph.add(
+        "current/USD", Export({"c.json.gz": gz_lines(usage_line(1), usage_line(2))}, month="202611")
+    )
     graph.add("last/USD", Export({"l.json.gz": gz_lines(usage_line(3))}, month="202611"))
     result = run_tap(base_config(billing_periods=["current", "last"]), streams=UNBILLED)
     assert [r["line_ordinal"] for r in result.records()] == [0, 1]
@@ -244,18 +298,27 @@ def test_current_and_last_resolving_to_one_month_sync_it_once(graph: FakeGraph) 
 
 
 def test_linked_manifest_and_completed_status(graph: FakeGraph) -> None:
-    graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1))}, linked=True, statuses=["Completed"]))
+    graph.add(
+        "G000000001",
+        Export({"a.json.gz": gz_lines(usage_line(1))}, linked=True, statuses=["Completed"]),
+    )
     result = run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
     assert len(result.records()) == 1
 
 
 @pytest.mark.parametrize("through_catalog", [False, True])
-def test_schema_messages_keep_decimal_precision_and_scale(graph: FakeGraph, through_catalog: bool) -> None:
+def test_schema_messages_keep_decimal_precision_and_scale(
+    graph: FakeGraph, through_catalog: bool
+) -> None:
     from tap_partner_billing.tap import TapPartnerBilling
 
     catalog = TapPartnerBilling(config=base_config()).catalog_dict if through_catalog else None
     graph.add("current/USD", Export({}, fail_code="5000"))
     result = run_tap(base_config(), streams=UNBILLED, catalog=catalog)
-    schema = next(m["schema"] for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "unbilled_usage")
+    schema = next(
+        m["schema"]
+        for m in result.messages
+        if m["type"] == "SCHEMA" and m["stream"] == "unbilled_usage"
+    )
     assert schema["properties"]["billing_pre_tax_total"]["precision"] == 38
     assert schema["properties"]["billing_pre_tax_total"]["scale"] == 18

@@ -7,6 +7,7 @@ as ``PARTNER_BILLING_SANDBOX_*`` variables that only the ``sandbox`` Meltano env
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -27,8 +28,10 @@ def main(argv: list[str] | None = None) -> None:
 
     tls = make_tls_files(args.state_dir / "tls")
     config = SandboxConfig(
-        seed=args.seed, retry_after_seconds=args.retry_after,
-        polls_before_success=args.polls, manifest_mode=args.manifest_mode,
+        seed=args.seed,
+        retry_after_seconds=args.retry_after,
+        polls_before_success=args.polls,
+        manifest_mode=args.manifest_mode,
     )
     server = SandboxServer(Sandbox(config), tls).start()
     sandbox = server.sandbox
@@ -39,13 +42,15 @@ def main(argv: list[str] | None = None) -> None:
         f"PARTNER_BILLING_SANDBOX_CA_BUNDLE={tls.ca_bundle.resolve()}\n",
         encoding="utf-8",
     )
-    print(f"sandbox listening: login {sandbox.login_url}, graph {sandbox.graph_url}, blobs {sandbox.blob_url}", flush=True)  # noqa: T201
+    print(
+        f"sandbox listening: login {sandbox.login_url}, graph {sandbox.graph_url}, "
+        f"blobs {sandbox.blob_url}",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     server.stop()
 
 

@@ -6,6 +6,7 @@ real service does; a read-only container SAS stands in for it.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
 
 from azure.core.exceptions import ResourceExistsError
@@ -21,18 +22,19 @@ class AzuriteStore:
     def __init__(self, account_url: str, *, ca_bundle: str) -> None:
         self.account_url = account_url.rstrip("/")
         self._client = BlobServiceClient(
-            self.account_url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+            self.account_url,
+            credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
             connection_verify=ca_bundle,
         )
         self._uploaded: set[str] = set()
 
-    def place(self, container: str, directory: str, blobs: dict[str, bytes], expires: float) -> tuple[str, str]:
+    def place(
+        self, container: str, directory: str, blobs: dict[str, bytes], expires: float
+    ) -> tuple[str, str]:
         """Upload ``blobs`` under ``container/directory`` once; return (rootDirectory, SAS)."""
         if container not in self._uploaded:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self._client.create_container(container)
-            except ResourceExistsError:
-                pass
             self._uploaded.add(container)
         container_client = self._client.get_container_client(container)
         for name, body in blobs.items():
@@ -41,7 +43,9 @@ class AzuriteStore:
                 container_client.upload_blob(path, body, overwrite=True)
                 self._uploaded.add(path)
         sas = generate_container_sas(
-            DEV_ACCOUNT, container, account_key=DEV_KEY,
+            DEV_ACCOUNT,
+            container,
+            account_key=DEV_KEY,
             permission=ContainerSasPermissions(read=True, list=True),
             expiry=datetime.fromtimestamp(expires, tz=timezone.utc),
         )

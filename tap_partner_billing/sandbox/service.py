@@ -115,10 +115,16 @@ class Sandbox:
     def _billed_key(self, invoice: str, attribute_set: str) -> tuple[str, ...] | None:
         return ("usage/billed", invoice, attribute_set) if invoice in self.config.invoices else None
 
-    def _unbilled_key(self, period: str, currency: str, attribute_set: str) -> tuple[str, ...] | None:
+    def _unbilled_key(
+        self, period: str, currency: str, attribute_set: str
+    ) -> tuple[str, ...] | None:
         if (period, currency) not in self.config.unbilled:
             return None
-        month = self.config.current_month if period == "current" else previous_month(self.config.current_month)
+        month = (
+            self.config.current_month
+            if period == "current"
+            else previous_month(self.config.current_month)
+        )
         return ("usage/unbilled", month, currency, attribute_set, period)
 
     def partition(self, key: tuple[str, ...]) -> PartitionData:
@@ -132,24 +138,42 @@ class Sandbox:
         seed = stable_seed(self.config.seed, *key, version)
         if key[0] == "usage/billed":
             spec = self.config.invoices[key[1]]
-            month, count, blob_count, invoice, currency = spec.billing_month, spec.lines, spec.blobs, key[1], "USD"
+            month, count, blob_count, invoice, currency = (
+                spec.billing_month,
+                spec.lines,
+                spec.blobs,
+                key[1],
+                "USD",
+            )
         else:
             month, currency = key[1], key[2]
             count, blob_count = self.config.unbilled[(key[4], currency)]
             invoice = None
         lines = usage_lines(
-            seed=seed, count=count, billing_month=month, invoice=invoice, currency=currency,
+            seed=seed,
+            count=count,
+            billing_month=month,
+            invoice=invoice,
+            currency=currency,
             attribute_set=key[-2] if key[0] == "usage/unbilled" else key[2],
         )
         etag = base64.urlsafe_b64encode(hashlib.sha256(f"{seed}".encode()).digest()[:12]).decode()
-        return PartitionData(month, etag, pack_blobs(lines, blob_count=blob_count, seed=seed), version)
+        return PartitionData(
+            month, etag, pack_blobs(lines, blob_count=blob_count, seed=seed), version
+        )
 
-    def set_unbilled_lines(self, period: str, currency: str, lines: int, blobs: int | None = None) -> None:
+    def set_unbilled_lines(
+        self, period: str, currency: str, lines: int, blobs: int | None = None
+    ) -> None:
         """Change an unbilled snapshot (shrink or grow); it gets a new eTag."""
         with self._lock:
             _, old_blobs = self.config.unbilled.get((period, currency), (0, 2))
             self.config.unbilled[(period, currency)] = (lines, blobs or old_blobs)
-            for key in [k for k in self._partitions if k[0] == "usage/unbilled" and k[4] == period and k[2] == currency]:
+            for key in [
+                k
+                for k in self._partitions
+                if k[0] == "usage/unbilled" and k[4] == period and k[2] == currency
+            ]:
                 old = self._partitions[key]
                 self._partitions[key] = self._generate(key, version=old.version + 1)
 
@@ -160,7 +184,9 @@ class Sandbox:
             if lines is not None:
                 spec.lines = lines
             for key in [k for k in self._partitions if k[0] == "usage/billed" and k[1] == invoice]:
-                self._partitions[key] = self._generate(key, version=self._partitions[key].version + 1)
+                self._partitions[key] = self._generate(
+                    key, version=self._partitions[key].version + 1
+                )
 
     def billed_truth(self, invoice: str, attribute_set: str = "full") -> Truth:
         """Ground truth of an invoice, from the blob bytes."""
@@ -173,10 +199,16 @@ class Sandbox:
 
     def unbilled_month(self, period: str) -> str:
         """The absolute month a period resolves to now."""
-        return self.config.current_month if period == "current" else previous_month(self.config.current_month)
+        return (
+            self.config.current_month
+            if period == "current"
+            else previous_month(self.config.current_month)
+        )
 
     # ---- exports ----------------------------------------------------------------------
-    def start_export(self, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None, str | None]:
+    def start_export(
+        self, action: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None, str | None]:
         """Validate an export body; return (status, error body, operation id)."""
         attribute_set = body.get("attributeSet", "full")
         if attribute_set not in {"full", "basic"}:
@@ -193,8 +225,14 @@ class Sandbox:
             if not isinstance(currency, str) or not _CURRENCY.match(currency):
                 return 400, _graph_error("BadRequest", "currencyCode is missing or malformed"), None
             if period not in {"current", "last"}:
-                return 400, _graph_error("BadRequest", "billingPeriod must be current or last"), None
-            partition = self._unbilled_key(period, currency, attribute_set) if dataset == "usage" else None
+                return (
+                    400,
+                    _graph_error("BadRequest", "billingPeriod must be current or last"),
+                    None,
+                )
+            partition = (
+                self._unbilled_key(period, currency, attribute_set) if dataset == "usage" else None
+            )
         op = Operation(str(uuid.uuid4()), action, partition, _iso(self.now()))
         with self._lock:
             self._operations[op.id] = op
@@ -209,19 +247,39 @@ class Sandbox:
             if op.gone:
                 return 410, _graph_error("Gone", "operation expired"), None
             op.polls += 1
-            base = {"id": op.id, "createdDateTime": op.created, "lastActionDateTime": _iso(self.now())}
+            base: dict[str, Any] = {
+                "id": op.id,
+                "createdDateTime": op.created,
+                "lastActionDateTime": _iso(self.now()),
+            }
             if op.polls <= self.config.polls_before_success:
                 status = "notStarted" if op.polls == 1 else "running"
-                body = {"@odata.type": "#microsoft.graph.partners.billing.runningOperation", **base, "status": status}
-                return 200, body, self.config.retry_after_seconds
+                running = {
+                    "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
+                    **base,
+                    "status": status,
+                }
+                return 200, running, self.config.retry_after_seconds
             if op.partition is None:
-                return 200, {
-                    "@odata.type": "#microsoft.graph.partners.billing.failedOperation", **base,
-                    "status": "failed", "error": {"message": "No data available", "code": "5000"},
-                }, None
-            body = {"@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation", **base, "status": "succeeded"}
+                return (
+                    200,
+                    {
+                        "@odata.type": "#microsoft.graph.partners.billing.failedOperation",
+                        **base,
+                        "status": "failed",
+                        "error": {"message": "No data available", "code": "5000"},
+                    },
+                    None,
+                )
+            body: dict[str, Any] = {
+                "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
+                **base,
+                "status": "succeeded",
+            }
             if self.config.manifest_mode == "linked":
-                body["resourceLocation@odata.navigationLink"] = f"{self.graph_url}{BILLING}/manifests/{op.id}"
+                body["resourceLocation@odata.navigationLink"] = (
+                    f"{self.graph_url}{BILLING}/manifests/{op.id}"
+                )
             else:
                 body["resourceLocation"] = self.manifest(op.partition, op.id)
             return 200, body, None
@@ -257,14 +315,24 @@ class Sandbox:
         data = self.partition(key)
         container, directory = self.directory(key, data)
         if self.azurite is not None:
-            root, sas = self.azurite.place(container, directory, data.blobs, self.now() + self.config.sas_lifetime_seconds)
+            root, sas = self.azurite.place(
+                container, directory, data.blobs, self.now() + self.config.sas_lifetime_seconds
+            )
         else:
             root = f"{self.blob_url}/{container}/{directory}"
-            sas = self.sign(f"/{container}/{directory}", self.now() + self.config.sas_lifetime_seconds)
+            sas = self.sign(
+                f"/{container}/{directory}", self.now() + self.config.sas_lifetime_seconds
+            )
         return {
-            "id": manifest_id, "createdDateTime": _iso(self.now()), "schemaVersion": "2",
-            "dataFormat": "compressedJSON", "partitionType": "default", "eTag": data.etag,
-            "partnerTenantId": PARTNER_TENANT, "rootDirectory": root, "sasToken": sas,
+            "id": manifest_id,
+            "createdDateTime": _iso(self.now()),
+            "schemaVersion": "2",
+            "dataFormat": "compressedJSON",
+            "partitionType": "default",
+            "eTag": data.etag,
+            "partnerTenantId": PARTNER_TENANT,
+            "rootDirectory": root,
+            "sasToken": sas,
             "blobCount": len(data.blobs),
             "blobs": [{"name": name, "partitionValue": "default"} for name in data.blobs],
         }
@@ -289,7 +357,9 @@ class Sandbox:
         if not se or not hmac.compare_digest(params.get("sig", ""), expected):
             return 403, None
         try:
-            expires = datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+            expires = (
+                datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+            )
         except ValueError:
             return 403, None
         if expires < self.now():
@@ -328,7 +398,9 @@ def _iso(epoch: float, *, seconds_only: bool = False) -> str:
 
 
 def _graph_error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "innerError": {"request-id": str(uuid.uuid4())}}}
+    return {
+        "error": {"code": code, "message": message, "innerError": {"request-id": str(uuid.uuid4())}}
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -342,12 +414,20 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the request log is kept in the sandbox instead."""
 
     def _log(self, step: str, status: int) -> None:
-        self.sandbox.faults.record(LoggedRequest(
-            step, self.command, urlsplit(self.path).path, status,
-            "Authorization" in self.headers, self.headers.get("Range"),
-        ))
+        self.sandbox.faults.record(
+            LoggedRequest(
+                step,
+                self.command,
+                urlsplit(self.path).path,
+                status,
+                "Authorization" in self.headers,
+                self.headers.get("Range"),
+            )
+        )
 
-    def _send_json(self, step: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:  # noqa: ANN401
+    def _send_json(
+        self, step: str, status: int, body: object, headers: dict[str, str] | None = None
+    ) -> None:
         payload = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -366,7 +446,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._pending_fault = fault
             return False
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        body = {"error": "temporarily_unavailable", "error_description": "sandbox fault"} if step == "token" else _graph_error("ServiceUnavailable", "sandbox fault")
+        body = (
+            {"error": "temporarily_unavailable", "error_description": "sandbox fault"}
+            if step == "token"
+            else _graph_error("ServiceUnavailable", "sandbox fault")
+        )
         self._send_json(step, fault.status, body, headers)
         return True
 
@@ -376,17 +460,22 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         """GET: openid configuration, operations, manifests, blobs."""
         self._pending_fault = None
         path = urlsplit(self.path).path
         if self.role == "login":
             tenant = path.strip("/").split("/")[0]
             base = f"{self.sandbox.login_url}/{tenant}"
-            self._send_json("openid", 200, {
-                "token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            })
+            self._send_json(
+                "openid",
+                200,
+                {
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "issuer": f"{base}/v2.0",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                },
+            )
         elif self.role == "graph":
             self._graph_get(path)
         else:
@@ -397,7 +486,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self._fault(step):
             return
         if not self.sandbox.token_valid(self.headers.get("Authorization")):
-            self._send_json(step, 401, _graph_error("InvalidAuthenticationToken", "token missing or expired"))
+            self._send_json(
+                step, 401, _graph_error("InvalidAuthenticationToken", "token missing or expired")
+            )
             return
         operation_id = path.rstrip("/").rsplit("/", 1)[-1]
         if step == "manifest":
@@ -416,7 +507,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, data = self.sandbox.blob_for(unquote(path), urlsplit(self.path).query)
         if data is None:
-            body = b'<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code></Error>'
+            body = (
+                b'<?xml version="1.0" encoding="utf-8"?>'
+                b"<Error><Code>AuthenticationFailed</Code></Error>"
+            )
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -438,7 +532,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
-        limit = fault.drop_after_bytes if fault is not None and fault.drop_after_bytes is not None else None
+        limit = (
+            fault.drop_after_bytes
+            if fault is not None and fault.drop_after_bytes is not None
+            else None
+        )
         self._log("blob", 206 if start else 200)
         self._stream(payload, limit)
 
@@ -461,7 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if ahead > 0:
                     time.sleep(ahead)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         """POST: token requests and exports."""
         path = urlsplit(self.path).path
         raw = self._read_body()
@@ -475,14 +573,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self._fault("export"):
             return
         if not self.sandbox.token_valid(self.headers.get("Authorization")):
-            self._send_json("export", 401, _graph_error("InvalidAuthenticationToken", "token missing or expired"))
+            self._send_json(
+                "export",
+                401,
+                _graph_error("InvalidAuthenticationToken", "token missing or expired"),
+            )
             return
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
             self._send_json("export", 400, _graph_error("BadRequest", "body is not JSON"))
             return
-        status, error, operation_id = self.sandbox.start_export(f"{match.group(1)}/{match.group(2)}", body)
+        status, error, operation_id = self.sandbox.start_export(
+            f"{match.group(1)}/{match.group(2)}", body
+        )
         if operation_id is None:
             self._send_json("export", status, error)
             return
@@ -494,12 +598,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         config = self.sandbox.config
-        secret_ok = form.get("client_secret") == config.client_secret or bool(form.get("client_assertion"))
+        secret_ok = form.get("client_secret") == config.client_secret or bool(
+            form.get("client_assertion")
+        )
         if form.get("client_id") != config.client_id or not secret_ok:
-            self._send_json("token", 401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
+            self._send_json(
+                "token",
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                },
+            )
             return
         token, lifetime = self.sandbox.issue_token()
-        self._send_json("token", 200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token})
+        self._send_json(
+            "token",
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            },
+        )
 
 
 class SandboxServer:
@@ -517,11 +639,15 @@ class SandboxServer:
         context = self.tls.server_context()
         urls = []
         for role, port in zip(("login", "graph", "blob"), ports, strict=True):
-            handler = type(f"{role.title()}Handler", (_Handler,), {"sandbox": self.sandbox, "role": role})
+            handler = type(
+                f"{role.title()}Handler", (_Handler,), {"sandbox": self.sandbox, "role": role}
+            )
             server = ThreadingHTTPServer((self._host, port), handler)
             server.daemon_threads = True
             server.socket = context.wrap_socket(server.socket, server_side=True)
-            thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{role}", daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever, name=f"sandbox-{role}", daemon=True
+            )
             thread.start()
             self._servers.append(server)
             self._threads.append(thread)

@@ -12,7 +12,15 @@ import pytest
 
 from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig, SandboxServer
 from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
-from tests.e2e.services import ROOT, WORK, Azurite, Postgres, ServiceStartError, start_azurite, start_postgres
+from tests.e2e.services import (
+    ROOT,
+    WORK,
+    Azurite,
+    Postgres,
+    ServiceStartError,
+    start_azurite,
+    start_postgres,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -60,15 +68,24 @@ class MeltanoProject:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def run(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})}
         full_env.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox environment sets its own
         result = subprocess.run(
-            [str(MELTANO), *args], cwd=self.root, env=full_env, capture_output=True, text=True,
-            check=False, timeout=900,
+            [str(MELTANO), *args],
+            cwd=self.root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
         )
         if check and result.returncode != 0:
-            pytest.fail(f"meltano {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-6000:]}")
+            pytest.fail(
+                f"meltano {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-6000:]}"
+            )
         return result
 
 
@@ -78,7 +95,9 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
         pytest.fail(f"Meltano is not installed at {MELTANO}; scripts/bootstrap installs it")
     root = tmp_path_factory.mktemp("meltano")
     text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
-    (root / "meltano.yml").write_text(text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8")
+    (root / "meltano.yml").write_text(
+        text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8"
+    )
     project = MeltanoProject(root)
     project.run("--environment=sandbox", "install")
     return project
@@ -95,9 +114,12 @@ def sandbox_env(server: SandboxServer) -> dict[str, str]:
 
 def postgres_env(pg: Postgres, schema: str) -> dict[str, str]:
     return {
-        "TARGET_POSTGRES_HOST": pg.host, "TARGET_POSTGRES_PORT": str(pg.port),
-        "TARGET_POSTGRES_USER": pg.user, "TARGET_POSTGRES_PASSWORD": pg.password,
-        "TARGET_POSTGRES_DATABASE": pg.database, "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+        "TARGET_POSTGRES_HOST": pg.host,
+        "TARGET_POSTGRES_PORT": str(pg.port),
+        "TARGET_POSTGRES_USER": pg.user,
+        "TARGET_POSTGRES_PASSWORD": pg.password,
+        "TARGET_POSTGRES_DATABASE": pg.database,
+        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
     }
 
 
@@ -105,7 +127,7 @@ def query(pg: Postgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:  # noq
     import psycopg
 
     with psycopg.connect(pg.dsn()) as conn:
-        return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+        return list(conn.execute(sql, params).fetchall())
 
 
 def clean_output(project: MeltanoProject) -> Path:

@@ -56,7 +56,10 @@ class Postgres:
     pid: int
 
     def dsn(self) -> str:
-        return f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={self.database}"
+        return (
+            f"host={self.host} port={self.port} user={self.user} "
+            f"password={self.password} dbname={self.database}"
+        )
 
     def stop(self) -> None:
         _stop_pid(self.pid)
@@ -64,7 +67,7 @@ class Postgres:
 
 
 def start_postgres() -> Postgres:
-    """initdb + start a cluster on a free port (as the postgres user when running as root)."""
+    """Initdb + start a cluster on a free port (as the postgres user when running as root)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         msg = "PostgreSQL server binaries not found; scripts/install-services installs them"
@@ -91,18 +94,31 @@ def start_postgres() -> Postgres:
         msg = f"initdb failed: {result.stderr[-2000:]}"
         raise ServiceStartError(msg)
     result = run(
-        str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w",
-        "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base}", "start",
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(base / "server.log"),
+        "-w",
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {base}",
+        "start",
     )
     if result.returncode != 0:
-        log = (base / "server.log").read_text(errors="replace") if (base / "server.log").exists() else ""
+        log = (
+            (base / "server.log").read_text(errors="replace")
+            if (base / "server.log").exists()
+            else ""
+        )
         msg = f"PostgreSQL did not start: {result.stderr[-1000:]} {log[-2000:]}"
         raise ServiceStartError(msg)
     pid = int((data / "postmaster.pid").read_text().split()[0])
     pg = Postgres("127.0.0.1", port, "postgres", "e2e-password", "postgres", data, pid)
     import psycopg
 
-    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True
+    ) as conn:
         conn.execute(f"ALTER USER postgres PASSWORD '{pg.password}'")
     return pg
 
@@ -130,10 +146,25 @@ def start_azurite(cert: Path, key: Path) -> Azurite:
     log_path = Path(location) / "azurite.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-             "--skipApiVersionCheck", "--loose", "--disableTelemetry",
-             "--silent", "--cert", str(cert), "--key", str(key)],
-            stdout=log, stderr=subprocess.STDOUT, text=True,
+            [
+                str(binary),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+                "--silent",
+                "--cert",
+                str(cert),
+                "--key",
+                str(key),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:

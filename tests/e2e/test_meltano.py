@@ -16,24 +16,38 @@ from tests.e2e.services import Azurite, Postgres
 pytestmark = pytest.mark.e2e
 
 
-def test_meltano_run_to_jsonl_matches_ground_truth(sandbox: SandboxServer, meltano: MeltanoProject) -> None:
+def test_meltano_run_to_jsonl_matches_ground_truth(
+    sandbox: SandboxServer, meltano: MeltanoProject
+) -> None:
     output = clean_output(meltano)
-    meltano.run("--environment=sandbox", "run", "--state-id-suffix=jsonl", "tap-partner-billing", "target-jsonl",
-                env=sandbox_env(sandbox))
+    meltano.run(
+        "--environment=sandbox",
+        "run",
+        "--state-id-suffix=jsonl",
+        "tap-partner-billing",
+        "target-jsonl",
+        env=sandbox_env(sandbox),
+    )
     sb = sandbox.sandbox
     counts = {f.stem: sum(1 for _ in f.open()) for f in output.glob("*.jsonl")}
     billed_truth = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
-    unbilled_truth = sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    unbilled_truth = (
+        sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    )
     assert counts == {"billed_usage": billed_truth, "unbilled_usage": unbilled_truth}
     records = [json.loads(line) for line in (output / "billed_usage.jsonl").open()]
     by_invoice: Counter[str] = Counter()
     for record in records:
         by_invoice[record["invoice_id"]] += 1
     assert by_invoice == {i: sb.billed_truth(i).line_count for i in sb.config.invoices}
-    assert all(not entry.authorized for entry in sb.faults.requests("blob")), "Graph token sent to storage"
+    assert all(not entry.authorized for entry in sb.faults.requests("blob")), (
+        "Graph token sent to storage"
+    )
 
 
-def live_totals(pg: Postgres, schema: str, table: str, column: str) -> dict[str, tuple[int, Decimal]]:
+def live_totals(
+    pg: Postgres, schema: str, table: str, column: str
+) -> dict[str, tuple[int, Decimal]]:
     rows = query(
         pg,
         f"SELECT {column}, count(*), sum(billing_pre_tax_total) FROM {schema}.{table} "  # noqa: S608 - test-owned names
@@ -47,17 +61,25 @@ def test_postgres_exact_sums_reruns_and_shrinking_snapshot(
 ) -> None:
     sb = sandbox.sandbox
     env = {**sandbox_env(sandbox), **postgres_env(postgres, "billing")}
-    run = ("--environment=sandbox", "run", "--state-id-suffix=pg", "tap-partner-billing", "target-postgres")
+    run = (
+        "--environment=sandbox",
+        "run",
+        "--state-id-suffix=pg",
+        "tap-partner-billing",
+        "target-postgres",
+    )
     meltano.run(*run, env=env)
 
     billed = live_totals(postgres, "billing", "billed_usage", "invoice_id")
     assert billed == {
-        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total) for i in sb.config.invoices
+        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total)
+        for i in sb.config.invoices
     }
     column_type = query(
         postgres,
         "SELECT numeric_precision, numeric_scale FROM information_schema.columns "
-        "WHERE table_schema = 'billing' AND table_name = 'billed_usage' AND column_name = 'billing_pre_tax_total'",
+        "WHERE table_schema = 'billing' AND table_name = 'billed_usage' "
+        "AND column_name = 'billing_pre_tax_total'",
     )
     assert column_type == [(38, 18)]
     current, last = sb.unbilled_month("current"), sb.unbilled_month("last")
@@ -67,11 +89,15 @@ def test_postgres_exact_sums_reruns_and_shrinking_snapshot(
     }
 
     # A second run with state adds no rows.
-    before = query(postgres, "SELECT count(*) FROM billing.billed_usage")[0][0] + query(
-        postgres, "SELECT count(*) FROM billing.unbilled_usage")[0][0]
+    before = (
+        query(postgres, "SELECT count(*) FROM billing.billed_usage")[0][0]
+        + query(postgres, "SELECT count(*) FROM billing.unbilled_usage")[0][0]
+    )
     meltano.run(*run, env=env)
-    after = query(postgres, "SELECT count(*) FROM billing.billed_usage")[0][0] + query(
-        postgres, "SELECT count(*) FROM billing.unbilled_usage")[0][0]
+    after = (
+        query(postgres, "SELECT count(*) FROM billing.billed_usage")[0][0]
+        + query(postgres, "SELECT count(*) FROM billing.unbilled_usage")[0][0]
+    )
     assert after == before
 
     # The unbilled snapshot shrinks: live rows equal the new snapshot exactly.
@@ -85,7 +111,8 @@ def test_postgres_exact_sums_reruns_and_shrinking_snapshot(
     dead = query(
         postgres,
         "SELECT min(line_ordinal), max(line_ordinal), count(*) FROM billing.unbilled_usage "
-        "WHERE _sdc_deleted_at IS NOT NULL AND billing_month = %s", current,
+        "WHERE _sdc_deleted_at IS NOT NULL AND billing_month = %s",
+        current,
     )
     assert dead == [(61, truth[current].line_count - 1, truth[current].line_count - 61)]
 
@@ -96,10 +123,17 @@ def test_blobs_served_from_azurite(
     sb = sandbox.sandbox
     sb.azurite = AzuriteStore(azurite.account_url, ca_bundle=str(sandbox.tls.ca_bundle))
     env = {**sandbox_env(sandbox), **postgres_env(postgres, "from_azurite")}
-    meltano.run("--environment=sandbox", "run", "--state-id-suffix=azurite", "tap-partner-billing", "target-postgres",
-                env=env)
+    meltano.run(
+        "--environment=sandbox",
+        "run",
+        "--state-id-suffix=azurite",
+        "tap-partner-billing",
+        "target-postgres",
+        env=env,
+    )
     assert sb.faults.requests("blob") == []  # every blob came from Azurite
     billed = live_totals(postgres, "from_azurite", "billed_usage", "invoice_id")
     assert billed == {
-        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total) for i in sb.config.invoices
+        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total)
+        for i in sb.config.invoices
     }

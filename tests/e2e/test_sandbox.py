@@ -16,17 +16,29 @@ from tap_partner_billing.sandbox.service import SandboxServer
 pytestmark = pytest.mark.e2e
 
 
-def run_cli(server: SandboxServer, tmp_path: Path, *args: str, **config: object) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    server: SandboxServer, tmp_path: Path, *args: str, **config: object
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(server.tap_config(**config)), encoding="utf-8")
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.tls.ca_bundle), "TAP_PARTNER_BILLING_LOGLEVEL": "DEBUG"}
+    env = {
+        **os.environ,
+        "REQUESTS_CA_BUNDLE": str(server.tls.ca_bundle),
+        "TAP_PARTNER_BILLING_LOGLEVEL": "DEBUG",
+    }
     return subprocess.run(
         [sys.executable, "-m", "tap_partner_billing", "--config", str(path), *args],
-        capture_output=True, text=True, timeout=300, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
 
 
-def test_cli_test_acquires_a_token_and_starts_no_export(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_cli_test_acquires_a_token_and_starts_no_export(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
     result = run_cli(sandbox, tmp_path, "--test")
     assert result.returncode == 0, result.stderr
     assert "a Graph token was acquired" in result.stderr
@@ -65,9 +77,21 @@ def test_discover_and_catalog_round_trip(sandbox: SandboxServer, tmp_path: Path)
     assert synced.returncode == 0
     records = [json.loads(line) for line in synced.stdout.splitlines() if '"RECORD"' in line]
     sb = sandbox.sandbox
-    assert len(records) == sum(sb.billed_truth(i).line_count for i in sb.config.invoices) + sb.unbilled_truth(
-        "current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    assert (
+        len(records)
+        == sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
+        + sb.unbilled_truth("current", "USD").line_count
+        + sb.unbilled_truth("last", "USD").line_count
+    )
     state_path = tmp_path / "state.json"
-    state_path.write_text(json.dumps(json.loads([l for l in synced.stdout.splitlines() if '"STATE"' in l][-1])["value"]))
-    again = run_cli(sandbox, tmp_path, "--catalog", str(tmp_path / "catalog.json"), "--state", str(state_path))
+    state_path.write_text(
+        json.dumps(
+            json.loads([line for line in synced.stdout.splitlines() if '"STATE"' in line][-1])[
+                "value"
+            ]
+        )
+    )
+    again = run_cli(
+        sandbox, tmp_path, "--catalog", str(tmp_path / "catalog.json"), "--state", str(state_path)
+    )
     assert [line for line in again.stdout.splitlines() if '"RECORD"' in line] == []

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.e2e,
     # Schema columns no sample line fills (the tombstone column, unknown-key bag) are expected.
-    pytest.mark.filterwarnings("ignore:Fields in transformed catalog but not in records:UserWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Fields in transformed catalog but not in records:UserWarning"
+    ),
     pytest.mark.filterwarnings("ignore:No records were available to test:UserWarning"),
 ]
 
