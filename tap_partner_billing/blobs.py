@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import requests
+import urllib3
 
 from tap_partner_billing.errors import BlobDataError, SasExpiredError, ServiceError
 from tap_partner_billing.http import RetryPolicy, send
@@ -95,18 +96,34 @@ class BlobFetcher:
             with response:
                 if response.status_code == 403:  # noqa: PLR2004
                     raise SasExpiredError(f"{label}: blob storage refused the SAS (HTTP 403)")
-                if received and response.status_code == 200:  # noqa: PLR2004
-                    out.seek(0)  # the server ignored Range: start over
-                    out.truncate()
-                    received = 0
-                elif response.status_code not in {200, 206}:
+                if response.status_code not in {200, 206}:
                     msg = f"{label}: blob storage answered HTTP {response.status_code}"
                     raise ServiceError(msg)
+                resumed_here = response.headers.get("Content-Range", "").startswith(
+                    f"bytes {received}-"
+                )
+                if received and not (response.status_code == 206 and resumed_here):  # noqa: PLR2004
+                    out.seek(0)  # the server ignored the Range: start over
+                    out.truncate()
+                    received = 0
                 try:
-                    for chunk in response.iter_content(CHUNK_BYTES):
+                    # read1 hands over bytes as they arrive (so a broken connection loses
+                    # nothing already received) and leaves them as stored: the gzip is ours
+                    # to decode even if storage labels the blob Content-Encoding: gzip.
+                    length = response.headers.get("Content-Length")
+                    expected = received + int(length) if length and length.isdigit() else None
+                    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
                         out.write(chunk)
                         received += len(chunk)
-                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
+                    if expected is not None and received < expected:
+                        msg = f"body ended after {received} of {expected} bytes"
+                        raise ConnectionError(msg)  # noqa: TRY301 - handled just below
+                except (
+                    urllib3.exceptions.HTTPError,
+                    requests.RequestException,
+                    ConnectionError,
+                    TimeoutError,
+                ) as err:
                     reason = redact_text(f"{type(err).__name__}: {err}")
                     if attempt == self._policy.max_attempts:
                         msg = f"{label}: download kept breaking off ({reason})"

@@ -322,3 +322,16 @@ def test_schema_messages_keep_decimal_precision_and_scale(
     )
     assert schema["properties"]["billing_pre_tax_total"]["precision"] == 38
     assert schema["properties"]["billing_pre_tax_total"]["scale"] == 18
+
+
+def test_value_beyond_declared_scale_names_blob_and_line(graph: FakeGraph) -> None:
+    from tap_partner_billing.errors import RecordValueError
+
+    bad = '{"CustomerId": "c", "UnitPrice": 0.1234567890123456789}'
+    graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1), bad)}))
+    with pytest.raises(RecordValueError) as raised:
+        run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
+    message = str(raised.value)
+    assert "blob a.json.gz, line 2" in message
+    assert "field UnitPrice" in message
+    assert "more than 18 fraction digits" in message

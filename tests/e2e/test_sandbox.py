@@ -95,3 +95,38 @@ def test_discover_and_catalog_round_trip(sandbox: SandboxServer, tmp_path: Path)
         sandbox, tmp_path, "--catalog", str(tmp_path / "catalog.json"), "--state", str(state_path)
     )
     assert [line for line in again.stdout.splitlines() if '"RECORD"' in line] == []
+
+
+def test_sandbox_faults_are_survived_within_the_run(sandbox: SandboxServer, tmp_path: Path) -> None:
+    faults = sandbox.sandbox.faults
+    faults.add(Fault("token", status=503, times=1))
+    faults.add(Fault("export", status=429, times=1, retry_after=1))
+    faults.add(Fault("operation", status=504, times=1))
+    faults.add(Fault("blob", drop_after_bytes=2000, times=1))
+    result = run_cli(sandbox, tmp_path, max_parallel_downloads=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in result.stdout.splitlines() if '"RECORD"' in line]
+    sb = sandbox.sandbox
+    billed = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
+    unbilled = (
+        sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    )
+    assert len(records) == billed + unbilled
+    keys = [
+        (
+            r["stream"],
+            tuple(sorted(r["record"].items()))[:0],
+            r["record"].get("invoice_id"),
+            r["record"].get("billing_month"),
+            r["record"]["line_ordinal"],
+        )
+        for r in records
+    ]
+    assert len(set(keys)) == len(keys)  # no key twice within the run
+    log = faults.requests()
+    for step, status in (("token", 503), ("export", 429), ("operation", 504)):
+        assert any(e.step == step and e.status == status for e in log), step
+    ranged = [e for e in log if e.step == "blob" and e.range]
+    assert len(ranged) == 1 and ranged[0].status == 206  # the dropped blob resumed, not re-read
+    blob_paths = [e.path for e in log if e.step == "blob"]
+    assert len(blob_paths) == len(set(blob_paths)) + 1  # only the resumed blob was asked twice
