@@ -1,24 +1,23 @@
-"""Blob download and gzip JSON-lines decoding. Never sees a Graph token.
+"""Blob download and gzip JSON-lines reading. Never sees a Graph token.
 
 Blobs are fetched with a plain session (no ``Authorization`` header: the SAS in the URL is the
-credential) into temporary files, several at once, while the caller decodes earlier ones in
-name order. Spooling to disk keeps memory flat whatever the blob size, and lets a dropped
-connection resume with an HTTP ``Range`` request instead of re-reading the blob.
+credential) into spool files, several at once. The reader follows a spool file while it is
+still being written, so the first lines of a blob are emitted while the rest of it, and the
+next blobs, are still downloading. Spooling to disk keeps memory flat whatever the blob size,
+and lets a dropped connection resume with an HTTP ``Range`` request instead of a re-read.
 """
 
 from __future__ import annotations
 
-import gzip
+import io
 import logging
-import os
 import tempfile
+import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgspec
 import requests
 import urllib3
 
@@ -29,12 +28,11 @@ from tap_partner_billing.redact import redact_text
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
+    from _typeshed import WriteableBuffer
+
 LOGGER = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
-
-# JSON numbers with a fraction or exponent are handed to Decimal as their exact text;
-# integers are already exact as int. Nothing ever passes through float.
-_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=Decimal)
+BLOCK_BYTES = 1 << 20  # decompressed bytes split into lines at a time
 
 
 def new_blob_session() -> requests.Session:
@@ -44,8 +42,88 @@ def new_blob_session() -> requests.Session:
     return session
 
 
+class Spool:
+    """A blob's bytes on disk, written by a download thread and readable while it grows."""
+
+    def __init__(self, spool_dir: str | None) -> None:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the spool
+            prefix="partner-billing-", suffix=".json.gz", dir=spool_dir, delete=False
+        )
+        self.path = Path(handle.name)
+        self._writer = handle
+        self._changed = threading.Condition()
+        self.size = 0
+        self.done = False
+        self.cancelled = False
+        self.error: BaseException | None = None
+
+    def write(self, chunk: bytes) -> None:
+        """Append downloaded bytes (a cancelled spool stops its download here)."""
+        if self.cancelled:
+            raise _CancelledError(self.path.name)
+        self._writer.write(chunk)
+        self._writer.flush()
+        with self._changed:
+            self.size += len(chunk)
+            self._changed.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Mark the download complete (or failed)."""
+        self._writer.close()
+        with self._changed:
+            self.done, self.error = True, error
+            self._changed.notify_all()
+
+    def wait_beyond(self, offset: int) -> int:
+        """Block until more than ``offset`` bytes exist or the download ended; return the size.
+
+        Raises:
+            BaseException: The download's own error, once it failed.
+        """
+        with self._changed:
+            while self.size <= offset and not self.done:
+                self._changed.wait()
+            if self.error is not None:
+                raise self.error
+            return self.size
+
+    def remove(self) -> None:
+        """Delete the file."""
+        if not self._writer.closed:
+            self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+
+class _CancelledError(Exception):
+    """The reader went away; the download stops."""
+
+
+class _GrowingFile(io.RawIOBase):
+    """Reads a spool file as it is written; end of file only once the download finished."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._file = spool.path.open("rb")
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer)
+        if self._spool.wait_beyond(self._offset) <= self._offset:
+            return 0
+        count = self._file.readinto(view)
+        self._offset += count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class BlobFetcher:
-    """Downloads one blob to a temporary file, resuming a dropped connection with ``Range``."""
+    """Downloads one blob into a :class:`Spool`, resuming a dropped connection with ``Range``."""
 
     def __init__(
         self,
@@ -58,30 +136,29 @@ class BlobFetcher:
         self._session = session
         self._sleep = sleep
         self._policy = policy or RetryPolicy()
-        self._spool_dir = spool_dir
+        self.spool_dir = spool_dir
 
     def download(self, url: str, label: str) -> Path:
-        """Fetch ``url`` completely into a temporary file and return its path.
+        """Fetch ``url`` completely into a file and return its path (the caller deletes it)."""
+        spool = Spool(self.spool_dir)
+        try:
+            self.fill(spool, url, label)
+        except BaseException as err:
+            spool.finish(err)
+            spool.remove()
+            raise
+        spool.finish()
+        return spool.path
+
+    def fill(self, spool: Spool, url: str, label: str) -> None:
+        """Write the blob at ``url`` into ``spool``.
 
         Raises:
             SasExpiredError: Storage answered 403 (the SAS is expired or invalid).
             ServiceError: Any other unexpected answer, or the transfer kept failing.
         """
-        fd, name = tempfile.mkstemp(
-            prefix="partner-billing-", suffix=".json.gz", dir=self._spool_dir
-        )
-        path = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                self._fill(out, url, label)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
-
-    def _fill(self, out: Any, url: str, label: str) -> None:  # noqa: ANN401 - a binary file
-        received = 0
         for attempt in range(1, self._policy.max_attempts + 1):
+            received = spool.size
             headers = {"Range": f"bytes={received}-"} if received else {}
             response = send(
                 self._session,
@@ -99,24 +176,25 @@ class BlobFetcher:
                 if response.status_code not in {200, 206}:
                     msg = f"{label}: blob storage answered HTTP {response.status_code}"
                     raise ServiceError(msg)
-                resumed_here = response.headers.get("Content-Range", "").startswith(
-                    f"bytes {received}-"
-                )
-                if received and not (response.status_code == 206 and resumed_here):  # noqa: PLR2004
-                    out.seek(0)  # the server ignored the Range: start over
-                    out.truncate()
-                    received = 0
+                resumed = response.status_code == 206 and response.headers.get(  # noqa: PLR2004
+                    "Content-Range", ""
+                ).startswith(f"bytes {received}-")
+                if received and not resumed:
+                    # The server ignored the Range. Lines already read from this blob came
+                    # from the same bytes, so starting over cannot change them; but a reader
+                    # following the file must not see it shrink, so this is an error.
+                    msg = f"{label}: storage ignored a Range request after a dropped connection"
+                    raise ServiceError(msg)
                 try:
-                    # read1 hands over bytes as they arrive (so a broken connection loses
-                    # nothing already received) and leaves them as stored: the gzip is ours
-                    # to decode even if storage labels the blob Content-Encoding: gzip.
                     length = response.headers.get("Content-Length")
                     expected = received + int(length) if length and length.isdigit() else None
+                    # read1 hands over bytes as they arrive (a broken connection loses nothing
+                    # already received) and leaves them as stored: the gzip is ours to decode
+                    # even if storage labels the blob Content-Encoding: gzip.
                     while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
-                        out.write(chunk)
-                        received += len(chunk)
-                    if expected is not None and received < expected:
-                        msg = f"body ended after {received} of {expected} bytes"
+                        spool.write(chunk)
+                    if expected is not None and spool.size < expected:
+                        msg = f"body ended after {spool.size} of {expected} bytes"
                         raise ConnectionError(msg)  # noqa: TRY301 - handled just below
                 except (
                     urllib3.exceptions.HTTPError,
@@ -131,7 +209,7 @@ class BlobFetcher:
                     LOGGER.warning(
                         "%s: connection lost after %d bytes (%s); resuming with a Range request",
                         label,
-                        received,
+                        spool.size,
                         reason,
                     )
                     self._sleep(self._policy.backoff_seconds(attempt))
@@ -139,36 +217,51 @@ class BlobFetcher:
                 return
 
 
-def iter_json_lines(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each line of a gzip JSON-lines file (1-based).
+def iter_lines(spool_or_path: Spool | Path, label: str) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, line)`` of a gzip JSON-lines blob (1-based), as it arrives.
 
     Raises:
-        BlobDataError: Corrupt or truncated gzip, a line that is not JSON, or not an object.
+        BlobDataError: Corrupt or truncated gzip, or a blank line.
     """
+    if isinstance(spool_or_path, Path):
+        source: io.RawIOBase = io.FileIO(spool_or_path, "rb")
+    else:
+        source = _GrowingFile(spool_or_path)
+    # wbits=47: zlib reads the gzip header itself; members are chained as the gzip format allows.
+    inflate = zlib.decompressobj(wbits=47)
     line_number = 0
+    tail = b""
+    seen_bytes = False
+    finished = True
     try:
-        with gzip.open(path, "rb") as lines:
-            for raw in lines:
-                line_number += 1
-                try:
-                    value = _DECODER.decode(raw)
-                except msgspec.DecodeError as err:
-                    msg = f"{label}, line {line_number}: not valid JSON ({err})"
-                    raise BlobDataError(msg) from None
-                if not isinstance(value, dict):
-                    msg = (
-                        f"{label}, line {line_number}: a {type(value).__name__}, not a JSON object"
-                    )
-                    raise BlobDataError(msg)
-                yield line_number, value
+        with source:
+            while True:
+                compressed = source.read(CHUNK_BYTES)
+                if not compressed:
+                    break
+                seen_bytes = True
+                while compressed:
+                    block = tail + inflate.decompress(compressed)
+                    compressed = inflate.unused_data
+                    if compressed:  # another gzip member follows
+                        inflate = zlib.decompressobj(wbits=47)
+                    lines = block.split(b"\n")
+                    tail = lines.pop()
+                    for line in lines:
+                        line_number += 1
+                        if not line.strip():
+                            msg = f"{label}, line {line_number}: blank line"
+                            raise BlobDataError(msg)
+                        yield line_number, line
+        finished = inflate.eof or not seen_bytes  # a zero-byte blob counts as an empty one
     except (OSError, EOFError, zlib.error) as err:
         msg = f"{label}: gzip data is corrupt or truncated after line {line_number} ({err})"
         raise BlobDataError(msg) from None
-
-
-def _download(fetcher: BlobFetcher, make_url: Callable[[], str], label: str) -> Path:
-    # The URL is made in the worker, right before the request, from the current SAS.
-    return fetcher.download(make_url(), label)
+    if not finished:
+        msg = f"{label}: gzip data is corrupt or truncated after line {line_number} (no end marker)"
+        raise BlobDataError(msg)
+    if tail.strip():
+        yield line_number + 1, tail
 
 
 def download_in_order(
@@ -176,36 +269,55 @@ def download_in_order(
     jobs: Sequence[tuple[str, Callable[[], str]]],
     *,
     max_parallel: int,
-) -> Iterator[tuple[int, Path]]:
-    """Download ``jobs`` (label, URL maker) with up to ``max_parallel`` at once; yield in order.
+) -> Iterator[tuple[int, Spool]]:
+    """Download ``jobs`` (label, URL maker), up to ``max_parallel`` at once; yield in order.
 
-    Each yielded file is deleted as soon as the caller asks for the next one, so at most
-    ``max_parallel`` + 1 blobs sit on disk. Closing the generator cancels pending downloads.
+    A spool is yielded as soon as its download has *started*: the caller reads it while it
+    grows. Each spool is deleted when the caller asks for the next one, so at most
+    ``max_parallel`` blobs sit on disk. Closing the generator cancels pending downloads.
     """
-    pool = ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="blob")
-    pending: dict[int, Future[Path]] = {}
+    width = max(1, max_parallel)
+    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="blob")
+    spools: dict[int, Spool] = {}
+    futures: dict[int, Future[None]] = {}
     next_to_submit = 0
 
-    def top_up() -> None:
+    def top_up(limit: int) -> None:
         nonlocal next_to_submit
-        while next_to_submit < len(jobs) and len(pending) < max(1, max_parallel):
+        while next_to_submit < len(jobs) and next_to_submit < limit:
             label, make_url = jobs[next_to_submit]
-            pending[next_to_submit] = pool.submit(_download, fetcher, make_url, label)
+            spool = Spool(fetcher.spool_dir)
+            spools[next_to_submit] = spool
+            futures[next_to_submit] = pool.submit(_download, fetcher, spool, make_url, label)
             next_to_submit += 1
 
     try:
         for index in range(len(jobs)):
-            top_up()
-            path = pending.pop(index).result()
-            top_up()
+            top_up(index + width)
+            spool = spools.pop(index)
             try:
-                yield index, path
+                yield index, spool
+                futures.pop(index).result()  # surface a failure the reader did not see
             finally:
-                path.unlink(missing_ok=True)
+                spool.remove()
     finally:
-        for future in pending.values():
+        for spool in spools.values():
+            spool.cancelled = True
+        for future in futures.values():
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-        for future in pending.values():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                future.result().unlink(missing_ok=True)
+        for spool in spools.values():
+            spool.remove()
+
+
+def _download(fetcher: BlobFetcher, spool: Spool, make_url: Callable[[], str], label: str) -> None:
+    # The URL is made in the worker, right before the request, from the current SAS.
+    try:
+        fetcher.fill(spool, make_url(), label)
+    except _CancelledError:
+        spool.finish()
+    except BaseException as err:
+        spool.finish(err)
+        raise
+    else:
+        spool.finish()

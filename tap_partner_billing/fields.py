@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -188,23 +187,6 @@ def to_datetime_text(value: str) -> str:
     return parsed.astimezone(timezone.utc).isoformat()
 
 
-def _plain_json(value: object) -> object:
-    """Make decoded JSON (which may hold Decimal) safe for any JSON writer, exactly."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dict):
-        return {k: _plain_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_json(v) for v in value]
-    return value
-
-
-def _json_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(_plain_json(value), separators=(",", ":"), ensure_ascii=False)
-
-
 @dataclass(frozen=True)
 class Field:
     """One schema column and the source key it comes from."""
@@ -213,59 +195,18 @@ class Field:
     column: str
     kind: Kind
 
-    def convert(self, value: object) -> object:
-        """Type a non-null source value for this column."""
-        if self.kind is Kind.DECIMAL:
-            return to_decimal_text(value)
-        if self.kind is Kind.DATETIME:
-            if not isinstance(value, str):
-                raise RecordValueError(f"{value!r} is not a date or timestamp")
-            return to_datetime_text(value)
-        if self.kind is Kind.JSON_TEXT:
-            return _json_text(value)
-        return value if isinstance(value, str) else _json_text(value)
-
 
 class FieldSet:
-    """A dataset's fields, with a case-insensitive lookup from source keys."""
+    """A dataset's fields, in schema order."""
 
     def __init__(self, table: tuple[tuple[str, Kind], ...]) -> None:
         self.fields = tuple(Field(source, snake_case(source), kind) for source, kind in table)
-        self._by_lower = {f.source.lower(): f for f in self.fields}
-        self._by_key: dict[str, Field | None] = {}  # exact source key → field, filled lazily
 
     def schema_properties(self) -> dict[str, dict[str, Any]]:
         """The JSON schema of the data columns, plus the column for unknown keys."""
         properties = {f.column: dict(_SCHEMAS[f.kind]) for f in self.fields}
         properties[EXTRA_FIELDS_COLUMN] = {"type": ["object", "null"], "additionalProperties": True}
         return properties
-
-    def shape(self, line: dict[str, Any]) -> dict[str, Any]:
-        """Type one decoded line; keys not in the table go into ``_extra_fields``.
-
-        Raises:
-            RecordValueError: A value does not fit its column (message names the source key).
-        """
-        record: dict[str, Any] = {}
-        extra: dict[str, Any] | None = None
-        lookup = self._by_key
-        for key, value in line.items():
-            try:
-                field = lookup[key]
-            except KeyError:
-                field = lookup[key] = self._by_lower.get(key.lower())
-            if field is None:
-                if extra is None:
-                    extra = {}
-                extra[key] = _plain_json(value)
-            elif value is not None:
-                try:
-                    record[field.column] = field.convert(value)
-                except RecordValueError as err:
-                    raise RecordValueError(f"field {key}: {err}") from None
-        if extra is not None:
-            record[EXTRA_FIELDS_COLUMN] = extra
-        return record
 
 
 USAGE = FieldSet(USAGE_FIELDS)

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Stream
 
-from tap_partner_billing.blobs import download_in_order, iter_json_lines
-from tap_partner_billing.errors import OperationGoneError, RecordValueError
+from tap_partner_billing.blobs import download_in_order, iter_lines
+from tap_partner_billing.codec import LineCodec
+from tap_partner_billing.errors import BlobDataError, OperationGoneError, RecordValueError
 from tap_partner_billing.export import ExportRequest, ExportResult
-from tap_partner_billing.fields import USAGE, FieldSet, to_datetime_text
+from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, USAGE, FieldSet, to_datetime_text
 from tap_partner_billing.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class ExportStream(Stream):
 
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
         super().__init__(tap=tap, schema=self.declared_schema())
+        self.codec = LineCodec(self.field_set)
 
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
@@ -150,6 +152,7 @@ class ExportStream(Stream):
             if manifest.created
             else None,
             "_invoice_version": manifest.invoice_version,
+            "_sdc_deleted_at": None,
         }
         self.logger.info(
             "%s: manifest %s (eTag %s) lists %d blob(s)",
@@ -166,21 +169,23 @@ class ExportStream(Stream):
             (f"{label}, blob {blob.name}", functools.partial(manifest.blob_url, blob))
             for blob in remaining
         ]
-        shape = self.field_set.shape
+        columns, decode = self.codec.columns, self.codec.values
         downloads = download_in_order(
             self.services.blobs, jobs, max_parallel=self.services.max_parallel_downloads
         )
-        for index, path in downloads:
+        for index, spool in downloads:
             blob = remaining[index]
             where, started, first = jobs[index][0], time.monotonic(), ordinal
-            for line_number, line in iter_json_lines(path, where):
+            for line_number, line in iter_lines(spool, where):
                 if ledger.needs_high_water(ordinal):
                     ledger.raise_high_water(ordinal)
                     self.checkpoint()
                 try:
-                    record = shape(line)
-                except RecordValueError as err:
-                    raise RecordValueError(f"{where}, line {line_number}: {err}") from None
+                    values, extra = decode(line)
+                except (RecordValueError, BlobDataError) as err:
+                    raise type(err)(f"{where}, line {line_number}: {err}") from None
+                record = dict(zip(columns, values, strict=True))
+                record[EXTRA_FIELDS_COLUMN] = extra
                 record.update(provenance)
                 record["_blob_name"] = blob.name
                 record["_blob_line"] = line_number

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tap_partner_billing.errors import RecordValueError
+from tap_partner_billing.codec import LineCodec
+from tap_partner_billing.errors import BlobDataError, RecordValueError
 from tap_partner_billing.fields import USAGE, snake_case, to_datetime_text, to_decimal_text
 
 
@@ -69,29 +70,77 @@ def test_snake_case_names() -> None:
     assert snake_case("Tier2MpnId") == "tier2_mpn_id"
 
 
-def test_keys_case_insensitive_and_unknown_kept() -> None:
-    a = USAGE.shape(
-        {
-            "BenefitOrderID": "x",
-            "billingpretaxtotal": Decimal("1.25"),
-            "NewField": Decimal("2.50"),
-            "Tags": {"k": 1},
-        }
+def record(line: str) -> dict[str, Any]:
+    codec = LineCodec(USAGE)
+    values, extra = codec.values(line.encode())
+    return {
+        **{c: v for c, v in zip(codec.columns, values, strict=True) if v is not None},
+        "_extra": extra,
+    }
+
+
+def test_numbers_are_exact_text() -> None:
+    got = record(
+        '{"UnitPrice": 0.100000000000000005, "Quantity": 12, "BillingPreTaxTotal": "3.50"}'
     )
-    b = USAGE.shape({"BenefitOrderId": "x"})
-    assert a["benefit_order_id"] == b["benefit_order_id"] == "x"
+    assert got["unit_price"] == "0.100000000000000005"  # 18 fraction digits, float would say 0.1
+    assert got["quantity"] == "12"
+    assert got["billing_pre_tax_total"] == "3.50"
+
+
+def test_exponent_and_trailing_zeros_normalised() -> None:
+    got = record('{"UnitPrice": 1e-12, "Quantity": 1.500000000000000000000}')
+    assert got["unit_price"] == "0.000000000001"
+    assert got["quantity"] == "1.500000000000000000"
+
+
+def test_keys_case_insensitive_and_unknown_kept() -> None:
+    codec = LineCodec(USAGE)
+    lines = [
+        '{"BenefitOrderID": "x", "billingpretaxtotal": 1.25, "NewField": 2.50, "Tags": {"k": 1}}',
+        '{"BenefitOrderId": "y"}',
+        '{"BenefitOrderID": "z", "BillingPreTaxTotal": 3}',
+    ]
+    out = []
+    for line in lines:
+        values, extra = codec.values(line.encode())
+        out.append((dict(zip(codec.columns, values, strict=True)), extra))
+    (a, a_extra), (b, _), (c, _) = out
+    assert (a["benefit_order_id"], b["benefit_order_id"], c["benefit_order_id"]) == ("x", "y", "z")
     assert a["billing_pre_tax_total"] == "1.25"
-    assert a["_extra_fields"] == {"NewField": "2.50"}
-    assert a["tags"] == '{"k":1}'
+    assert a_extra == {"NewField": "2.50"}
+    assert a["tags"] == '{"k": 1}'
+    assert c["billing_pre_tax_total"] == "3"
 
 
-def test_shape_names_the_source_key() -> None:
-    with pytest.raises(RecordValueError, match="field UnitPrice: 'cheap' is not a decimal"):
-        USAGE.shape({"UnitPrice": "cheap"})
+def test_a_number_in_a_string_column_becomes_its_text() -> None:
+    assert record('{"MpnId": 1234567, "AdditionalInfo": "{\\"a\\": 1}"}')["mpn_id"] == "1234567"
 
 
-def test_nulls_are_omitted() -> None:
-    assert USAGE.shape({"CustomerName": None}) == {}
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"UnitPrice": "cheap"}', "field UnitPrice: 'cheap' is not a decimal"),
+        (
+            '{"UnitPrice": 0.1234567890123456789}',
+            "field UnitPrice: 0.1234567890123456789 has more than 18",
+        ),
+        ('{"UsageDate": "yesterday"}', "field UsageDate: 'yesterday' is not a date"),
+        ('{"Quantity": true}', "field Quantity"),
+        ("[1, 2]", "a list, not a JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_values_name_the_source_key(line: str, message: str) -> None:
+    with pytest.raises((RecordValueError, BlobDataError), match=message):
+        LineCodec(USAGE).values(line.encode())
+
+
+def test_nulls_and_missing_keys_are_none() -> None:
+    codec = LineCodec(USAGE)
+    values, extra = codec.values(b'{"CustomerName": null}')
+    assert values == [None] * len(codec.columns)
+    assert extra is None
 
 
 def test_schema_declares_decimals_for_sql_targets() -> None:

@@ -1,0 +1,161 @@
+"""Decoding one JSON line into typed column values, exactly and fast.
+
+The hot path decodes a line straight into a ``msgspec`` Struct whose fields are the schema's
+columns: keys are matched in C, strings checked as strings, and money and JSON-text fields
+captured as ``msgspec.Raw`` — the exact bytes of the JSON value, so a number never passes
+through float. Lines the Struct cannot take (a key in another casing, an unknown key, a
+number where a string belongs) go through a slower dict path that produces the same values.
+Each casing seen is learned as another Struct, so mixed ``BenefitOrderID``/``BenefitOrderId``
+data stays on the fast path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tap_partner_billing.errors import BlobDataError, RecordValueError
+from tap_partner_billing.fields import Kind, to_datetime_text, to_decimal_text
+
+if TYPE_CHECKING:
+    from tap_partner_billing.fields import Field, FieldSet
+
+MAX_CASING_VARIANTS = 8
+# Plain decimal text that fits DECIMAL(38, 18) as it stands; anything else goes the long way.
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,20}(?:\.\d{1,18})?").fullmatch
+_RAW_OBJECT: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder(
+    dict[str, msgspec.Raw]
+)
+_EXACT: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=str)
+
+
+def decimal_from_raw(raw: msgspec.Raw | None) -> str | None:
+    """Exact decimal text from a JSON number or numeric string; ``None`` for null."""
+    if raw is None:
+        return None
+    data = bytes(raw)
+    if data[:1] == b'"':
+        text = msgspec.json.decode(data)
+    elif data == b"null":
+        return None
+    else:
+        text = data.decode("ascii", "replace")
+    return text if _PLAIN_DECIMAL(text) else to_decimal_text(text)
+
+
+def json_text_from_raw(raw: msgspec.Raw | None) -> str | None:
+    """JSON text kept as text: a JSON string as its value, anything else as its source text."""
+    if raw is None:
+        return None
+    data = bytes(raw)
+    if data[:1] == b'"':
+        return str(msgspec.json.decode(data))
+    if data == b"null":
+        return None
+    return data.decode("utf-8")
+
+
+def string_from_raw(raw: msgspec.Raw) -> str | None:
+    """A string column: a JSON string as its value, a number or object as its JSON text."""
+    data = bytes(raw)
+    if data[:1] == b'"':
+        return str(msgspec.json.decode(data))
+    if data == b"null":
+        return None
+    return data.decode("utf-8")
+
+
+def datetime_from_text(value: str | None) -> str | None:
+    """UTC ISO 8601 from a date string (cached: usage dates repeat a lot)."""
+    return None if value is None else to_datetime_text(value)
+
+
+class LineCodec:
+    """Turns raw JSON lines of one dataset into lists of typed column values."""
+
+    def __init__(self, field_set: FieldSet) -> None:
+        self.fields: tuple[Field, ...] = field_set.fields
+        self.columns = tuple(f.column for f in self.fields)
+        self._by_lower = {f.source.lower(): (i, f) for i, f in enumerate(self.fields)}
+        self._decimal_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.DECIMAL)
+        self._datetime_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.DATETIME)
+        self._json_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.JSON_TEXT)
+        self._decoders: list[msgspec.json.Decoder[Any]] = []
+        self._casings: set[tuple[str, ...]] = set()
+        self._learn(tuple(f.source for f in self.fields))
+
+    def _learn(self, names: tuple[str, ...]) -> None:
+        """Add a Struct decoder for one casing of the source keys."""
+        if names in self._casings or len(self._decoders) >= MAX_CASING_VARIANTS:
+            return
+        specs = []
+        for field in self.fields:
+            typ: Any = msgspec.Raw if field.kind in {Kind.DECIMAL, Kind.JSON_TEXT} else str | None
+            specs.append((field.column, typ, None))
+        struct = msgspec.defstruct(
+            "UsageLine",
+            specs,
+            rename=dict(zip(self.columns, names, strict=True)),
+            forbid_unknown_fields=True,
+        )
+        self._decoders.append(msgspec.json.Decoder(struct))
+        self._casings.add(names)
+
+    def values(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
+        """Typed values in ``columns`` order, and the unknown keys (or ``None``).
+
+        Raises:
+            BlobDataError: The line is not a JSON object.
+            RecordValueError: A value does not fit its column (the message names the key).
+        """
+        for decoder in self._decoders:
+            try:
+                values = list(msgspec.structs.astuple(decoder.decode(line)))
+            except msgspec.ValidationError:
+                continue
+            except msgspec.DecodeError as err:
+                raise BlobDataError(f"not valid JSON ({err})") from None
+            self._type(values)
+            return values, None
+        return self._values_slowly(line)
+
+    def _type(self, values: list[Any]) -> None:
+        at = 0
+        try:
+            for at in self._decimal_at:
+                values[at] = decimal_from_raw(values[at])
+            for at in self._datetime_at:
+                values[at] = datetime_from_text(values[at])
+            for at in self._json_at:
+                values[at] = json_text_from_raw(values[at])
+        except RecordValueError as err:
+            raise RecordValueError(f"field {self.fields[at].source}: {err}") from None
+
+    def _values_slowly(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
+        try:
+            raw = _RAW_OBJECT.decode(line)
+        except msgspec.ValidationError:
+            found_type = type(_EXACT.decode(line)).__name__
+            raise BlobDataError(f"a {found_type}, not a JSON object") from None
+        except msgspec.DecodeError as err:
+            raise BlobDataError(f"not valid JSON ({err})") from None
+        values: list[Any] = [None] * len(self.fields)
+        names = [f.source for f in self.fields]
+        extra: dict[str, Any] | None = None
+        for key, value in raw.items():
+            found = self._by_lower.get(key.lower())
+            if found is None:
+                if extra is None:
+                    extra = {}
+                extra[key] = _EXACT.decode(value)  # numbers as exact text
+                continue
+            index, field = found
+            names[index] = key
+            raw_kinds = {Kind.DECIMAL, Kind.JSON_TEXT}
+            values[index] = value if field.kind in raw_kinds else string_from_raw(value)
+        self._type(values)
+        if extra is None:
+            self._learn(tuple(names))
+        return values, extra
