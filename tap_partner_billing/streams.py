@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Stream
+from singer_sdk.mapper import SameRecordTransform
 
 from tap_partner_billing.blobs import download_in_order, iter_lines
 from tap_partner_billing.codec import LineCodec
@@ -15,6 +16,7 @@ from tap_partner_billing.errors import BlobDataError, OperationGoneError, Record
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, USAGE, FieldSet, to_datetime_text
 from tap_partner_billing.ledger import Ledger
+from tap_partner_billing.output import DirectRecordWriter
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,10 +83,33 @@ class ExportStream(Stream):
     action: ClassVar[str]
     field_set: ClassVar[FieldSet] = USAGE
     identity_properties: ClassVar[tuple[str, ...]]
+    allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both paths
 
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
         super().__init__(tap=tap, schema=self.declared_schema())
         self.codec = LineCodec(self.field_set)
+        self._direct: DirectRecordWriter | None = None
+
+    def direct_output_possible(self) -> bool:
+        """True when the SDK's per-record path would pass our records through unchanged."""
+        return (
+            self.allow_direct_output
+            and self.ABORT_AT_RECORD_COUNT is None
+            and self.get_batch_config(self.config) is None
+            and not self.config.get("flattening_enabled")
+            and len(self.stream_maps) == 1
+            and type(self.stream_maps[0]) is SameRecordTransform
+            and all(self.mask.values())
+        )
+
+    def deliver(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Hand records to the SDK, or write them directly (see ``output.py``)."""
+        if self._direct is None:
+            yield from records
+            return
+        write = self._direct.write
+        for record in records:
+            write(record)
 
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
@@ -112,6 +137,8 @@ class ExportStream(Stream):
         the writer private; this is the one place that reaches for it, so that operation URLs,
         high-water marks and blob progress are saved the moment they matter.
         """
+        if self._direct is not None:
+            self._direct.flush()  # records before the STATE that covers them
         self.state_manager.is_flushed = False
         self._write_state_message()
 
@@ -176,6 +203,8 @@ class ExportStream(Stream):
         for index, spool in downloads:
             blob = remaining[index]
             where, started, first = jobs[index][0], time.monotonic(), ordinal
+            if self._direct is not None:
+                self._direct.stamp()
             for line_number, line in iter_lines(spool, where):
                 if ledger.needs_high_water(ordinal):
                     ledger.raise_high_water(ordinal)
@@ -250,6 +279,7 @@ class BilledUsageStream(ExportStream):
             return
         invoice_id, attribute_set = context["invoice_id"], context["attribute_set"]
         label = f"{self.name} invoice {invoice_id} ({attribute_set})"
+        self._direct = DirectRecordWriter(self.name) if self.direct_output_possible() else None
         state = self.get_context_state(context)
         ledger = Ledger(state, label)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
@@ -279,7 +309,7 @@ class BilledUsageStream(ExportStream):
         if ledger.is_unchanged(manifest):
             self.logger.info("%s: unchanged since the last run (eTag %s)", label, manifest.etag)
         else:
-            yield from self.emit_manifest(
+            records = self.emit_manifest(
                 result,
                 manifest,
                 ledger,
@@ -287,6 +317,7 @@ class BilledUsageStream(ExportStream):
                 billing_month=manifest.billing_month,
                 invoice_version=manifest.invoice_version,
             )
+            yield from self.deliver(records)
         pending.clear()
         self.checkpoint()
 
@@ -318,6 +349,7 @@ class UnbilledUsageStream(ExportStream):
         if context is None:  # the SDK passes None when there are no partitions
             return
         currency, attribute_set = context["currency"], context["attribute_set"]
+        self._direct = DirectRecordWriter(self.name) if self.direct_output_possible() else None
         state = self.get_context_state(context)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
         months: dict[str, Any] = state.setdefault("months", {})
@@ -353,6 +385,7 @@ class UnbilledUsageStream(ExportStream):
                             "%s: month %s unchanged (eTag %s)", label, month, manifest.etag
                         )
                     else:
-                        yield from self.emit_manifest(result, manifest, ledger, identity)
+                        records = self.emit_manifest(result, manifest, ledger, identity)
+                        yield from self.deliver(records)
             pending.pop(period, None)
             self.checkpoint()

@@ -335,3 +335,68 @@ def test_value_beyond_declared_scale_names_blob_and_line(graph: FakeGraph) -> No
     assert "blob a.json.gz, line 2" in message
     assert "field UnitPrice" in message
     assert "more than 18 fraction digits" in message
+
+
+def test_direct_output_writes_the_same_messages_as_the_sdk_path(
+    graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tap_partner_billing.sandbox.data import usage_lines
+    from tap_partner_billing.streams import ExportStream
+
+    lines = [
+        line.decode()
+        for line in usage_lines(
+            seed=3,
+            count=40,
+            billing_month="202609",
+            invoice="G000000001",
+            currency="USD",
+            attribute_set="full",
+        )
+    ]
+    lines[5] = lines[5][:-1] + ', "BrandNewKey": {"x": 1.50}}'
+    graph.add(
+        "G000000001",
+        Export({"a.json.gz": gz_lines(*lines[:25]), "b.json.gz": gz_lines(*lines[25:])}),
+    )
+    graph.add("current/USD", Export({"u.json.gz": gz_lines(*lines[:7])}, month="202611", etag="u1"))
+    config = base_config(invoice_ids=["G000000001"])
+
+    def sync(direct: bool, state: dict[str, Any] | None = None) -> list[str]:
+        monkeypatch.setattr(ExportStream, "allow_direct_output", direct)
+        raw: list[str] = []
+        run_tap(config, state=copy.deepcopy(state), raw=raw)
+        return raw
+
+    volatile = {
+        "time_extracted",
+        "started_at",
+        "operation_url",
+        "_operation_id",
+        "_manifest_id",
+        "manifest_id",
+        "_sdc_deleted_at",
+    }  # clock readings and per-export ids
+
+    def scrub(value: Any) -> Any:  # noqa: ANN401
+        if isinstance(value, dict):
+            return {
+                k: ("…" if k in volatile and v is not None else scrub(v)) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    def comparable(raw: list[str]) -> list[dict[str, Any]]:
+        return [scrub(json.loads(line)) for line in raw]
+
+    direct, sdk = sync(direct=True), sync(direct=False)
+    assert len(direct) == len(sdk)
+    for ours, theirs in zip(comparable(direct), comparable(sdk), strict=True):
+        assert ours == theirs
+    # And with tombstones: the unbilled snapshot shrinks.
+    state = json.loads(direct[-1])["value"]
+    graph.add("current/USD", Export({"u.json.gz": gz_lines(*lines[:3])}, month="202611", etag="u2"))
+    direct2, sdk2 = comparable(sync(True, state)), comparable(sync(False, state))
+    assert any(m.get("record", {}).get("_sdc_deleted_at") == "…" for m in direct2)
+    assert direct2 == sdk2
