@@ -9,8 +9,12 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _METERS = (
@@ -62,6 +66,30 @@ def usage_lines(
     customers: int = 4,
 ) -> list[bytes]:
     """``count`` JSON lines of daily-rated usage, with the quirks real exports have."""
+    return list(
+        iter_usage_lines(
+            seed=seed,
+            count=count,
+            billing_month=billing_month,
+            invoice=invoice,
+            currency=currency,
+            attribute_set=attribute_set,
+            customers=customers,
+        )
+    )
+
+
+def iter_usage_lines(
+    *,
+    seed: int,
+    count: int,
+    billing_month: str,
+    invoice: str | None,
+    currency: str,
+    attribute_set: str,
+    customers: int = 4,
+) -> Iterator[bytes]:
+    """Like :func:`usage_lines`, one line at a time (for data larger than memory)."""
     rng = random.Random(seed)
     partner_id = _guid(random.Random(stable_seed("partner")))
     people = [
@@ -69,8 +97,8 @@ def usage_lines(
         for i in range(max(1, customers))
     ]
     year, month = int(billing_month[:4]), int(billing_month[4:])
-    lines: list[bytes] = []
-    while len(lines) < count:
+    produced = 0
+    while produced < count:
         customer_id, customer_name, domain, subscription = people[rng.randrange(len(people))]
         category, sub_category, meter_name, unit, service = _METERS[rng.randrange(len(_METERS))]
         quantity = Decimal(rng.randrange(1, 10**11)) / Decimal(10**8)
@@ -149,10 +177,11 @@ def usage_lines(
         if rng.random() < 0.2:  # noqa: PLR2004 - numbers sometimes arrive as strings
             line["Quantity"] = str(quantity)
         encoded = _ENCODER.encode(line)
-        lines.append(encoded)
-        if rng.random() < 0.05 and len(lines) < count:  # noqa: PLR2004 - identical duplicate lines
-            lines.append(encoded)
-    return lines
+        yield encoded
+        produced += 1
+        if rng.random() < 0.05 and produced < count:  # noqa: PLR2004 - identical duplicate lines
+            yield encoded
+            produced += 1
 
 
 def pack_blobs(lines: list[bytes], *, blob_count: int, seed: int) -> dict[str, bytes]:

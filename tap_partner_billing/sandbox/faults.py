@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -33,6 +34,7 @@ class LoggedRequest:
     status: int
     authorized: bool  # an Authorization header was present
     range: str | None = None
+    at: float = field(default_factory=time.time)  # when the answer was sent
 
 
 @dataclass

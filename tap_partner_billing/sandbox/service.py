@@ -162,6 +162,18 @@ class Sandbox:
             month, etag, pack_blobs(lines, blob_count=blob_count, seed=seed), version
         )
 
+    def load_invoice(self, invoice: str, billing_month: str, blobs: dict[str, bytes]) -> None:
+        """Serve ready-made blobs as an invoice's billed usage (benchmarks bring their own)."""
+        with self._lock:
+            lines = -1  # unknown; the blobs are served as given
+            self.config.invoices[invoice] = InvoiceSpec(billing_month, lines, len(blobs))
+            for attribute_set in ("full", "basic"):
+                key = ("usage/billed", invoice, attribute_set)
+                etag = base64.urlsafe_b64encode(
+                    hashlib.sha256(invoice.encode()).digest()[:12]
+                ).decode()
+                self._partitions[key] = PartitionData(billing_month, etag, blobs)
+
     def set_unbilled_lines(
         self, period: str, currency: str, lines: int, blobs: int | None = None
     ) -> None:

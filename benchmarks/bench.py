@@ -1,0 +1,249 @@
+"""Throughput, memory and overlap benchmark (see README, "Benchmark").
+
+One run, on the same generated blobs served by the sandbox's blob endpoint:
+  a   raw: download + gunzip + orjson per line into dicts, one thread (the ceiling)
+  b   the tap end to end, RECORD messages to /dev/null
+  b'  the same with a stream map configured (the SDK's general path)
+  c   an ordinary SDK tap (json.loads, key renames, default conformance and writer)
+  d   BATCH mode (batch files uncompressed, and gzip level 1 beside it)
+Rates are lines/s over the blob phase (first blob request to exit); ratios use those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+from tap_partner_billing.sandbox.data import iter_usage_lines, stable_seed
+from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig, SandboxServer
+from tap_partner_billing.sandbox.tls import make_tls_files
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".work" / "bench"
+PY = sys.executable
+
+
+def make_blobs(name: str, lines: int, blob_count: int, seed: int) -> dict[str, bytes]:
+    """Generated blobs, cached on disk; compressed as they are made (flat memory)."""
+    folder = CACHE / f"{name}-{lines}-{blob_count}-{seed}"
+    if not (folder / "done").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        per_blob = -(-lines // blob_count)
+        source = iter_usage_lines(
+            seed=seed, count=lines, billing_month="202609", invoice="G900000001",
+            currency="USD", attribute_set="full", customers=40,
+        )
+        for index in range(blob_count):
+            path = folder / f"part-{index:05d}-{stable_seed(name, index):08x}.c000.json.gz"
+            with gzip.open(path, "wb", compresslevel=6) as out:
+                for _, line in zip(range(per_blob), source, strict=False):
+                    out.write(line + b"\n")
+        (folder / "done").touch()
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.json.gz"))}
+
+
+def raw_baseline(urls: list[str], ca_bundle: str) -> tuple[int, float]:
+    """(a) download + gunzip + orjson per line, one thread."""
+    count, started = 0, time.perf_counter()
+    session = requests.Session()
+    for url in urls:
+        with session.get(url, stream=True, verify=ca_bundle, timeout=300) as response:
+            inflate, tail = zlib.decompressobj(wbits=47), b""
+            for chunk in response.iter_content(1 << 20):
+                lines = (tail + inflate.decompress(chunk)).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    orjson.loads(line)
+                    count += 1
+    return count, time.perf_counter() - started
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of a process and all its descendants, sampled every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def _tree(self, pid: int) -> list[int]:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return [pid]
+        return [pid, *(p for child in children for p in self._tree(int(child)))]
+
+    def run(self) -> None:
+        while self.running:
+            total = 0
+            for pid in self._tree(self.pid):
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                match = re.search(r"VmRSS:\s+(\d+) kB", status)
+                total += int(match.group(1)) * 1024 if match else 0
+            self.peak = max(self.peak, total)
+            time.sleep(0.02)
+
+
+@dataclass
+class Run:
+    """One measured process run."""
+
+    lines: int
+    blob_phase: float
+    wall: float
+    peak_rss: int
+    first_record_after_success: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.blob_phase
+
+
+def run_process(
+    command: list[str], sandbox: Sandbox, env: dict[str, str], *, watch_first_record: bool = False
+) -> tuple[Run, str]:
+    """Run a tap; stdout to /dev/null (or read, to time the first record)."""
+    log_start = len(sandbox.faults.requests())
+    started = time.time()
+    stdout = subprocess.PIPE if watch_first_record else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env, text=False)
+    sampler = RssSampler(process.pid)
+    sampler.start()
+    first_record: list[float] = []
+    if watch_first_record:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if not first_record and b'"RECORD"' in line:
+                first_record.append(time.time())
+    _, stderr = process.communicate()
+    ended = time.time()
+    sampler.running = False
+    sampler.join()
+    if process.returncode != 0:
+        sys.exit(f"{command[2:4]} failed:\n{stderr.decode()[-3000:]}")
+    log = sandbox.faults.requests()[log_start:]
+    blob_times = [e.at for e in log if e.step == "blob"]
+    first_blob = min(blob_times) if blob_times else started
+    text = stderr.decode()
+    lines = sum(int(n) for n in re.findall(r"complete, (\d+) lines", text))
+    succeeded_at = max((e.at for e in log if e.step == "operation" and e.at <= first_blob), default=None)
+    delay = first_record[0] - succeeded_at if first_record and succeeded_at else None
+    return Run(lines, ended - first_blob, ended - started, sampler.peak, delay), text
+
+
+def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return [PY, "-m", "tap_partner_billing", "--config", str(path)]
+
+
+def main() -> None:  # noqa: PLR0915 - a linear report
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--blobs", type=int, default=8)
+    parser.add_argument("--big", action="store_true", help="also a single blob of >= 1 GB uncompressed")
+    parser.add_argument("--overlap-lines", type=int, default=4_000, help="lines per blob, overlap test")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="tpb-bench-"))
+    tls = make_tls_files(folder / "tls")
+    sandbox = Sandbox(SandboxConfig(retry_after_seconds=1, polls_before_success=1))
+    server = SandboxServer(sandbox, tls).start()
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle), "PYTHONPATH": str(ROOT)}
+    print(f"generating {args.lines} lines over {args.blobs} blobs (cached in {CACHE}) ...", flush=True)
+    blobs = make_blobs("main", args.lines, args.blobs, 11)
+    sandbox.load_invoice("G900000001", "202609", blobs)
+    size = sum(len(b) for b in blobs.values())
+    print(f"{len(blobs)} blobs, {size / 1e6:.1f} MB compressed", flush=True)
+    base = server.tap_config(invoice_ids=["G900000001"], billing_periods=[], poll_interval_seconds=1)
+    manifest = sandbox.manifest(("usage/billed", "G900000001", "full"), "bench")
+    urls = [f"{manifest['rootDirectory']}/{b['name']}?{manifest['sasToken']}" for b in manifest["blobs"]]
+
+    results: dict[str, Run] = {}
+    count, seconds = raw_baseline(urls, str(tls.ca_bundle))
+    results["a"] = Run(count, seconds, seconds, 0)
+    results["b"], _ = run_process(tap_command(base, folder, "b"), sandbox, env)
+    mapped = {**base, "stream_maps": {"billed_usage": {"__alias__": "billed_usage_mapped"}}}
+    results["b'"], _ = run_process(tap_command(mapped, folder, "b2"), sandbox, env)
+    ordinary = folder / "ordinary.json"
+    ordinary.write_text(json.dumps({"blob_urls": urls}), encoding="utf-8")
+    log_start = len(sandbox.faults.requests())
+    started = time.time()
+    subprocess.run([PY, str(ROOT / "benchmarks" / "ordinary_tap.py"), "--config", str(ordinary)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
+    ended = time.time()
+    first_blob = min(e.at for e in sandbox.faults.requests()[log_start:] if e.step == "blob")
+    results["c"] = Run(count, ended - first_blob, ended - started, 0)
+    for name, compression in (("d", "none"), ("d gzip-1", "gzip")):
+        batch_root = folder / f"batch-{compression}"
+        batch = {**base, "batch_config": {"encoding": {"format": "jsonl", "compression": compression},
+                                          "storage": {"root": f"file://{batch_root}", "prefix": "bench-"}}}
+        results[name], _ = run_process(tap_command(batch, folder, name.replace(" ", "")), sandbox, env)
+
+    print()
+    print(f"{'run':<10} {'lines':>9} {'blob phase s':>13} {'lines/s':>10} {'whole run s':>12} {'peak RSS MB':>12}")
+    for name, run in results.items():
+        rss = f"{run.peak_rss / 1e6:.0f}" if run.peak_rss else "-"
+        print(f"{name:<10} {run.lines:>9} {run.blob_phase:>13.2f} {run.rate:>10.0f} {run.wall:>12.2f} {rss:>12}")
+    a = results["a"].rate
+    print()
+    print(f"b/a  = {results['b'].rate / a:.2f}   (target >= 0.6)")
+    print(f"b'/a = {results[chr(98) + chr(39)].rate / a:.2f}   (stream map: the SDK path)")
+    print(f"b/c  = {results['b'].rate / results['c'].rate:.2f}   (target >= 4)")
+    print(f"d/a  = {results['d'].rate / a:.2f}   (target >= 0.6; gzip level 1: {results['d gzip-1'].rate / a:.2f})")
+    print(f"peak RSS of b = {results['b'].peak_rss / 1e6:.0f} MB (target <= 150)")
+    for name, run in results.items():
+        if name != "c" and name != "a" and run.lines != count:
+            sys.exit(f"run {name} emitted {run.lines} lines, expected {count}")
+
+    # Overlap: one blob takes >= 2 s to transfer under the per-connection cap.
+    overlap = make_blobs("overlap", args.overlap_lines * 8, 8, 12)
+    sandbox.load_invoice("G900000002", "202609", overlap)
+    blob_size = max(len(b) for b in overlap.values())
+    sandbox.config.bandwidth_bytes_per_second = int(blob_size / 2.5)
+    timings = {}
+    for parallel in (1, 8):
+        config = {**base, "invoice_ids": ["G900000002"], "max_parallel_downloads": parallel}
+        timings[parallel], _ = run_process(
+            tap_command(config, folder, f"overlap{parallel}"), sandbox, env, watch_first_record=True
+        )
+    sandbox.config.bandwidth_bytes_per_second = None
+    ratio = timings[8].wall / timings[1].wall
+    print()
+    print(f"overlap: 8 blobs of {blob_size / 1e6:.2f} MB at {blob_size / 2.5 / 1e6:.2f} MB/s per connection")
+    print(f"  max_parallel_downloads=1: {timings[1].wall:.1f} s, =8: {timings[8].wall:.1f} s, ratio {ratio:.2f} (target <= 0.4)")
+    delay = timings[8].first_record_after_success
+    print(f"  succeeded → first record: {delay:.2f} s (Retry-After {sandbox.config.retry_after_seconds} s; target <= Retry-After + 1 s)"
+          if delay is not None else "  succeeded → first record: not measured")
+
+    if args.big:
+        lines = 560_000
+        big = make_blobs("big", lines, 1, 13)
+        sandbox.load_invoice("G900000003", "202609", big)
+        uncompressed = sum(len(gzip.decompress(b)) for b in big.values())
+        run, _ = run_process(tap_command({**base, "invoice_ids": ["G900000003"]}, folder, "big"), sandbox, env)
+        print()
+        print(f"single blob: {uncompressed / 1e9:.2f} GB uncompressed, {run.lines} lines, "
+              f"{run.rate:.0f} lines/s, peak RSS {run.peak_rss / 1e6:.0f} MB (target <= 150)")
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
