@@ -45,8 +45,13 @@ def make_blobs(name: str, lines: int, blob_count: int, seed: int) -> dict[str, b
         folder.mkdir(parents=True, exist_ok=True)
         per_blob = -(-lines // blob_count)
         source = iter_usage_lines(
-            seed=seed, count=lines, billing_month="202609", invoice="G900000001",
-            currency="USD", attribute_set="full", customers=40,
+            seed=seed,
+            count=lines,
+            billing_month="202609",
+            invoice="G900000001",
+            currency="USD",
+            attribute_set="full",
+            customers=40,
         )
         for index in range(blob_count):
             path = folder / f"part-{index:05d}-{stable_seed(name, index):08x}.c000.json.gz"
@@ -143,7 +148,9 @@ def run_process(
     first_blob = min(blob_times) if blob_times else started
     text = stderr.decode()
     lines = sum(int(n) for n in re.findall(r"complete, (\d+) lines", text))
-    succeeded_at = max((e.at for e in log if e.step == "operation" and e.at <= first_blob), default=None)
+    succeeded_at = max(
+        (e.at for e in log if e.step == "operation" and e.at <= first_blob), default=None
+    )
     delay = first_record[0] - succeeded_at if first_record and succeeded_at else None
     return Run(lines, ended - first_blob, ended - started, sampler.peak, delay), text
 
@@ -155,11 +162,17 @@ def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
 
 
 def main() -> None:  # noqa: PLR0915 - a linear report
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--blobs", type=int, default=8)
-    parser.add_argument("--big", action="store_true", help="also a single blob of >= 1 GB uncompressed")
-    parser.add_argument("--overlap-lines", type=int, default=4_000, help="lines per blob, overlap test")
+    parser.add_argument(
+        "--big", action="store_true", help="also a single blob of >= 1 GB uncompressed"
+    )
+    parser.add_argument(
+        "--overlap-lines", type=int, default=4_000, help="lines per blob, overlap test"
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="tpb-bench-"))
@@ -167,14 +180,20 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     sandbox = Sandbox(SandboxConfig(retry_after_seconds=1, polls_before_success=1))
     server = SandboxServer(sandbox, tls).start()
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle), "PYTHONPATH": str(ROOT)}
-    print(f"generating {args.lines} lines over {args.blobs} blobs (cached in {CACHE}) ...", flush=True)
+    print(
+        f"generating {args.lines} lines over {args.blobs} blobs (cached in {CACHE}) ...", flush=True
+    )
     blobs = make_blobs("main", args.lines, args.blobs, 11)
     sandbox.load_invoice("G900000001", "202609", blobs)
     size = sum(len(b) for b in blobs.values())
     print(f"{len(blobs)} blobs, {size / 1e6:.1f} MB compressed", flush=True)
-    base = server.tap_config(invoice_ids=["G900000001"], billing_periods=[], poll_interval_seconds=1)
+    base = server.tap_config(
+        invoice_ids=["G900000001"], billing_periods=[], poll_interval_seconds=1
+    )
     manifest = sandbox.manifest(("usage/billed", "G900000001", "full"), "bench")
-    urls = [f"{manifest['rootDirectory']}/{b['name']}?{manifest['sasToken']}" for b in manifest["blobs"]]
+    urls = [
+        f"{manifest['rootDirectory']}/{b['name']}?{manifest['sasToken']}" for b in manifest["blobs"]
+    ]
 
     results: dict[str, Run] = {}
     count, seconds = raw_baseline(urls, str(tls.ca_bundle))
@@ -186,28 +205,46 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     ordinary.write_text(json.dumps({"blob_urls": urls}), encoding="utf-8")
     log_start = len(sandbox.faults.requests())
     started = time.time()
-    subprocess.run([PY, str(ROOT / "benchmarks" / "ordinary_tap.py"), "--config", str(ordinary)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
+    subprocess.run(
+        [PY, str(ROOT / "benchmarks" / "ordinary_tap.py"), "--config", str(ordinary)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        check=True,
+    )
     ended = time.time()
     first_blob = min(e.at for e in sandbox.faults.requests()[log_start:] if e.step == "blob")
     results["c"] = Run(count, ended - first_blob, ended - started, 0)
     for name, compression in (("d", "none"), ("d gzip-1", "gzip")):
         batch_root = folder / f"batch-{compression}"
-        batch = {**base, "batch_config": {"encoding": {"format": "jsonl", "compression": compression},
-                                          "storage": {"root": f"file://{batch_root}", "prefix": "bench-"}}}
-        results[name], _ = run_process(tap_command(batch, folder, name.replace(" ", "")), sandbox, env)
+        batch = {
+            **base,
+            "batch_config": {
+                "encoding": {"format": "jsonl", "compression": compression},
+                "storage": {"root": f"file://{batch_root}", "prefix": "bench-"},
+            },
+        }
+        results[name], _ = run_process(
+            tap_command(batch, folder, name.replace(" ", "")), sandbox, env
+        )
 
     print()
-    print(f"{'run':<10} {'lines':>9} {'blob phase s':>13} {'lines/s':>10} {'whole run s':>12} {'peak RSS MB':>12}")
+    print(
+        f"{'run':<10} {'lines':>9} {'blob phase s':>13} {'lines/s':>10} {'whole run s':>12} {'peak RSS MB':>12}"
+    )
     for name, run in results.items():
         rss = f"{run.peak_rss / 1e6:.0f}" if run.peak_rss else "-"
-        print(f"{name:<10} {run.lines:>9} {run.blob_phase:>13.2f} {run.rate:>10.0f} {run.wall:>12.2f} {rss:>12}")
+        print(
+            f"{name:<10} {run.lines:>9} {run.blob_phase:>13.2f} {run.rate:>10.0f} {run.wall:>12.2f} {rss:>12}"
+        )
     a = results["a"].rate
     print()
     print(f"b/a  = {results['b'].rate / a:.2f}   (target >= 0.6)")
     print(f"b'/a = {results[chr(98) + chr(39)].rate / a:.2f}   (stream map: the SDK path)")
     print(f"b/c  = {results['b'].rate / results['c'].rate:.2f}   (target >= 4)")
-    print(f"d/a  = {results['d'].rate / a:.2f}   (target >= 0.6; gzip level 1: {results['d gzip-1'].rate / a:.2f})")
+    print(
+        f"d/a  = {results['d'].rate / a:.2f}   (target >= 0.6; gzip level 1: {results['d gzip-1'].rate / a:.2f})"
+    )
     print(f"peak RSS of b = {results['b'].peak_rss / 1e6:.0f} MB (target <= 150)")
     for name, run in results.items():
         if name != "c" and name != "a" and run.lines != count:
@@ -227,21 +264,32 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     sandbox.config.bandwidth_bytes_per_second = None
     ratio = timings[8].wall / timings[1].wall
     print()
-    print(f"overlap: 8 blobs of {blob_size / 1e6:.2f} MB at {blob_size / 2.5 / 1e6:.2f} MB/s per connection")
-    print(f"  max_parallel_downloads=1: {timings[1].wall:.1f} s, =8: {timings[8].wall:.1f} s, ratio {ratio:.2f} (target <= 0.4)")
+    print(
+        f"overlap: 8 blobs of {blob_size / 1e6:.2f} MB at {blob_size / 2.5 / 1e6:.2f} MB/s per connection"
+    )
+    print(
+        f"  max_parallel_downloads=1: {timings[1].wall:.1f} s, =8: {timings[8].wall:.1f} s, ratio {ratio:.2f} (target <= 0.4)"
+    )
     delay = timings[8].first_record_after_success
-    print(f"  succeeded → first record: {delay:.2f} s (Retry-After {sandbox.config.retry_after_seconds} s; target <= Retry-After + 1 s)"
-          if delay is not None else "  succeeded → first record: not measured")
+    print(
+        f"  succeeded → first record: {delay:.2f} s (Retry-After {sandbox.config.retry_after_seconds} s; target <= Retry-After + 1 s)"
+        if delay is not None
+        else "  succeeded → first record: not measured"
+    )
 
     if args.big:
         lines = 560_000
         big = make_blobs("big", lines, 1, 13)
         sandbox.load_invoice("G900000003", "202609", big)
         uncompressed = sum(len(gzip.decompress(b)) for b in big.values())
-        run, _ = run_process(tap_command({**base, "invoice_ids": ["G900000003"]}, folder, "big"), sandbox, env)
+        run, _ = run_process(
+            tap_command({**base, "invoice_ids": ["G900000003"]}, folder, "big"), sandbox, env
+        )
         print()
-        print(f"single blob: {uncompressed / 1e9:.2f} GB uncompressed, {run.lines} lines, "
-              f"{run.rate:.0f} lines/s, peak RSS {run.peak_rss / 1e6:.0f} MB (target <= 150)")
+        print(
+            f"single blob: {uncompressed / 1e9:.2f} GB uncompressed, {run.lines} lines, "
+            f"{run.rate:.0f} lines/s, peak RSS {run.peak_rss / 1e6:.0f} MB (target <= 150)"
+        )
     server.stop()
 
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
-BLOCK_BYTES = 1 << 20  # decompressed bytes split into lines at a time
 
 
 def new_blob_session() -> requests.Session:
@@ -217,11 +216,11 @@ class BlobFetcher:
                 return
 
 
-def iter_lines(spool_or_path: Spool | Path, label: str) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_number, line)`` of a gzip JSON-lines blob (1-based), as it arrives.
+def iter_line_blocks(spool_or_path: Spool | Path, label: str) -> Iterator[list[bytes]]:
+    """Yield the lines of a gzip JSON-lines blob in blocks, in order, as the blob arrives.
 
     Raises:
-        BlobDataError: Corrupt or truncated gzip, or a blank line.
+        BlobDataError: Corrupt or truncated gzip (naming how many lines came before).
     """
     if isinstance(spool_or_path, Path):
         source: io.RawIOBase = io.FileIO(spool_or_path, "rb")
@@ -229,39 +228,34 @@ def iter_lines(spool_or_path: Spool | Path, label: str) -> Iterator[tuple[int, b
         source = _GrowingFile(spool_or_path)
     # wbits=47: zlib reads the gzip header itself; members are chained as the gzip format allows.
     inflate = zlib.decompressobj(wbits=47)
-    line_number = 0
+    lines_before = 0
     tail = b""
     seen_bytes = False
     finished = True
     try:
         with source:
-            while True:
-                compressed = source.read(CHUNK_BYTES)
-                if not compressed:
-                    break
+            while compressed := source.read(CHUNK_BYTES):
                 seen_bytes = True
                 while compressed:
-                    block = tail + inflate.decompress(compressed)
+                    lines = (tail + inflate.decompress(compressed)).split(b"\n")
                     compressed = inflate.unused_data
                     if compressed:  # another gzip member follows
                         inflate = zlib.decompressobj(wbits=47)
-                    lines = block.split(b"\n")
                     tail = lines.pop()
-                    for line in lines:
-                        line_number += 1
-                        if not line.strip():
-                            msg = f"{label}, line {line_number}: blank line"
-                            raise BlobDataError(msg)
-                        yield line_number, line
+                    if lines:
+                        yield lines
+                        lines_before += len(lines)
         finished = inflate.eof or not seen_bytes  # a zero-byte blob counts as an empty one
     except (OSError, EOFError, zlib.error) as err:
-        msg = f"{label}: gzip data is corrupt or truncated after line {line_number} ({err})"
+        msg = f"{label}: gzip data is corrupt or truncated after line {lines_before} ({err})"
         raise BlobDataError(msg) from None
     if not finished:
-        msg = f"{label}: gzip data is corrupt or truncated after line {line_number} (no end marker)"
+        msg = (
+            f"{label}: gzip data is corrupt or truncated after line {lines_before} (no end marker)"
+        )
         raise BlobDataError(msg)
     if tail.strip():
-        yield line_number + 1, tail
+        yield [tail]
 
 
 def download_in_order(

@@ -5,8 +5,8 @@ columns: keys are matched in C, strings checked as strings, and money and JSON-t
 captured as ``msgspec.Raw`` — the exact bytes of the JSON value, so a number never passes
 through float. Lines the Struct cannot take (a key in another casing, an unknown key, a
 number where a string belongs) go through a slower dict path that produces the same values.
-Each casing seen is learned as another Struct, so mixed ``BenefitOrderID``/``BenefitOrderId``
-data stays on the fast path.
+Each other spelling of a key that is seen (``BenefitOrderID`` beside ``BenefitOrderId``) is
+learned as one more Struct field, so mixed-casing data stays on the fast path.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from tap_partner_billing.fields import Kind, to_datetime_text, to_decimal_text
 if TYPE_CHECKING:
     from tap_partner_billing.fields import Field, FieldSet
 
-MAX_CASING_VARIANTS = 8
+MAX_SPELLINGS = 32
 # Plain decimal text that fits DECIMAL(38, 18) as it stands; anything else goes the long way.
-_PLAIN_DECIMAL = re.compile(r"-?\d{1,20}(?:\.\d{1,18})?").fullmatch
+_NUMBER = r'"?-?\d{1,20}(?:\.\d{1,18})?"?'
+_PLAIN_DECIMAL = re.compile(_NUMBER.replace('"?', "")).fullmatch
+_PLAIN_DECIMALS = re.compile(rf"(?:{_NUMBER}(?:\x1f{_NUMBER})*)?".encode()).fullmatch
 _RAW_OBJECT: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder(
     dict[str, msgspec.Raw]
 )
@@ -67,41 +69,40 @@ def string_from_raw(raw: msgspec.Raw) -> str | None:
     return data.decode("utf-8")
 
 
-def datetime_from_text(value: str | None) -> str | None:
-    """UTC ISO 8601 from a date string (cached: usage dates repeat a lot)."""
-    return None if value is None else to_datetime_text(value)
-
-
 class LineCodec:
     """Turns raw JSON lines of one dataset into lists of typed column values."""
 
     def __init__(self, field_set: FieldSet) -> None:
         self.fields: tuple[Field, ...] = field_set.fields
         self.columns = tuple(f.column for f in self.fields)
+        self._width = len(self.fields)
         self._by_lower = {f.source.lower(): (i, f) for i, f in enumerate(self.fields)}
         self._decimal_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.DECIMAL)
         self._datetime_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.DATETIME)
         self._json_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.JSON_TEXT)
-        self._decoders: list[msgspec.json.Decoder[Any]] = []
-        self._casings: set[tuple[str, ...]] = set()
-        self._learn(tuple(f.source for f in self.fields))
+        self._aliases: dict[str, int] = {}  # other spellings of a source key → column index
+        self._alias_at: tuple[tuple[int, int], ...] = ()
+        self._decoder = self._build_decoder()
 
-    def _learn(self, names: tuple[str, ...]) -> None:
-        """Add a Struct decoder for one casing of the source keys."""
-        if names in self._casings or len(self._decoders) >= MAX_CASING_VARIANTS:
-            return
+    def _build_decoder(self) -> msgspec.json.Decoder[Any]:
+        """One Struct with a field per column, plus one per other spelling seen."""
+        raw_kinds = {Kind.DECIMAL, Kind.JSON_TEXT}
+        sources = [f.source for f in self.fields] + list(self._aliases)
+        indexes = list(range(self._width)) + list(self._aliases.values())
         specs = []
-        for field in self.fields:
-            typ: Any = msgspec.Raw if field.kind in {Kind.DECIMAL, Kind.JSON_TEXT} else str | None
-            specs.append((field.column, typ, None))
+        for slot, index in enumerate(indexes):
+            typ: Any = msgspec.Raw if self.fields[index].kind in raw_kinds else str | None
+            specs.append((f"f{slot}", typ, None))
+        self._alias_at = tuple(
+            (self._width + n, index) for n, index in enumerate(self._aliases.values())
+        )
         struct = msgspec.defstruct(
             "UsageLine",
             specs,
-            rename=dict(zip(self.columns, names, strict=True)),
+            rename={f"f{slot}": name for slot, name in enumerate(sources)},
             forbid_unknown_fields=True,
         )
-        self._decoders.append(msgspec.json.Decoder(struct))
-        self._casings.add(names)
+        return msgspec.json.Decoder(struct)
 
     def values(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
         """Typed values in ``columns`` order, and the unknown keys (or ``None``).
@@ -110,24 +111,38 @@ class LineCodec:
             BlobDataError: The line is not a JSON object.
             RecordValueError: A value does not fit its column (the message names the key).
         """
-        for decoder in self._decoders:
-            try:
-                values = list(msgspec.structs.astuple(decoder.decode(line)))
-            except msgspec.ValidationError:
-                continue
-            except msgspec.DecodeError as err:
-                raise BlobDataError(f"not valid JSON ({err})") from None
-            self._type(values)
-            return values, None
-        return self._values_slowly(line)
+        try:
+            values = list(msgspec.structs.astuple(self._decoder.decode(line)))
+        except msgspec.ValidationError:
+            return self._values_slowly(line)
+        except msgspec.DecodeError as err:
+            raise BlobDataError(f"not valid JSON ({err})") from None
+        if self._alias_at:
+            for slot, index in self._alias_at:
+                if values[slot] is not None:
+                    values[index] = values[slot]
+            del values[self._width :]
+        self._type(values)
+        return values, None
 
     def _type(self, values: list[Any]) -> None:
+        decimal_at = self._decimal_at
+        raws = [values[i] for i in decimal_at if values[i] is not None]
+        joined = b"\x1f".join(raws)
+        if _PLAIN_DECIMALS(joined):
+            # The common case, checked for all money fields of the line in one go.
+            texts = iter(joined.decode("ascii").replace('"', "").split("\x1f"))
+            for i in decimal_at:
+                if values[i] is not None:
+                    values[i] = next(texts)
+            decimal_at = ()
         at = 0
         try:
-            for at in self._decimal_at:
+            for at in decimal_at:
                 values[at] = decimal_from_raw(values[at])
             for at in self._datetime_at:
-                values[at] = datetime_from_text(values[at])
+                if values[at] is not None:
+                    values[at] = to_datetime_text(values[at])
             for at in self._json_at:
                 values[at] = json_text_from_raw(values[at])
         except RecordValueError as err:
@@ -156,6 +171,16 @@ class LineCodec:
             raw_kinds = {Kind.DECIMAL, Kind.JSON_TEXT}
             values[index] = value if field.kind in raw_kinds else string_from_raw(value)
         self._type(values)
-        if extra is None:
-            self._learn(tuple(names))
+        self._learn(names)
         return values, extra
+
+    def _learn(self, names: list[str]) -> None:
+        """Add the spellings of this line's keys that the fast decoder does not know yet."""
+        new = {
+            name: index
+            for index, name in enumerate(names)
+            if name != self.fields[index].source and name not in self._aliases
+        }
+        if new and len(self._aliases) + len(new) <= MAX_SPELLINGS:
+            self._aliases.update(new)
+            self._decoder = self._build_decoder()

@@ -24,8 +24,14 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")
 class DirectRecordWriter:
     """Buffers RECORD messages of one stream and writes them to stdout in blocks."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, keys: tuple[str, ...]) -> None:
         self._stream = stream
+        # A Struct with one field per record key encodes a row without building a dict.
+        self._record = msgspec.defstruct(
+            "Record",
+            [(f"f{i}", Any, None) for i in range(len(keys))],
+            rename={f"f{i}": key for i, key in enumerate(keys)},
+        )
         self._buffer = bytearray()
         self._extracted = datetime.now(timezone.utc)
         self.count = 0
@@ -34,12 +40,12 @@ class DirectRecordWriter:
         """Take a new ``time_extracted`` for the records that follow."""
         self._extracted = datetime.now(timezone.utc)
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one RECORD message."""
+    def write(self, row: list[Any]) -> None:
+        """Append one RECORD message for a row (values in the order of ``keys``)."""
         message = {
             "type": "RECORD",
             "stream": self._stream,
-            "record": record,
+            "record": self._record(*row),
             "time_extracted": self._extracted,
         }
         _ENCODER.encode_into(message, self._buffer, -1)

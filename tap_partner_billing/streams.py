@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from singer_sdk import Stream
 from singer_sdk.mapper import SameRecordTransform
 
-from tap_partner_billing.blobs import download_in_order, iter_lines
+from tap_partner_billing.blobs import download_in_order, iter_line_blocks
 from tap_partner_billing.codec import LineCodec
 from tap_partner_billing.errors import BlobDataError, OperationGoneError, RecordValueError
 from tap_partner_billing.export import ExportRequest, ExportResult
@@ -88,6 +88,7 @@ class ExportStream(Stream):
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
         super().__init__(tap=tap, schema=self.declared_schema())
         self.codec = LineCodec(self.field_set)
+        self.row_keys = tuple(self.declared_schema()["properties"])
         self._direct: DirectRecordWriter | None = None
 
     def direct_output_possible(self) -> bool:
@@ -102,21 +103,29 @@ class ExportStream(Stream):
             and all(self.mask.values())
         )
 
-    def deliver(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def direct_writer(self) -> DirectRecordWriter | None:
+        """A writer for this partition's records, when direct output is possible."""
+        if not self.direct_output_possible():
+            return None
+        return DirectRecordWriter(self.name, self.row_keys)
+
+    def deliver(self, rows: Iterator[list[Any]]) -> Iterator[dict[str, Any]]:
         """Hand records to the SDK, or write them directly (see ``output.py``)."""
         if self._direct is None:
-            yield from records
+            keys = self.row_keys
+            for row in rows:
+                yield dict(zip(keys, row, strict=True))
             return
         write = self._direct.write
-        for record in records:
-            write(record)
+        for row in rows:
+            write(row)
 
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
-        """The stream's JSON schema: identity, provenance, then the data columns."""
-        properties = {name: dict(_KEY_STRING) for name in cls.identity_properties}
+        """The stream's JSON schema: data columns, then identity and provenance."""
+        properties = cls.field_set.schema_properties()
+        properties.update({name: dict(_KEY_STRING) for name in cls.identity_properties})
         properties.update(PROVENANCE_PROPERTIES)
-        properties.update(cls.field_set.schema_properties())
         return {"type": "object", "properties": properties}
 
     def apply_catalog(self, catalog: Any) -> None:  # noqa: ANN401 - singer_sdk's Catalog
@@ -167,9 +176,14 @@ class ExportStream(Stream):
         ledger: Ledger,
         identity: dict[str, Any],
         **bookmark: Any,  # noqa: ANN401
-    ) -> Iterator[dict[str, Any]]:
-        """Yield every line of ``manifest`` as a record, then tombstones for surplus keys."""
+    ) -> Iterator[list[Any]]:
+        """Yield a row per line of ``manifest``, then tombstone rows for surplus keys.
+
+        Rows hold the values of ``row_keys`` in order: data columns first, then the rest.
+        """
         label = ledger.label
+        keys = self.row_keys
+        template: list[Any] = [None] * len(keys)
         provenance = {
             **identity,
             "_operation_id": result.operation_id,
@@ -179,8 +193,13 @@ class ExportStream(Stream):
             if manifest.created
             else None,
             "_invoice_version": manifest.invoice_version,
-            "_sdc_deleted_at": None,
         }
+        for key, value in provenance.items():
+            template[keys.index(key)] = value
+        width = len(self.codec.columns)
+        extra_at, blob_at, line_at, ordinal_at = (
+            keys.index(k) for k in (EXTRA_FIELDS_COLUMN, "_blob_name", "_blob_line", "line_ordinal")
+        )
         self.logger.info(
             "%s: manifest %s (eTag %s) lists %d blob(s)",
             label,
@@ -191,36 +210,40 @@ class ExportStream(Stream):
         start = ledger.begin(manifest)
         self.checkpoint()
         ordinal = start.next_ordinal
+        mark = ledger.high_water
         remaining = manifest.blobs[start.blobs_done :]
         jobs = [
             (f"{label}, blob {blob.name}", functools.partial(manifest.blob_url, blob))
             for blob in remaining
         ]
-        columns, decode = self.codec.columns, self.codec.values
+        decode = self.codec.values
         downloads = download_in_order(
             self.services.blobs, jobs, max_parallel=self.services.max_parallel_downloads
         )
         for index, spool in downloads:
-            blob = remaining[index]
             where, started, first = jobs[index][0], time.monotonic(), ordinal
             if self._direct is not None:
                 self._direct.stamp()
-            for line_number, line in iter_lines(spool, where):
-                if ledger.needs_high_water(ordinal):
-                    ledger.raise_high_water(ordinal)
-                    self.checkpoint()
-                try:
-                    values, extra = decode(line)
-                except (RecordValueError, BlobDataError) as err:
-                    raise type(err)(f"{where}, line {line_number}: {err}") from None
-                record = dict(zip(columns, values, strict=True))
-                record[EXTRA_FIELDS_COLUMN] = extra
-                record.update(provenance)
-                record["_blob_name"] = blob.name
-                record["_blob_line"] = line_number
-                record["line_ordinal"] = ordinal
-                yield record
-                ordinal += 1
+            template[blob_at] = remaining[index].name
+            line_number = 0
+            for block in iter_line_blocks(spool, where):
+                for line in block:
+                    line_number += 1
+                    if ordinal >= mark:
+                        ledger.raise_high_water(ordinal)
+                        mark = ledger.high_water
+                        self.checkpoint()
+                    try:
+                        values, extra = decode(line)
+                    except (RecordValueError, BlobDataError) as err:
+                        raise type(err)(f"{where}, line {line_number}: {err}") from None
+                    row = template.copy()
+                    row[:width] = values
+                    row[extra_at] = extra
+                    row[line_at] = line_number
+                    row[ordinal_at] = ordinal
+                    yield row
+                    ordinal += 1
             ledger.blob_done(start.blobs_done + index + 1, ordinal)
             self.checkpoint()
             elapsed = max(time.monotonic() - started, 1e-9)
@@ -231,28 +254,35 @@ class ExportStream(Stream):
                 elapsed,
                 (ordinal - first) / elapsed,
             )
-        surplus = ledger.surplus(ordinal)
-        if surplus:
-            self.logger.info(
-                "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
-                label,
-                len(surplus),
-                ordinal,
-                surplus.start,
-                surplus.stop - 1,
-            )
-        deleted_at = _utc_now_text()
-        for stale in surplus:
-            yield {
-                **provenance,
-                "line_ordinal": stale,
-                "_blob_name": None,
-                "_blob_line": None,
-                "_sdc_deleted_at": deleted_at,
-            }
+        yield from self._tombstones(ledger, ordinal, template, blob_at)
         ledger.complete(manifest, ordinal, **bookmark)
         self.checkpoint()
         self.logger.info("%s: complete, %d lines", label, ordinal)
+
+    def _tombstones(
+        self, ledger: Ledger, count: int, template: list[Any], blob_at: int
+    ) -> Iterator[list[Any]]:
+        """Rows retiring every key a target may hold beyond ``count`` (``_sdc_deleted_at`` set)."""
+        surplus = ledger.surplus(count)
+        if not surplus:
+            return
+        self.logger.info(
+            "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
+            ledger.label,
+            len(surplus),
+            count,
+            surplus.start,
+            surplus.stop - 1,
+        )
+        keys = self.row_keys
+        tombstone = template.copy()
+        tombstone[blob_at] = None
+        tombstone[keys.index("_sdc_deleted_at")] = _utc_now_text()
+        ordinal_at = keys.index("line_ordinal")
+        for stale in surplus:
+            row = tombstone.copy()
+            row[ordinal_at] = stale
+            yield row
 
 
 class BilledUsageStream(ExportStream):
@@ -279,7 +309,7 @@ class BilledUsageStream(ExportStream):
             return
         invoice_id, attribute_set = context["invoice_id"], context["attribute_set"]
         label = f"{self.name} invoice {invoice_id} ({attribute_set})"
-        self._direct = DirectRecordWriter(self.name) if self.direct_output_possible() else None
+        self._direct = self.direct_writer()
         state = self.get_context_state(context)
         ledger = Ledger(state, label)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
@@ -349,7 +379,7 @@ class UnbilledUsageStream(ExportStream):
         if context is None:  # the SDK passes None when there are no partitions
             return
         currency, attribute_set = context["currency"], context["attribute_set"]
-        self._direct = DirectRecordWriter(self.name) if self.direct_output_possible() else None
+        self._direct = self.direct_writer()
         state = self.get_context_state(context)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
         months: dict[str, Any] = state.setdefault("months", {})
