@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 LOGGER = logging.getLogger(__name__)
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20  # download reads
+INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes inflated at a time: about 1 MB of lines
 
 
 def new_blob_session() -> requests.Session:
@@ -234,7 +235,7 @@ def iter_line_blocks(spool_or_path: Spool | Path, label: str) -> Iterator[list[b
     finished = True
     try:
         with source:
-            while compressed := source.read(CHUNK_BYTES):
+            while compressed := source.read(INFLATE_CHUNK_BYTES):
                 seen_bytes = True
                 while compressed:
                     lines = (tail + inflate.decompress(compressed)).split(b"\n")

@@ -69,6 +69,15 @@ def string_from_raw(raw: msgspec.Raw) -> str | None:
     return data.decode("utf-8")
 
 
+def _span(fields: tuple[Field, ...], kind: Kind) -> slice:
+    """The slice of ``fields`` that holds ``kind`` (they are grouped by kind)."""
+    where = [i for i, f in enumerate(fields) if f.kind is kind]
+    if where != list(range(where[0], where[0] + len(where))) if where else False:
+        msg = f"fields of kind {kind.name} are not contiguous"
+        raise ValueError(msg)
+    return slice(where[0], where[-1] + 1) if where else slice(0, 0)
+
+
 class LineCodec:
     """Turns raw JSON lines of one dataset into lists of typed column values."""
 
@@ -77,9 +86,9 @@ class LineCodec:
         self.columns = tuple(f.column for f in self.fields)
         self._width = len(self.fields)
         self._by_lower = {f.source.lower(): (i, f) for i, f in enumerate(self.fields)}
-        self._decimal_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.DECIMAL)
-        self._datetime_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.DATETIME)
-        self._json_at = tuple(i for i, f in enumerate(self.fields) if f.kind is Kind.JSON_TEXT)
+        self._money = _span(self.fields, Kind.DECIMAL)
+        self._dates = _span(self.fields, Kind.DATETIME)
+        self._json = _span(self.fields, Kind.JSON_TEXT)
         self._aliases: dict[str, int] = {}  # other spellings of a source key → column index
         self._alias_at: tuple[tuple[int, int], ...] = ()
         self._decoder = self._build_decoder()
@@ -126,24 +135,23 @@ class LineCodec:
         return values, None
 
     def _type(self, values: list[Any]) -> None:
-        decimal_at = self._decimal_at
-        raws = [values[i] for i in decimal_at if values[i] is not None]
-        joined = b"\x1f".join(raws)
-        if _PLAIN_DECIMALS(joined):
-            # The common case, checked for all money fields of the line in one go.
-            texts = iter(joined.decode("ascii").replace('"', "").split("\x1f"))
-            for i in decimal_at:
-                if values[i] is not None:
-                    values[i] = next(texts)
-            decimal_at = ()
-        at = 0
+        """Type the raw values in place (fields are grouped by kind, see ``FieldSet``)."""
+        money, dates = self._money, self._dates
+        raws = values[money]
+        if None not in raws:
+            joined = b"\x1f".join(raws)
+            if _PLAIN_DECIMALS(joined):
+                # The common case: every money field of the line checked in one go.
+                values[money] = joined.decode("ascii").replace('"', "").split("\x1f")
+                raws = []
+        at = money.start
         try:
-            for at in decimal_at:
+            for at in range(money.start, money.stop) if raws else ():
                 values[at] = decimal_from_raw(values[at])
-            for at in self._datetime_at:
+            for at in range(dates.start, dates.stop):
                 if values[at] is not None:
                     values[at] = to_datetime_text(values[at])
-            for at in self._json_at:
+            for at in range(self._json.start, self._json.stop):
                 values[at] = json_text_from_raw(values[at])
         except RecordValueError as err:
             raise RecordValueError(f"field {self.fields[at].source}: {err}") from None

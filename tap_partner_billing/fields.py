@@ -196,11 +196,18 @@ class Field:
     kind: Kind
 
 
+_KIND_ORDER = (Kind.DECIMAL, Kind.DATETIME, Kind.JSON_TEXT, Kind.STRING)
+
+
 class FieldSet:
-    """A dataset's fields, in schema order."""
+    """A dataset's fields, grouped by kind: money, dates, JSON text, then plain strings.
+
+    The grouping lets the codec type each group of a line with one slice operation.
+    """
 
     def __init__(self, table: tuple[tuple[str, Kind], ...]) -> None:
-        self.fields = tuple(Field(source, snake_case(source), kind) for source, kind in table)
+        fields = [Field(source, snake_case(source), kind) for source, kind in table]
+        self.fields = tuple(sorted(fields, key=lambda f: _KIND_ORDER.index(f.kind)))
 
     def schema_properties(self) -> dict[str, dict[str, Any]]:
         """The JSON schema of the data columns, plus the column for unknown keys."""

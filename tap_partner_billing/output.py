@@ -33,25 +33,24 @@ class DirectRecordWriter:
             rename={f"f{i}": key for i, key in enumerate(keys)},
         )
         self._buffer = bytearray()
-        self._extracted = datetime.now(timezone.utc)
-        self.count = 0
+        # The message is {"type", "stream", "record", "time_extracted"}, in the order the SDK
+        # writes them; only the record is encoded per line, between a fixed head and tail.
+        self._head = b'{"type":"RECORD","stream":' + _ENCODER.encode(stream) + b',"record":'
+        self._tail = b""
+        self.stamp()
 
     def stamp(self) -> None:
         """Take a new ``time_extracted`` for the records that follow."""
-        self._extracted = datetime.now(timezone.utc)
+        extracted = _ENCODER.encode(datetime.now(timezone.utc))
+        self._tail = b',"time_extracted":' + extracted + b"}\n"
 
     def write(self, row: list[Any]) -> None:
         """Append one RECORD message for a row (values in the order of ``keys``)."""
-        message = {
-            "type": "RECORD",
-            "stream": self._stream,
-            "record": self._record(*row),
-            "time_extracted": self._extracted,
-        }
-        _ENCODER.encode_into(message, self._buffer, -1)
-        self._buffer += b"\n"
-        self.count += 1
-        if len(self._buffer) >= FLUSH_BYTES:
+        buffer = self._buffer
+        buffer += self._head
+        _ENCODER.encode_into(self._record(*row), buffer, -1)
+        buffer += self._tail
+        if len(buffer) >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.services import Services
     from tap_partner_billing.tap import TapPartnerBilling
 
+TOMBSTONE_BLOCK = 1000
 _STRING = {"type": ["string", "null"]}
 _KEY_STRING = {"type": ["string"]}
 _INTEGER = {"type": ["integer", "null"]}
@@ -109,16 +110,18 @@ class ExportStream(Stream):
             return None
         return DirectRecordWriter(self.name, self.row_keys)
 
-    def deliver(self, rows: Iterator[list[Any]]) -> Iterator[dict[str, Any]]:
+    def deliver(self, blocks: Iterator[list[list[Any]]]) -> Iterator[dict[str, Any]]:
         """Hand records to the SDK, or write them directly (see ``output.py``)."""
         if self._direct is None:
             keys = self.row_keys
-            for row in rows:
-                yield dict(zip(keys, row, strict=True))
+            for rows in blocks:
+                for row in rows:
+                    yield dict(zip(keys, row, strict=True))
             return
         write = self._direct.write
-        for row in rows:
-            write(row)
+        for rows in blocks:
+            for row in rows:
+                write(row)
 
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
@@ -176,10 +179,12 @@ class ExportStream(Stream):
         ledger: Ledger,
         identity: dict[str, Any],
         **bookmark: Any,  # noqa: ANN401
-    ) -> Iterator[list[Any]]:
-        """Yield a row per line of ``manifest``, then tombstone rows for surplus keys.
+    ) -> Iterator[list[list[Any]]]:
+        """Yield rows, a block at a time: one per line of ``manifest``, then tombstones.
 
         Rows hold the values of ``row_keys`` in order: data columns first, then the rest.
+        A block is handed over whole, so STATE written while building it (a raised
+        high-water mark) always precedes its records.
         """
         label = ledger.label
         keys = self.row_keys
@@ -227,6 +232,7 @@ class ExportStream(Stream):
             template[blob_at] = remaining[index].name
             line_number = 0
             for block in iter_line_blocks(spool, where):
+                rows = []
                 for line in block:
                     line_number += 1
                     if ordinal >= mark:
@@ -242,8 +248,9 @@ class ExportStream(Stream):
                     row[extra_at] = extra
                     row[line_at] = line_number
                     row[ordinal_at] = ordinal
-                    yield row
+                    rows.append(row)
                     ordinal += 1
+                yield rows
             ledger.blob_done(start.blobs_done + index + 1, ordinal)
             self.checkpoint()
             elapsed = max(time.monotonic() - started, 1e-9)
@@ -261,7 +268,7 @@ class ExportStream(Stream):
 
     def _tombstones(
         self, ledger: Ledger, count: int, template: list[Any], blob_at: int
-    ) -> Iterator[list[Any]]:
+    ) -> Iterator[list[list[Any]]]:
         """Rows retiring every key a target may hold beyond ``count`` (``_sdc_deleted_at`` set)."""
         surplus = ledger.surplus(count)
         if not surplus:
@@ -279,10 +286,15 @@ class ExportStream(Stream):
         tombstone[blob_at] = None
         tombstone[keys.index("_sdc_deleted_at")] = _utc_now_text()
         ordinal_at = keys.index("line_ordinal")
+        rows = []
         for stale in surplus:
             row = tombstone.copy()
             row[ordinal_at] = stale
-            yield row
+            rows.append(row)
+            if len(rows) == TOMBSTONE_BLOCK:
+                yield rows
+                rows = []
+        yield rows
 
 
 class BilledUsageStream(ExportStream):
