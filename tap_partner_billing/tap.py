@@ -15,14 +15,12 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from tap_partner_billing.client import restore_decimal_details
 from tap_partner_billing.errors import PartnerBillingError
+from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.redact import install_log_redaction
 from tap_partner_billing.services import Services, build_services
-from tap_partner_billing.streams import (
-    BilledUsageStream,
-    UnbilledUsageStream,
-    restore_decimal_details,
-)
+from tap_partner_billing.streams import BilledUsageStream, UnbilledUsageStream
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
     import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
-    from tap_partner_billing.streams import ExportStream
+    from tap_partner_billing.client import ExportStream
 
 INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
@@ -175,6 +173,13 @@ def settings_problems(config: Mapping[str, Any]) -> list[str]:
         values = config.get(name) or []
         if len(set(values)) != len(values):
             problems.append(f"{name} lists a value twice")
+    if config.get("batch_config"):
+        problems.extend(batch_settings_problems(config["batch_config"]))
+        if config.get("stream_maps") or config.get("flattening_enabled"):
+            problems.append(
+                "batch_config cannot be combined with stream_maps or flattening: BATCH files "
+                "carry the records as extracted (as the SDK's own batches do)"
+            )
     if config.get("emit_activate_version_messages"):
         problems.append(
             "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per table, so a "
@@ -189,7 +194,7 @@ class TapPartnerBilling(Tap):
     name = "tap-partner-billing"
     config_jsonschema = SETTINGS.to_dict()
     message_writer_class = MsgSpecWriter
-    # No ACTIVATE_VERSION: see settings_problems(); no BATCH until the tap writes its own files.
+    # No ACTIVATE_VERSION: see settings_problems().
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
@@ -197,6 +202,7 @@ class TapPartnerBilling(Tap):
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
+        PluginCapabilities.BATCH,
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 

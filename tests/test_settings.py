@@ -29,12 +29,6 @@ def test_meltano_yml_mirrors_the_settings() -> None:
     meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
     [extractor] = meltano["plugins"]["extractors"]
     settings = {s["name"]: s for s in extractor["settings"]}
-    assert set(settings) == tap_settings()
-    for name, schema in SETTINGS.to_dict()["properties"].items():
-        assert bool(settings[name].get("sensitive")) == bool(schema.get("secret")), name
-        if "default" in schema and schema["default"] not in ([], None):
-            assert settings[name].get("value") == schema["default"], name
-    assert "activate-version" not in extractor["capabilities"]
     about = json.loads(
         subprocess.run(
             [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
@@ -43,6 +37,14 @@ def test_meltano_yml_mirrors_the_settings() -> None:
             text=True,
         ).stdout
     )
+    builtin = set(about["settings"]["properties"]) - tap_settings()
+    assert tap_settings() <= set(settings)
+    assert set(settings) - tap_settings() <= builtin  # SDK built-ins Meltano should pass on
+    for name, schema in SETTINGS.to_dict()["properties"].items():
+        assert bool(settings[name].get("sensitive")) == bool(schema.get("secret")), name
+        if "default" in schema and schema["default"] not in ([], None):
+            assert settings[name].get("value") == schema["default"], name
+    assert "activate-version" not in extractor["capabilities"]
     assert set(extractor["capabilities"]) == set(about["capabilities"])
 
 

@@ -6,6 +6,7 @@ import copy
 import json
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -341,7 +342,7 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
     graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tap_partner_billing.sandbox.data import usage_lines
-    from tap_partner_billing.streams import ExportStream
+    from tap_partner_billing.client import ExportStream
 
     lines = [
         line.decode()
@@ -400,3 +401,68 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
     direct2, sdk2 = comparable(sync(True, state)), comparable(sync(False, state))
     assert any(m.get("record", {}).get("_sdc_deleted_at") == "…" for m in direct2)
     assert direct2 == sdk2
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_batch_mode_files_precede_the_state_that_covers_them(
+    graph: FakeGraph,
+    tmp_path: Path,
+    compression: str,
+) -> None:
+    import gzip as gz
+    from urllib.parse import urlsplit
+
+    graph.add("G000000001", Export(three_blobs("a", 4), etag="e1"))
+    batch = {
+        "encoding": {"format": "jsonl", "compression": compression},
+        "storage": {"root": f"file://{tmp_path}", "prefix": "t-"},
+    }
+    config = base_config(invoice_ids=["G000000001"], batch_config=batch)
+    result = run_tap(config, streams=BILLED)
+    assert result.records() == []  # no RECORD messages in batch mode
+    announced = 0
+    seen: list[dict[str, Any]] = []
+    for message in result.messages:
+        if message["type"] == "BATCH":
+            assert message["encoding"] == {"format": "jsonl", "compression": compression}
+            [url] = message["manifest"]
+            data = Path(urlsplit(url).path).read_bytes()
+            text = gz.decompress(data) if compression == "gzip" else data
+            rows = [json.loads(line) for line in text.splitlines()]
+            seen.extend(rows)
+            announced += len(rows)
+        elif message["type"] == "STATE":
+            partition = message["value"]["bookmarks"]["billed_usage"]["partitions"][0]
+            covered = partition.get("progress", {}).get(
+                "next_ordinal", partition.get("line_count", 0)
+            )
+            assert covered <= announced
+    assert [r["line_ordinal"] for r in seen] == list(range(12))
+    assert seen[5]["billing_pre_tax_total"] == "5.0000000005"
+
+    # A re-export with fewer lines: tombstones arrive in batch files too.
+    graph.add("G000000001", Export({"z.json.gz": gz_lines(usage_line(1))}, etag="e2"))
+    state = copy.deepcopy(result.state)
+    state["bookmarks"]["billed_usage"]["partitions"][0].pop("etag")  # force a re-check
+    again = run_tap(config, state=state, streams=BILLED)
+    files = [m["manifest"][0] for m in again.messages if m["type"] == "BATCH"]
+    rows = []
+    for url in files:
+        data = Path(urlsplit(url).path).read_bytes()
+        rows += [
+            json.loads(line)
+            for line in (gz.decompress(data) if compression == "gzip" else data).splitlines()
+        ]
+    assert [r["line_ordinal"] for r in rows if r["_sdc_deleted_at"]] == list(range(1, 12))
+
+
+def test_batch_config_is_checked(graph: FakeGraph) -> None:
+    from singer_sdk.exceptions import ConfigValidationError
+
+    bad = {
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": "s3://bucket/x"},
+    }
+    with pytest.raises(ConfigValidationError) as raised:
+        run_tap(base_config(batch_config=bad))
+    assert "file:// URL" in " ".join(raised.value.errors)

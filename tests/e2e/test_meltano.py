@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from tap_partner_billing.sandbox.azurite import AzuriteStore
 from tap_partner_billing.sandbox.service import SandboxServer
-from tests.e2e.conftest import MeltanoProject, clean_output, postgres_env, query, sandbox_env
+from tap_partner_billing.sandbox.tls import TlsFiles
+from tests.e2e.conftest import (
+    MELTANO,
+    MeltanoProject,
+    clean_output,
+    postgres_env,
+    query,
+    sandbox_env,
+)
 from tests.e2e.services import Azurite, Postgres
 
 pytestmark = pytest.mark.e2e
@@ -137,3 +149,112 @@ def test_blobs_served_from_azurite(
         i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total)
         for i in sb.config.invoices
     }
+
+
+def test_batch_output_loaded_into_postgres(
+    sandbox: SandboxServer, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
+) -> None:
+    sb = sandbox.sandbox
+    batch = {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": f"file://{tmp_path}/batches", "prefix": "e2e-"},
+    }
+    env = {
+        **sandbox_env(sandbox),
+        **postgres_env(postgres, "from_batch"),
+        "TAP_PARTNER_BILLING_BATCH_CONFIG": json.dumps(batch),
+    }
+    result = meltano.run(
+        "--environment=sandbox",
+        "run",
+        "--state-id-suffix=batch",
+        "tap-partner-billing",
+        "target-postgres",
+        env=env,
+    )
+    del result
+    billed = live_totals(postgres, "from_batch", "billed_usage", "invoice_id")
+    assert billed == {
+        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total)
+        for i in sb.config.invoices
+    }
+    current, last = sb.unbilled_month("current"), sb.unbilled_month("last")
+    truth = {current: sb.unbilled_truth("current", "USD"), last: sb.unbilled_truth("last", "USD")}
+    assert live_totals(postgres, "from_batch", "unbilled_usage", "billing_month") == {
+        m: (t.line_count, t.pretax_total) for m, t in truth.items()
+    }
+
+
+def test_split_runs_side_by_side_into_one_database(
+    tls: TlsFiles,
+    meltano: MeltanoProject,
+    postgres: Postgres,
+) -> None:
+    """Disjoint invoice sets, each run with its own state id, loading one PostgreSQL at once."""
+    from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig
+
+    invoices = {f"G00000000{n}": InvoiceSpec(f"20260{n + 4}", 300 + 40 * n, 3) for n in range(1, 6)}
+    server = SandboxServer(
+        Sandbox(SandboxConfig(retry_after_seconds=0, invoices=invoices, unbilled={})), tls
+    ).start()
+    try:
+        sb = server.sandbox
+        base = {**sandbox_env(server), **postgres_env(postgres, "split")}
+        periods = json.dumps([])
+
+        state_uri = f"file://{meltano.root}/split-state"
+
+        def run(invoice_ids: list[str], suffix: str) -> subprocess.Popen[str]:
+            # Each run is its own Meltano project (as on its own machine), sharing the
+            # installed plugins and one state backend; only the state ids differ.
+            project = meltano.root / f"project-{suffix}"
+            (project / ".meltano").mkdir(parents=True, exist_ok=True)
+            shutil.copy(meltano.root / "meltano.yml", project / "meltano.yml")
+            for kind in ("extractors", "loaders"):
+                link = project / ".meltano" / kind
+                if not link.exists():
+                    link.symlink_to(meltano.root / ".meltano" / kind)
+            env = {
+                **os.environ,
+                **base,
+                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "MELTANO_STATE_BACKEND_URI": state_uri,
+                "TAP_PARTNER_BILLING_INVOICE_IDS": json.dumps(invoice_ids),
+                "TAP_PARTNER_BILLING_BILLING_PERIODS": periods,
+            }
+            env.pop("REQUESTS_CA_BUNDLE", None)
+            return subprocess.Popen(
+                [
+                    str(MELTANO),
+                    "--environment=sandbox",
+                    "run",
+                    f"--state-id-suffix={suffix}",
+                    "tap-partner-billing",
+                    "target-postgres",
+                ],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+        # The first run creates the tables; then two runs load disjoint invoices side by side.
+        first = run(["G000000001"], "split-0")
+        assert first.wait(timeout=600) == 0, first.communicate()[1][-3000:]
+        side_by_side = [
+            run(["G000000002", "G000000003"], "split-a"),
+            run(["G000000004", "G000000005"], "split-b"),
+        ]
+        for process in side_by_side:
+            _, stderr = process.communicate(timeout=600)
+            assert process.returncode == 0, stderr[-3000:]
+        totals = live_totals(postgres, "split", "billed_usage", "invoice_id")
+        assert totals == {
+            i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total) for i in invoices
+        }
+        saved = sorted(p.name for p in (meltano.root / "split-state").rglob("*") if p.is_dir())
+        assert any("split-a" in name for name in saved), saved
+        assert any("split-b" in name for name in saved), saved
+    finally:
+        server.stop()

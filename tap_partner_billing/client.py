@@ -1,0 +1,308 @@
+"""The base of the export streams: orchestration of export → manifest → blobs → records."""
+
+from __future__ import annotations
+
+import functools
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from singer_sdk import Stream
+from singer_sdk.helpers._batch import BaseBatchFileEncoding
+from singer_sdk.mapper import SameRecordTransform
+
+from tap_partner_billing.blobs import download_in_order, iter_line_blocks
+from tap_partner_billing.codec import LineCodec
+from tap_partner_billing.errors import BlobDataError, OperationGoneError, RecordValueError
+from tap_partner_billing.export import ExportRequest, ExportResult
+from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, USAGE, FieldSet, to_datetime_text
+from tap_partner_billing.ledger import Ledger
+from tap_partner_billing.output import RecordSink
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+    from tap_partner_billing.manifest import Manifest
+    from tap_partner_billing.services import Services
+    from tap_partner_billing.tap import TapPartnerBilling
+
+TOMBSTONE_BLOCK = 1000
+_STRING = {"type": ["string", "null"]}
+_KEY_STRING = {"type": ["string"]}
+_INTEGER = {"type": ["integer", "null"]}
+_DATETIME = {"type": ["string", "null"], "format": "date-time"}
+
+PROVENANCE_PROPERTIES: dict[str, dict[str, Any]] = {
+    "billing_month": _STRING,
+    "line_ordinal": {"type": ["integer"]},
+    "_operation_id": _STRING,
+    "_manifest_id": _STRING,
+    "_manifest_etag": _STRING,
+    "_manifest_created_at": _DATETIME,
+    "_invoice_version": _STRING,
+    "_blob_name": _STRING,
+    "_blob_line": _INTEGER,
+    "_sdc_deleted_at": _DATETIME,
+}
+
+
+def _utc_now_text() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def restore_decimal_details(schema: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
+    """Copy ``precision``/``scale`` of ``x-singer.decimal`` columns from ``declared``.
+
+    The SDK's catalog model (``singer.Schema``) keeps only standard JSON Schema keys, so every
+    schema that passes through a catalog, including the one SCHEMA messages are built from,
+    loses them, and SQL targets then create unbounded or scale-0 DECIMAL columns.
+    """
+    declared_properties = declared.get("properties", {})
+    for name, column in schema.get("properties", {}).items():
+        original = declared_properties.get(name, {})
+        if (
+            original.get("format") == "x-singer.decimal"
+            and column.get("format") == "x-singer.decimal"
+        ):
+            column.update(precision=original["precision"], scale=original["scale"])
+    return schema
+
+
+class ExportStream(Stream):
+    """A stream whose partitions are each one Graph export (see the README's state section)."""
+
+    action: ClassVar[str]
+    field_set: ClassVar[FieldSet] = USAGE
+    identity_properties: ClassVar[tuple[str, ...]]
+    allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both paths
+
+    def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
+        super().__init__(tap=tap, schema=self.declared_schema())
+        self.codec = LineCodec(self.field_set)
+        self.row_keys = tuple(self.declared_schema()["properties"])
+        self._sink: RecordSink | None = None
+
+    def direct_output_possible(self) -> bool:
+        """True when the SDK's per-record path would pass our records through unchanged."""
+        return (
+            self.allow_direct_output
+            and self.ABORT_AT_RECORD_COUNT is None
+            and not self.config.get("flattening_enabled")
+            and len(self.stream_maps) == 1
+            and type(self.stream_maps[0]) is SameRecordTransform
+            and all(self.mask.values())
+        )
+
+    def open_sink(self) -> None:
+        """Choose where this partition's rows go (see ``output.py``)."""
+        batch_config = self.config.get("batch_config")
+        mode = "batch" if batch_config else "direct" if self.direct_output_possible() else "sdk"
+        self._sink = RecordSink(
+            self.name,
+            self.row_keys,
+            mode=mode,
+            batch_config=batch_config,
+            on_batch_file=self._announce_batch_file,
+        )
+
+    def _announce_batch_file(self, compression: str, url: str) -> None:
+        # The SDK keeps its BATCH message writer private; this is the one place that uses it.
+        encoding = BaseBatchFileEncoding(format="jsonl", compression=compression)
+        self._write_batch_message(encoding=encoding, manifest=[url])
+
+    def get_batches(self, batch_config: Any, context: Context | None = None) -> Iterable[Any]:  # noqa: ANN401
+        """BATCH mode: run the partitions; the sink writes files and their BATCH messages."""
+        del batch_config  # read from the config by open_sink()
+        partitions: list[Context | None] = [context] if context else [*(self.partitions or [])]
+        for partition in partitions or [None]:
+            for _ in self.get_records(partition):
+                pass  # nothing is yielded in batch mode
+        return ()
+
+    def deliver(self, blocks: Iterator[list[list[Any]]]) -> Iterator[dict[str, Any]]:
+        """Hand row blocks to the sink (which yields dicts only for the SDK's path)."""
+        assert self._sink is not None  # noqa: S101 - open_sink() runs first in get_records
+        yield from self._sink.deliver(blocks)
+
+    def flush_records(self) -> None:
+        """Put out every record handed over so far (closing a batch file)."""
+        if self._sink is not None:
+            self._sink.flush()
+
+    @classmethod
+    def declared_schema(cls) -> dict[str, Any]:
+        """The stream's JSON schema: data columns, then identity and provenance."""
+        properties = cls.field_set.schema_properties()
+        properties.update({name: dict(_KEY_STRING) for name in cls.identity_properties})
+        properties.update(PROVENANCE_PROPERTIES)
+        return {"type": "object", "properties": properties}
+
+    def apply_catalog(self, catalog: Any) -> None:  # noqa: ANN401 - singer_sdk's Catalog
+        """Apply the catalog, then put back the decimal details its model drops."""
+        super().apply_catalog(catalog)
+        if self._input_schema is not None:
+            restore_decimal_details(self._input_schema, self.schema)
+
+    @property
+    def services(self) -> Services:
+        """The tap's shared clients."""
+        return cast("TapPartnerBilling", self._tap).services
+
+    def checkpoint(self, *, close_batch_file: bool = True) -> None:
+        """Write a STATE message now, after every record handed over before it.
+
+        The SDK writes STATE only every 10,000 records and at the end of a stream, and keeps
+        the writer private; this is the one place that reaches for it, so that operation URLs,
+        high-water marks and blob progress are saved the moment they matter.
+        """
+        if self._sink is not None:
+            self._sink.flush(rotate=close_batch_file)
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def run_export(self, request: ExportRequest, pending: dict[str, Any], key: str) -> ExportResult:
+        """Resume the saved operation for ``key``, or start an export and save its URL first."""
+        exports = self.services.exports
+        saved = pending.get(key)
+        if isinstance(saved, dict) and saved.get("operation_url"):
+            self.logger.info("%s: resuming the saved export operation", request.label)
+            try:
+                return exports.poll(saved["operation_url"], request)
+            except OperationGoneError as err:
+                self.logger.warning("%s; starting a new export", err)
+        url = exports.start(request)
+        pending[key] = {"operation_url": url, "started_at": _utc_now_text()}
+        self.checkpoint()
+        self.logger.info(
+            "%s: export started, operation %s", request.label, url.rstrip("/").rsplit("/", 1)[-1]
+        )
+        return exports.poll(url, request)
+
+    def emit_manifest(
+        self,
+        result: ExportResult,
+        manifest: Manifest,
+        ledger: Ledger,
+        identity: dict[str, Any],
+        **bookmark: Any,  # noqa: ANN401
+    ) -> Iterator[list[list[Any]]]:
+        """Yield rows, a block at a time: one per line of ``manifest``, then tombstones.
+
+        Rows hold the values of ``row_keys`` in order: data columns first, then the rest.
+        A block is handed over whole, so STATE written while building it (a raised
+        high-water mark) always precedes its records.
+        """
+        label = ledger.label
+        keys = self.row_keys
+        template: list[Any] = [None] * len(keys)
+        provenance = {
+            **identity,
+            "_operation_id": result.operation_id,
+            "_manifest_id": manifest.id,
+            "_manifest_etag": manifest.etag,
+            "_manifest_created_at": to_datetime_text(manifest.created)
+            if manifest.created
+            else None,
+            "_invoice_version": manifest.invoice_version,
+        }
+        for key, value in provenance.items():
+            template[keys.index(key)] = value
+        width = len(self.codec.columns)
+        extra_at, blob_at, line_at, ordinal_at = (
+            keys.index(k) for k in (EXTRA_FIELDS_COLUMN, "_blob_name", "_blob_line", "line_ordinal")
+        )
+        self.logger.info(
+            "%s: manifest %s (eTag %s) lists %d blob(s)",
+            label,
+            manifest.id,
+            manifest.etag,
+            len(manifest.blobs),
+        )
+        start = ledger.begin(manifest)
+        self.checkpoint()
+        ordinal = start.next_ordinal
+        mark = ledger.high_water
+        remaining = manifest.blobs[start.blobs_done :]
+        jobs = [
+            (f"{label}, blob {blob.name}", functools.partial(manifest.blob_url, blob))
+            for blob in remaining
+        ]
+        decode = self.codec.values
+        downloads = download_in_order(
+            self.services.blobs, jobs, max_parallel=self.services.max_parallel_downloads
+        )
+        for index, spool in downloads:
+            where, started, first = jobs[index][0], time.monotonic(), ordinal
+            if self._sink is not None:
+                self._sink.stamp()
+            template[blob_at] = remaining[index].name
+            line_number = 0
+            for block in iter_line_blocks(spool, where):
+                rows = []
+                for line in block:
+                    line_number += 1
+                    if ordinal >= mark:
+                        ledger.raise_high_water(ordinal)
+                        mark = ledger.high_water
+                        # Only a bound moves here, no progress: no need to close a batch file.
+                        self.checkpoint(close_batch_file=False)
+                    try:
+                        values, extra = decode(line)
+                    except (RecordValueError, BlobDataError) as err:
+                        raise type(err)(f"{where}, line {line_number}: {err}") from None
+                    row = template.copy()
+                    row[:width] = values
+                    row[extra_at] = extra
+                    row[line_at] = line_number
+                    row[ordinal_at] = ordinal
+                    rows.append(row)
+                    ordinal += 1
+                yield rows
+            self.flush_records()  # before the state says so, also for a STATE on SIGTERM
+            ledger.blob_done(start.blobs_done + index + 1, ordinal)
+            self.checkpoint()
+            elapsed = max(time.monotonic() - started, 1e-9)
+            self.logger.info(
+                "%s: %d lines in %.1f s (%.0f lines/s)",
+                where,
+                ordinal - first,
+                elapsed,
+                (ordinal - first) / elapsed,
+            )
+        yield from self._tombstones(ledger, ordinal, template, blob_at)
+        self.flush_records()
+        ledger.complete(manifest, ordinal, **bookmark)
+        self.checkpoint()
+        self.logger.info("%s: complete, %d lines", label, ordinal)
+
+    def _tombstones(
+        self, ledger: Ledger, count: int, template: list[Any], blob_at: int
+    ) -> Iterator[list[list[Any]]]:
+        """Rows retiring every key a target may hold beyond ``count`` (``_sdc_deleted_at`` set)."""
+        surplus = ledger.surplus(count)
+        if not surplus:
+            return
+        self.logger.info(
+            "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
+            ledger.label,
+            len(surplus),
+            count,
+            surplus.start,
+            surplus.stop - 1,
+        )
+        keys = self.row_keys
+        tombstone = template.copy()
+        tombstone[blob_at] = None
+        tombstone[keys.index("_sdc_deleted_at")] = _utc_now_text()
+        ordinal_at = keys.index("line_ordinal")
+        rows = []
+        for stale in surplus:
+            row = tombstone.copy()
+            row[ordinal_at] = stale
+            rows.append(row)
+            if len(rows) == TOMBSTONE_BLOCK:
+                yield rows
+                rows = []
+        yield rows
