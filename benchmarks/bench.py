@@ -166,6 +166,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     )
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--blobs", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="only a and b")
     parser.add_argument(
         "--big", action="store_true", help="also a single blob of >= 1 GB uncompressed"
     )
@@ -187,7 +188,9 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     size = sum(len(b) for b in blobs.values())
     print(f"{len(blobs)} blobs, {size / 1e6:.1f} MB compressed", flush=True)
     base = server.tap_config(
-        invoice_ids=["G900000001"], billing_periods=[], poll_interval_seconds=1
+        invoice_ids=["G900000001"],
+        billing_periods=[],
+        poll_interval_seconds=1,
     )
     manifest = sandbox.manifest(("usage/billed", "G900000001", "full"), "bench")
     urls = [
@@ -198,6 +201,11 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     count, seconds = raw_baseline(urls, str(tls.ca_bundle))
     results["a"] = Run(count, seconds, seconds, 0)
     results["b"], _ = run_process(tap_command(base, folder, "b"), sandbox, env)
+    if args.quick:
+        a_rate, b_run = results["a"].rate, results["b"]
+        print(f"a {a_rate:.0f}/s, b {b_run.rate:.0f}/s, b/a {b_run.rate / a_rate:.2f}")
+        server.stop()
+        return
     mapped = {**base, "stream_maps": {"billed_usage": {"__alias__": "billed_usage_mapped"}}}
     results["b'"], _ = run_process(tap_command(mapped, folder, "b2"), sandbox, env)
     ordinary = folder / "ordinary.json"

@@ -12,12 +12,12 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_partner_billing.blobs import download_in_order, iter_line_blocks
-from tap_partner_billing.codec import LineCodec
-from tap_partner_billing.errors import BlobDataError, OperationGoneError, RecordValueError
+from tap_partner_billing.errors import OperationGoneError
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, USAGE, FieldSet, to_datetime_text
 from tap_partner_billing.ledger import Ledger
 from tap_partner_billing.output import RecordSink
+from tap_partner_billing.rows import LineBlock, RowLayout
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -74,13 +74,13 @@ class ExportStream(Stream):
     """A stream whose partitions are each one Graph export (see the README's state section)."""
 
     action: ClassVar[str]
+    dataset: ClassVar[str] = "usage"  # the field table, see rows.FIELD_SETS
     field_set: ClassVar[FieldSet] = USAGE
     identity_properties: ClassVar[tuple[str, ...]]
     allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both paths
 
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
         super().__init__(tap=tap, schema=self.declared_schema())
-        self.codec = LineCodec(self.field_set)
         self.row_keys = tuple(self.declared_schema()["properties"])
         self._sink: RecordSink | None = None
 
@@ -121,7 +121,7 @@ class ExportStream(Stream):
                 pass  # nothing is yielded in batch mode
         return ()
 
-    def deliver(self, blocks: Iterator[list[list[Any]]]) -> Iterator[dict[str, Any]]:
+    def deliver(self, blocks: Iterator[LineBlock | list[list[Any]]]) -> Iterator[dict[str, Any]]:
         """Hand row blocks to the sink (which yields dicts only for the SDK's path)."""
         assert self._sink is not None  # noqa: S101 - open_sink() runs first in get_records
         yield from self._sink.deliver(blocks)
@@ -187,12 +187,12 @@ class ExportStream(Stream):
         ledger: Ledger,
         identity: dict[str, Any],
         **bookmark: Any,  # noqa: ANN401
-    ) -> Iterator[list[list[Any]]]:
-        """Yield rows, a block at a time: one per line of ``manifest``, then tombstones.
+    ) -> Iterator[LineBlock | list[list[Any]]]:
+        """Yield the lines of ``manifest`` in blocks, then tombstone rows for surplus keys.
 
         Rows hold the values of ``row_keys`` in order: data columns first, then the rest.
-        A block is handed over whole, so STATE written while building it (a raised
-        high-water mark) always precedes its records.
+        The high-water mark is raised (and STATE written) before a block that goes beyond it
+        is handed over, so that STATE always precedes the block's records.
         """
         label = ledger.label
         keys = self.row_keys
@@ -209,10 +209,7 @@ class ExportStream(Stream):
         }
         for key, value in provenance.items():
             template[keys.index(key)] = value
-        width = len(self.codec.columns)
-        extra_at, blob_at, line_at, ordinal_at = (
-            keys.index(k) for k in (EXTRA_FIELDS_COLUMN, "_blob_name", "_blob_line", "line_ordinal")
-        )
+        blob_at = keys.index("_blob_name")
         self.logger.info(
             "%s: manifest %s (eTag %s) lists %d blob(s)",
             label,
@@ -223,13 +220,11 @@ class ExportStream(Stream):
         start = ledger.begin(manifest)
         self.checkpoint()
         ordinal = start.next_ordinal
-        mark = ledger.high_water
         remaining = manifest.blobs[start.blobs_done :]
         jobs = [
             (f"{label}, blob {blob.name}", functools.partial(manifest.blob_url, blob))
             for blob in remaining
         ]
-        decode = self.codec.values
         downloads = download_in_order(
             self.services.blobs, jobs, max_parallel=self.services.max_parallel_downloads
         )
@@ -238,28 +233,24 @@ class ExportStream(Stream):
             if self._sink is not None:
                 self._sink.stamp()
             template[blob_at] = remaining[index].name
-            line_number = 0
-            for block in iter_line_blocks(spool, where):
-                rows = []
-                for line in block:
-                    line_number += 1
-                    if ordinal >= mark:
-                        ledger.raise_high_water(ordinal)
-                        mark = ledger.high_water
-                        # Only a bound moves here, no progress: no need to close a batch file.
-                        self.checkpoint(close_batch_file=False)
-                    try:
-                        values, extra = decode(line)
-                    except (RecordValueError, BlobDataError) as err:
-                        raise type(err)(f"{where}, line {line_number}: {err}") from None
-                    row = template.copy()
-                    row[:width] = values
-                    row[extra_at] = extra
-                    row[line_at] = line_number
-                    row[ordinal_at] = ordinal
-                    rows.append(row)
-                    ordinal += 1
-                yield rows
+            layout = RowLayout(
+                self.dataset,
+                keys,
+                tuple(template),
+                keys.index(EXTRA_FIELDS_COLUMN),
+                keys.index("_blob_line"),
+                keys.index("line_ordinal"),
+            )
+            line_number = 1
+            for lines in iter_line_blocks(spool, where):
+                last = ordinal + len(lines) - 1
+                if ledger.needs_high_water(last):
+                    ledger.raise_high_water(last)
+                    # Only a bound moves here, no progress: no need to close a batch file.
+                    self.checkpoint(close_batch_file=False)
+                yield LineBlock(where, layout, lines, line_number, ordinal)
+                line_number += len(lines)
+                ordinal += len(lines)
             self.flush_records()  # before the state says so, also for a STATE on SIGTERM
             ledger.blob_done(start.blobs_done + index + 1, ordinal)
             self.checkpoint()

@@ -22,27 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
-import msgspec
-
 from tap_partner_billing.errors import ConfigurationError
+from tap_partner_billing.rows import ENCODER, LineBlock, build_rows, encode_block, encode_rows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
 FLUSH_BYTES = 1 << 20
 BATCH_MAX_ROWS = 100_000  # SDK targets read a whole batch file into memory
-# The SDK's MsgSpecWriter encodes with decimal_format="number"; our records hold no Decimal,
-# but keep the settings identical all the same.
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
-
-
-def _row_struct(keys: tuple[str, ...]) -> type[msgspec.Struct]:
-    """A Struct with one field per record key: encodes a row without building a dict."""
-    return msgspec.defstruct(
-        "Record",
-        [(f"f{i}", Any, None) for i in range(len(keys))],
-        rename={f"f{i}": key for i, key in enumerate(keys)},
-    )
 
 
 def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[str]:
@@ -63,7 +50,7 @@ def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[str]:
 
 
 class RecordSink:
-    """Receives a stream's rows, a block at a time, for one sync."""
+    """Receives a stream's blocks (lines to decode, or ready rows) for one partition."""
 
     def __init__(
         self,
@@ -76,11 +63,10 @@ class RecordSink:
     ) -> None:
         self.mode = mode  # "sdk" | "direct" | "batch"
         self._keys = keys
-        self._record = _row_struct(keys)
         self._buffer = bytearray()
         # A RECORD message is {"type", "stream", "record", "time_extracted"}, in the order the
         # SDK writes them; only the record is encoded per line, between a fixed head and tail.
-        self._head = b'{"type":"RECORD","stream":' + _ENCODER.encode(stream) + b',"record":'
+        self._head = b'{"type":"RECORD","stream":' + ENCODER.encode(stream) + b',"record":'
         self._tail = b""
         self.stamp()
         self._batch: _BatchFiles | None = None
@@ -89,46 +75,54 @@ class RecordSink:
                 msg = "batch mode needs batch_config and a BATCH message writer"
                 raise ConfigurationError(msg)
             self._batch = _BatchFiles(stream, batch_config, on_batch_file)
+            self._head = b""
 
     def stamp(self) -> None:
         """Take a new ``time_extracted`` for the records that follow (direct mode)."""
-        extracted = _ENCODER.encode(datetime.now(timezone.utc))
+        if self.mode == "batch":
+            self._tail = b"\n"  # batch files hold raw records, one per line
+            return
+        extracted = ENCODER.encode(datetime.now(timezone.utc))
         self._tail = b',"time_extracted":' + extracted + b"}\n"
 
-    def deliver(self, blocks: Iterator[list[list[Any]]]) -> Iterator[dict[str, Any]]:
-        """Consume row blocks; in SDK mode yield them as dicts for the SDK to write."""
+    def deliver(self, blocks: Iterator[LineBlock | list[list[Any]]]) -> Iterator[dict[str, Any]]:
+        """Consume blocks in order; in SDK mode yield records as dicts for the SDK to write.
+
+        A block is either lines to decode (``LineBlock``) or ready rows (tombstones).
+        """
         if self.mode == "sdk":
             keys = self._keys
-            for rows in blocks:
+            for block in blocks:
+                rows = block if isinstance(block, list) else build_rows(block)
                 for row in rows:
                     yield dict(zip(keys, row, strict=True))
             return
-        record, buffer, encode_into = self._record, self._buffer, _ENCODER.encode_into
-        head, batch = self._head, self._batch
-        for rows in blocks:
-            for row in rows:
-                if batch is None:
-                    buffer += head
-                    encode_into(record(*row), buffer, -1)
-                    buffer += self._tail
-                else:
-                    encode_into(record(*row), buffer, -1)
-                    buffer += b"\n"
-            if batch is not None:
-                batch.write(buffer, len(rows))
-                buffer.clear()
-            elif len(buffer) >= FLUSH_BYTES:
-                self.flush(rotate=False)
+        for block in blocks:
+            if isinstance(block, list):
+                self._put(len(block), encode_rows(block, self._keys, self._head, self._tail))
+            else:
+                self._put(len(block.lines), encode_block(block, self._head, self._tail))
 
-    def flush(self, *, rotate: bool = True) -> None:
-        """Write out what is buffered; with ``rotate``, close the batch file (BATCH message).
+    def _put(self, count: int, data: bytes) -> None:
+        if self._batch is not None:
+            self._batch.write(data, count)
+            return
+        self._buffer += data
+        if len(self._buffer) >= FLUSH_BYTES:
+            self._write_out()
 
-        Called before every STATE message: the records a STATE covers are out before it.
-        """
+    def _write_out(self) -> None:
         if self._buffer:
             sys.stdout.buffer.write(self._buffer)
             sys.stdout.flush()
             self._buffer.clear()
+
+    def flush(self, *, rotate: bool = True) -> None:
+        """Put out every record handed over so far; with ``rotate``, close the batch file.
+
+        Called before every STATE message: the records a STATE covers are out before it.
+        """
+        self._write_out()
         if rotate and self._batch is not None:
             self._batch.close()
 
@@ -150,7 +144,7 @@ class _BatchFiles:
         self._deflate: Any = None
         self._rows = 0
 
-    def write(self, data: bytearray, rows: int) -> None:
+    def write(self, data: bytes, rows: int) -> None:
         """Append encoded records; a file holding enough rows is closed and announced."""
         if self._file is None:
             suffix = ".jsonl.gz" if self.compression == "gzip" else ".jsonl"
