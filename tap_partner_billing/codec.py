@@ -11,6 +11,7 @@ learned as one more Struct field, so mixed-casing data stays on the fast path.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,12 @@ def _span(fields: tuple[Field, ...], kind: Kind) -> slice:
         msg = f"fields of kind {kind.name} are not contiguous"
         raise ValueError(msg)
     return slice(where[0], where[-1] + 1) if where else slice(0, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dates_text(raw: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    # A line's dates repeat from line to line (the month's days): one cache hit for all.
+    return tuple(None if value is None else to_datetime_text(value) for value in raw)
 
 
 class LineCodec:
@@ -148,9 +155,14 @@ class LineCodec:
         try:
             for at in range(money.start, money.stop) if raws else ():
                 values[at] = decimal_from_raw(values[at])
-            for at in range(dates.start, dates.stop):
-                if values[at] is not None:
-                    values[at] = to_datetime_text(values[at])
+            at = dates.start
+            try:
+                values[dates] = _dates_text(tuple(values[dates]))
+            except RecordValueError:
+                for at in range(dates.start, dates.stop):  # find the field to name
+                    if values[at] is not None:
+                        to_datetime_text(values[at])
+                raise
             for at in range(self._json.start, self._json.stop):
                 values[at] = json_text_from_raw(values[at])
         except RecordValueError as err:

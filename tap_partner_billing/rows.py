@@ -108,5 +108,27 @@ def encode_rows(rows: list[list[Any]], keys: tuple[str, ...], head: bytes, tail:
 
 
 def encode_block(block: LineBlock, head: bytes, tail: bytes) -> bytes:
-    """Decode, type and encode a block in one go (what a decode worker runs)."""
-    return encode_rows(build_rows(block), block.layout.keys, head, tail)
+    """Decode, type and encode a block in one pass (the direct and BATCH routes)."""
+    layout = block.layout
+    codec = codec_for(layout.dataset)
+    decode, width = codec.values, len(codec.columns)
+    record, encode_into = row_struct(layout.keys), ENCODER.encode_into
+    template = list(layout.template)
+    extra_at, line_at, ordinal_at = layout.extra_at, layout.line_at, layout.ordinal_at
+    out = bytearray()
+    line_number, ordinal = block.first_line, block.first_ordinal
+    for line in block.lines:
+        try:
+            values, extra = decode(line)
+        except (RecordValueError, BlobDataError) as err:
+            raise type(err)(f"{block.where}, line {line_number}: {err}") from None
+        values.extend(template[width:])
+        values[extra_at] = extra
+        values[line_at] = line_number
+        values[ordinal_at] = ordinal
+        out += head
+        encode_into(record(*values), out, -1)
+        out += tail
+        line_number += 1
+        ordinal += 1
+    return bytes(out)
