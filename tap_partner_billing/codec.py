@@ -50,14 +50,7 @@ def decimal_from_raw(raw: msgspec.Raw | None) -> str | None:
 
 def json_text_from_raw(raw: msgspec.Raw | None) -> str | None:
     """JSON text kept as text: a JSON string as its value, anything else as its source text."""
-    if raw is None:
-        return None
-    data = bytes(raw)
-    if data[:1] == b'"':
-        return str(msgspec.json.decode(data))
-    if data == b"null":
-        return None
-    return data.decode("utf-8")
+    return None if raw is None else string_from_raw(raw)
 
 
 def string_from_raw(raw: msgspec.Raw) -> str | None:

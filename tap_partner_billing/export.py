@@ -222,27 +222,21 @@ class ExportClient:
     ) -> None:
         """Sleep, logging a heartbeat at least every minute of a long wait."""
         remaining = seconds
-        while remaining > HEARTBEAT_SECONDS:
-            self._sleep(HEARTBEAT_SECONDS)
-            remaining -= HEARTBEAT_SECONDS
-            LOGGER.info(
-                "%s: waiting for operation %s (%s, %.0f s elapsed, next poll in %.0f s)",
-                label,
-                operation_id,
-                status.name.lower(),
-                self._clock() - started,
-                remaining,
-            )
-        if seconds >= HEARTBEAT_SECONDS / 2:
-            LOGGER.info(
-                "%s: waiting for operation %s (%s, %.0f s elapsed, next poll in %.0f s)",
-                label,
-                operation_id,
-                status.name.lower(),
-                self._clock() - started,
-                remaining,
-            )
-        self._sleep(remaining)
+        while True:
+            if seconds >= HEARTBEAT_SECONDS / 2:
+                LOGGER.info(
+                    "%s: waiting for operation %s (%s, %.0f s elapsed, next poll in %.0f s)",
+                    label,
+                    operation_id,
+                    status.name.lower(),
+                    self._clock() - started,
+                    remaining,
+                )
+            chunk = min(remaining, HEARTBEAT_SECONDS)
+            self._sleep(chunk)
+            remaining -= chunk
+            if remaining <= 0:
+                return
 
     def _ended_without_data(
         self, body: dict[str, Any], operation_id: str, label: str

@@ -7,13 +7,16 @@ BATCH files, so every route types a line the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from tap_partner_billing.codec import LineCodec
 from tap_partner_billing.errors import BlobDataError, RecordValueError
 from tap_partner_billing.fields import USAGE, FieldSet
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 FIELD_SETS: dict[str, FieldSet] = {"usage": USAGE}
 # The SDK's MsgSpecWriter encodes with decimal_format="number"; our records hold no Decimal,
@@ -66,7 +69,7 @@ def row_struct(keys: tuple[str, ...]) -> type[msgspec.Struct]:
     return struct
 
 
-def build_rows(block: LineBlock) -> list[list[Any]]:
+def iter_rows(block: LineBlock) -> Iterator[list[Any]]:
     """Decode and type each line of ``block`` into a row.
 
     Raises:
@@ -74,29 +77,33 @@ def build_rows(block: LineBlock) -> list[list[Any]]:
         RecordValueError: A value does not fit its column (names blob, line and key).
     """
     layout = block.layout
-    decode = codec_for(layout.dataset).values
-    template = list(layout.template)
-    width = len(codec_for(layout.dataset).columns)
+    codec = codec_for(layout.dataset)
+    decode, width = codec.values, len(codec.columns)
+    rest = list(layout.template[width:])
     extra_at, line_at, ordinal_at = layout.extra_at, layout.line_at, layout.ordinal_at
-    rows = []
     line_number, ordinal = block.first_line, block.first_ordinal
     for line in block.lines:
         try:
             values, extra = decode(line)
         except (RecordValueError, BlobDataError) as err:
             raise type(err)(f"{block.where}, line {line_number}: {err}") from None
-        row = template.copy()
-        row[:width] = values
-        row[extra_at] = extra
-        row[line_at] = line_number
-        row[ordinal_at] = ordinal
-        rows.append(row)
+        values.extend(rest)
+        values[extra_at] = extra
+        values[line_at] = line_number
+        values[ordinal_at] = ordinal
+        yield values
         line_number += 1
         ordinal += 1
-    return rows
 
 
-def encode_rows(rows: list[list[Any]], keys: tuple[str, ...], head: bytes, tail: bytes) -> bytes:
+def build_rows(block: LineBlock) -> list[list[Any]]:
+    """The rows of ``block`` (the SDK route)."""
+    return list(iter_rows(block))
+
+
+def encode_rows(
+    rows: Iterable[list[Any]], keys: tuple[str, ...], head: bytes, tail: bytes
+) -> bytes:
     """Each row as ``head + JSON record + tail``."""
     record, encode_into = row_struct(keys), ENCODER.encode_into
     out = bytearray()
@@ -108,27 +115,5 @@ def encode_rows(rows: list[list[Any]], keys: tuple[str, ...], head: bytes, tail:
 
 
 def encode_block(block: LineBlock, head: bytes, tail: bytes) -> bytes:
-    """Decode, type and encode a block in one pass (the direct and BATCH routes)."""
-    layout = block.layout
-    codec = codec_for(layout.dataset)
-    decode, width = codec.values, len(codec.columns)
-    record, encode_into = row_struct(layout.keys), ENCODER.encode_into
-    template = list(layout.template)
-    extra_at, line_at, ordinal_at = layout.extra_at, layout.line_at, layout.ordinal_at
-    out = bytearray()
-    line_number, ordinal = block.first_line, block.first_ordinal
-    for line in block.lines:
-        try:
-            values, extra = decode(line)
-        except (RecordValueError, BlobDataError) as err:
-            raise type(err)(f"{block.where}, line {line_number}: {err}") from None
-        values.extend(template[width:])
-        values[extra_at] = extra
-        values[line_at] = line_number
-        values[ordinal_at] = ordinal
-        out += head
-        encode_into(record(*values), out, -1)
-        out += tail
-        line_number += 1
-        ordinal += 1
-    return bytes(out)
+    """Decode, type and encode a block (the direct and BATCH routes)."""
+    return encode_rows(iter_rows(block), block.layout.keys, head, tail)

@@ -21,6 +21,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from readme_settings import README, about_table, readme_table  # noqa: E402
 
 
+def about_json() -> dict[str, Any]:
+    command = [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"]
+    result: dict[str, Any] = json.loads(
+        subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    )
+    return result
+
+
 def tap_settings() -> set[str]:
     return set(SETTINGS.to_dict()["properties"])
 
@@ -29,14 +37,7 @@ def test_meltano_yml_mirrors_the_settings() -> None:
     meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
     [extractor] = meltano["plugins"]["extractors"]
     settings = {s["name"]: s for s in extractor["settings"]}
-    about = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    about = about_json()
     builtin = set(about["settings"]["properties"]) - tap_settings()
     assert tap_settings() <= set(settings)
     assert set(settings) - tap_settings() <= builtin  # SDK built-ins Meltano should pass on
@@ -55,14 +56,7 @@ def test_readme_table_is_generated_from_about() -> None:
 
 
 def test_about_lists_streams_and_capabilities() -> None:
-    about = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    about = about_json()
     assert [s["name"] for s in about["streams"]] == ["billed_usage", "unbilled_usage"]
     assert {"about", "catalog", "discover", "state", "stream-maps", "schema-flattening"} <= set(
         about["capabilities"]
