@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
     from _typeshed import WriteableBuffer
 
+    from tap_partner_billing.manifest import BlobRef, Manifest
+
 LOGGER = logging.getLogger(__name__)
+MAX_SAS_RENEWALS = 2  # per blob download
 CHUNK_BYTES = 1 << 20  # download reads
 INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes inflated at a time: about 1 MB of lines
 
@@ -259,13 +262,63 @@ def iter_line_blocks(spool_or_path: Spool | Path, label: str) -> Iterator[list[b
         yield [tail]
 
 
+class BlobUrls:
+    """The SAS URLs of one manifest's blobs, renewed when storage refuses the SAS (403).
+
+    A SAS lives about an hour; a long partition can outlast it. ``renew`` re-reads the
+    operation (through a callable that the Graph side provides: nothing here sees a token),
+    which mints a fresh SAS for the same data.
+    """
+
+    def __init__(
+        self, manifest: Manifest, renew: Callable[[], Manifest] | None, label: str
+    ) -> None:
+        self._manifest = manifest
+        self._renew = renew
+        self._label = label
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def current(self, blob: BlobRef) -> tuple[str, int]:
+        """The blob's URL with the newest SAS, and that SAS's generation."""
+        with self._lock:
+            return self._manifest.blob_url(blob), self.generation
+
+    def renew(self, seen: int) -> None:
+        """Get a fresh SAS unless another download already did since ``seen``.
+
+        Raises:
+            SasExpiredError: No way to renew, or the fresh manifest has no SAS either.
+            ServiceError: The fresh manifest describes other data (another eTag or blob list).
+        """
+        with self._lock:
+            if self.generation != seen:
+                return
+            if self._renew is None:
+                raise SasExpiredError(f"{self._label}: blob storage refused the SAS (HTTP 403)")
+            fresh = self._renew()
+            old = self._manifest
+            if (fresh.etag, fresh.blob_list_digest) != (old.etag, old.blob_list_digest):
+                msg = (
+                    f"{self._label}: the data changed while downloading (eTag {old.etag} → "
+                    f"{fresh.etag}); the next run restarts this partition"
+                )
+                raise ServiceError(msg)
+            LOGGER.info(
+                "%s: storage refused the SAS; a fresh one came with the operation", self._label
+            )
+            self._manifest = fresh
+            self.generation += 1
+
+
 def download_in_order(
     fetcher: BlobFetcher,
-    jobs: Sequence[tuple[str, Callable[[], str]]],
+    blobs: Sequence[tuple[str, BlobRef]],
+    urls: BlobUrls,
     *,
     max_parallel: int,
 ) -> Iterator[tuple[int, Spool]]:
-    """Download ``jobs`` (label, URL maker), up to ``max_parallel`` at once; yield in order.
+    """Download ``blobs`` (label, blob), up to ``max_parallel`` at once; yield in order.
 
     A spool is yielded as soon as its download has *started*: the caller reads it while it
     grows. Each spool is deleted when the caller asks for the next one, so at most
@@ -279,15 +332,15 @@ def download_in_order(
 
     def top_up(limit: int) -> None:
         nonlocal next_to_submit
-        while next_to_submit < len(jobs) and next_to_submit < limit:
-            label, make_url = jobs[next_to_submit]
+        while next_to_submit < len(blobs) and next_to_submit < limit:
+            label, blob = blobs[next_to_submit]
             spool = Spool(fetcher.spool_dir)
             spools[next_to_submit] = spool
-            futures[next_to_submit] = pool.submit(_download, fetcher, spool, make_url, label)
+            futures[next_to_submit] = pool.submit(_download, fetcher, spool, urls, blob, label)
             next_to_submit += 1
 
     try:
-        for index in range(len(jobs)):
+        for index in range(len(blobs)):
             top_up(index + width)
             spool = spools.pop(index)
             try:
@@ -305,10 +358,20 @@ def download_in_order(
             spool.remove()
 
 
-def _download(fetcher: BlobFetcher, spool: Spool, make_url: Callable[[], str], label: str) -> None:
-    # The URL is made in the worker, right before the request, from the current SAS.
+def _download(
+    fetcher: BlobFetcher, spool: Spool, urls: BlobUrls, blob: BlobRef, label: str
+) -> None:
     try:
-        fetcher.fill(spool, make_url(), label)
+        for renewal in range(MAX_SAS_RENEWALS + 1):
+            url, generation = urls.current(blob)
+            try:
+                fetcher.fill(spool, url, label)  # resumes with Range from what the spool holds
+            except SasExpiredError:
+                if renewal == MAX_SAS_RENEWALS:
+                    raise
+                urls.renew(generation)
+            else:
+                break
     except _CancelledError:
         spool.finish()
     except BaseException as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -11,7 +10,7 @@ from singer_sdk import Stream
 from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.mapper import SameRecordTransform
 
-from tap_partner_billing.blobs import download_in_order, iter_line_blocks
+from tap_partner_billing.blobs import BlobUrls, download_in_order, iter_line_blocks
 from tap_partner_billing.errors import OperationGoneError
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, USAGE, FieldSet, to_datetime_text
@@ -20,7 +19,7 @@ from tap_partner_billing.output import RecordSink
 from tap_partner_billing.rows import LineBlock, RowLayout
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
 
@@ -221,12 +220,10 @@ class ExportStream(Stream):
         self.checkpoint()
         ordinal = start.next_ordinal
         remaining = manifest.blobs[start.blobs_done :]
-        jobs = [
-            (f"{label}, blob {blob.name}", functools.partial(manifest.blob_url, blob))
-            for blob in remaining
-        ]
+        jobs = [(f"{label}, blob {blob.name}", blob) for blob in remaining]
+        urls = BlobUrls(manifest, self._sas_renewal(result, label), label)
         downloads = download_in_order(
-            self.services.blobs, jobs, max_parallel=self.services.max_parallel_downloads
+            self.services.blobs, jobs, urls, max_parallel=self.services.max_parallel_downloads
         )
         for index, spool in downloads:
             where, started, first = jobs[index][0], time.monotonic(), ordinal
@@ -267,6 +264,21 @@ class ExportStream(Stream):
         ledger.complete(manifest, ordinal, **bookmark)
         self.checkpoint()
         self.logger.info("%s: complete, %d lines", label, ordinal)
+
+    def _sas_renewal(self, result: ExportResult, label: str) -> Callable[[], Manifest] | None:
+        """How to get a fresh SAS for ``result``'s manifest: read its operation again."""
+        if not result.operation_url:
+            return None
+        request = ExportRequest("", {}, label)  # only the label is used when polling
+
+        def renew() -> Manifest:
+            fresh = self.services.exports.poll(result.operation_url, request).manifest
+            if fresh is None:
+                msg = f"{label}: the operation no longer offers its manifest"
+                raise OperationGoneError(msg)
+            return fresh
+
+        return renew
 
     def _tombstones(
         self, ledger: Ledger, count: int, template: list[Any], blob_at: int

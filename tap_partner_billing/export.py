@@ -78,6 +78,7 @@ class ExportResult:
     operation_id: str
     manifest: Manifest | None
     message: str = ""
+    operation_url: str = ""  # re-read it for a fresh SAS
 
 
 def same_origin(url: str, base_url: str) -> bool:
@@ -202,7 +203,8 @@ class ExportClient:
                 LOGGER.info("%s: operation %s is %s", label, operation_id, body.get("status"))
                 last_status = status
             if status is OperationStatus.SUCCEEDED:
-                return ExportResult(operation_id, self._manifest(body, label))
+                manifest = self._manifest(body, label)
+                return ExportResult(operation_id, manifest, operation_url=operation_url)
             if not status.is_waiting:
                 return self._ended_without_data(body, operation_id, label)
             wait = parse_retry_after(response.headers.get("Retry-After"))

@@ -11,11 +11,13 @@ import responses
 
 from tap_partner_billing.blobs import (
     BlobFetcher,
+    BlobUrls,
     download_in_order,
     iter_line_blocks,
     new_blob_session,
 )
 from tap_partner_billing.errors import BlobDataError, SasExpiredError
+from tap_partner_billing.manifest import Manifest
 from tests.helpers import BLOBS, SAS, FakeClock, gz_lines
 
 
@@ -112,9 +114,19 @@ def test_download_in_order_yields_in_order_and_cleans_up(
     for i in range(5):
         rsps.add(responses.GET, f"{BLOBS}/c/part-{i}", body=gz_lines(f'{{"i": {i}}}'))
     fetcher = BlobFetcher(new_blob_session(), sleep=FakeClock().sleep, spool_dir=str(tmp_path))
-    jobs = [(f"part-{i}", lambda i=i: f"{BLOBS}/c/part-{i}") for i in range(5)]
+    manifest = Manifest.parse(
+        {
+            "rootDirectory": f"{BLOBS}/c",
+            "sasToken": SAS,
+            "blobs": [{"name": f"part-{i}"} for i in range(5)],
+        },
+        where="t",
+    )
+    jobs = [(blob.name, blob) for blob in manifest.blobs]
     seen = []
-    for index, spool in download_in_order(fetcher, jobs, max_parallel=3):
+    for index, spool in download_in_order(
+        fetcher, jobs, BlobUrls(manifest, None, "t"), max_parallel=3
+    ):
         seen.append((index, next(iter_line_blocks(spool, "x"))[0]))
     assert seen == [(i, f'{{"i": {i}}}'.encode()) for i in range(5)]
     assert list(tmp_path.iterdir()) == []

@@ -130,3 +130,19 @@ def test_sandbox_faults_are_survived_within_the_run(sandbox: SandboxServer, tmp_
     assert ranged[0].status == 206  # the dropped blob resumed, not re-read
     blob_paths = [e.path for e in log if e.step == "blob"]
     assert len(blob_paths) == len(set(blob_paths)) + 1  # only the resumed blob was asked twice
+
+
+def test_sas_refused_mid_partition_gets_a_fresh_one(sandbox: SandboxServer, tmp_path: Path) -> None:
+    sandbox.sandbox.faults.add(Fault("blob", status=403, times=2))
+    result = run_cli(sandbox, tmp_path, max_parallel_downloads=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "a fresh one came with the operation" in result.stderr
+    records = [line for line in result.stdout.splitlines() if '"RECORD"' in line]
+    sb = sandbox.sandbox
+    billed = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
+    unbilled = (
+        sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
+    )
+    assert len(records) == billed + unbilled
+    refused = [e for e in sb.faults.requests("blob") if e.status == 403]
+    assert len(refused) == 2
