@@ -13,10 +13,10 @@ from singer_sdk.mapper import SameRecordTransform
 from tap_partner_billing.blobs import BlobUrls, download_in_order, iter_line_blocks
 from tap_partner_billing.errors import OperationGoneError
 from tap_partner_billing.export import ExportRequest, ExportResult
-from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, USAGE, FieldSet, to_datetime_text
+from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, to_datetime_text
 from tap_partner_billing.ledger import Ledger
 from tap_partner_billing.output import RecordSink
-from tap_partner_billing.rows import LineBlock, RowLayout
+from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -74,7 +74,6 @@ class ExportStream(Stream):
 
     action: ClassVar[str]
     dataset: ClassVar[str] = "usage"  # the field table, see rows.FIELD_SETS
-    field_set: ClassVar[FieldSet] = USAGE
     identity_properties: ClassVar[tuple[str, ...]]
     allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both paths
 
@@ -122,7 +121,9 @@ class ExportStream(Stream):
 
     def deliver(self, blocks: Iterator[LineBlock | list[list[Any]]]) -> Iterator[dict[str, Any]]:
         """Hand row blocks to the sink (which yields dicts only for the SDK's path)."""
-        assert self._sink is not None  # noqa: S101 - open_sink() runs first in get_records
+        if self._sink is None:
+            self.open_sink()
+        assert self._sink is not None  # noqa: S101 - for mypy: open_sink() just set it
         yield from self._sink.deliver(blocks)
 
     def flush_records(self) -> None:
@@ -133,9 +134,10 @@ class ExportStream(Stream):
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
         """The stream's JSON schema: data columns, then identity and provenance."""
-        properties = cls.field_set.schema_properties()
-        properties.update({name: dict(_KEY_STRING) for name in cls.identity_properties})
+        properties = FIELD_SETS[cls.dataset].schema_properties()
         properties.update(PROVENANCE_PROPERTIES)
+        # Identity last: a key column (billing_month of unbilled data) is never null.
+        properties.update({name: dict(_KEY_STRING) for name in cls.identity_properties})
         return {"type": "object", "properties": properties}
 
     def apply_catalog(self, catalog: Any) -> None:  # noqa: ANN401 - singer_sdk's Catalog
@@ -168,7 +170,7 @@ class ExportStream(Stream):
         if isinstance(saved, dict) and saved.get("operation_url"):
             self.logger.info("%s: resuming the saved export operation", request.label)
             try:
-                return exports.poll(saved["operation_url"], request)
+                return exports.poll(saved["operation_url"], request.label)
             except OperationGoneError as err:
                 self.logger.warning("%s; starting a new export", err)
         url = exports.start(request)
@@ -177,7 +179,7 @@ class ExportStream(Stream):
         self.logger.info(
             "%s: export started, operation %s", request.label, url.rstrip("/").rsplit("/", 1)[-1]
         )
-        return exports.poll(url, request)
+        return exports.poll(url, request.label)
 
     def emit_manifest(
         self,
@@ -269,10 +271,9 @@ class ExportStream(Stream):
         """How to get a fresh SAS for ``result``'s manifest: read its operation again."""
         if not result.operation_url:
             return None
-        request = ExportRequest("", {}, label)  # only the label is used when polling
 
         def renew() -> Manifest:
-            fresh = self.services.exports.poll(result.operation_url, request).manifest
+            fresh = self.services.exports.poll(result.operation_url, label).manifest
             if fresh is None:
                 msg = f"{label}: the operation no longer offers its manifest"
                 raise OperationGoneError(msg)

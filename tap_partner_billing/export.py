@@ -177,15 +177,14 @@ class ExportClient:
             raise ServiceError(msg)
         return location
 
-    def poll(self, operation_url: str, request: ExportRequest) -> ExportResult:
-        """Poll until the operation ends or the deadline passes.
+    def poll(self, operation_url: str, label: str) -> ExportResult:
+        """Poll until the operation ends or the deadline passes (``label`` names it in logs).
 
         Raises:
             ExportFailedError: Failed (other than 5000), skipped or unknown status.
             ExportTimeoutError: The deadline passed; the operation may still finish later.
             OperationGoneError: The operation answered 404 or 410.
         """
-        label = request.label
         started = self._clock()
         deadline = started + self._timeout
         last_status: OperationStatus | None = None

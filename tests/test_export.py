@@ -120,10 +120,10 @@ def test_poll_table(case: Case, rsps: responses.RequestsMock, clock: FakeClock) 
     errors = {"ExportFailedError": ExportFailedError, "OperationGoneError": OperationGoneError}
     if case.outcome in errors:
         with pytest.raises(errors[case.outcome]) as raised:
-            client(clock).poll(OP_URL, REQUEST)
+            client(clock).poll(OP_URL, REQUEST.label)
         assert "billed_usage invoice G016907411" in str(raised.value)
         return
-    result = client(clock).poll(OP_URL, REQUEST)
+    result = client(clock).poll(OP_URL, REQUEST.label)
     assert clock.sleeps == case.sleeps
     assert result.operation_id == "6fe687d7-1e0f-4bd6-9091-4672691f64bc"
     if case.outcome == "nodata":
@@ -141,13 +141,13 @@ def test_failed_error_names_operation_and_graph_code(
     with pytest.raises(
         ExportFailedError, match=r"6fe687d7-1e0f-4bd6-9091-4672691f64bc.*9001: Internal failure"
     ):
-        client(clock).poll(OP_URL, REQUEST)
+        client(clock).poll(OP_URL, REQUEST.label)
 
 
 def test_deadline(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "60"})
     with pytest.raises(ExportTimeoutError, match="poll_timeout_seconds=150"):
-        client(clock, timeout=150).poll(OP_URL, REQUEST)
+        client(clock, timeout=150).poll(OP_URL, REQUEST.label)
     assert sum(clock.sleeps) == 150  # never sleeps past the deadline
 
 
@@ -157,7 +157,7 @@ def test_heartbeat_during_long_waits(
     rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "300"})
     rsps.add(responses.GET, OP_URL, json=succeeded_inline())
     caplog.set_level("INFO")
-    client(clock).poll(OP_URL, REQUEST)
+    client(clock).poll(OP_URL, REQUEST.label)
     assert max(clock.sleeps) <= 60
     assert sum(clock.sleeps) == 300
     assert len([r for r in caplog.records if "waiting for operation" in r.message]) >= 4
@@ -170,7 +170,7 @@ def test_linked_manifest_is_fetched(rsps: responses.RequestsMock, clock: FakeClo
     )
     rsps.add(responses.GET, OP_URL, json={**linked, "resourceLocation@odata.navigationLink": link})
     rsps.add(responses.GET, link, json=load_json("manifest_real.json"))
-    result = client(clock).poll(OP_URL, REQUEST)
+    result = client(clock).poll(OP_URL, REQUEST.label)
     assert result.manifest is not None
     assert result.manifest.blobs[0].name.startswith("part-00103")
 
@@ -182,7 +182,7 @@ def test_linked_manifest_on_another_origin_is_refused_before_the_token_goes(
         responses.GET, OP_URL, json=load_json("operation_succeeded_linked.json")
     )  # graph.microsoft.com ≠ graph.test
     with pytest.raises(ServiceError, match="not on the origin of graph_url"):
-        client(clock).poll(OP_URL, REQUEST)
+        client(clock).poll(OP_URL, REQUEST.label)
     assert len(rsps.calls) == 1
 
 
@@ -238,7 +238,7 @@ def test_start_429_then_202(rsps: responses.RequestsMock, clock: FakeClock) -> N
 def test_transient_errors_are_bounded(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, OP_URL, status=503)
     with pytest.raises(TransientHTTPError, match="after 6 attempts"):
-        client(clock).poll(OP_URL, REQUEST)
+        client(clock).poll(OP_URL, REQUEST.label)
     assert len(clock.sleeps) == 5
 
 
