@@ -62,7 +62,7 @@ def live_totals(
 ) -> dict[str, tuple[int, Decimal]]:
     rows = query(
         pg,
-        f"SELECT {column}, count(*), sum(billing_pre_tax_total) FROM {schema}.{table} "  # noqa: S608 - test-owned names
+        f"SELECT {column}, count(*), sum(billing_pre_tax_total) FROM {schema}.{table} "
         f"WHERE _sdc_deleted_at IS NULL GROUP BY {column}",
     )
     return {str(key): (int(count), Decimal(total)) for key, count, total in rows}
