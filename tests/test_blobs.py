@@ -130,3 +130,22 @@ def test_download_in_order_yields_in_order_and_cleans_up(
         seen.append((index, next(iter_line_blocks(spool, "x"))[0]))
     assert seen == [(i, f'{{"i": {i}}}'.encode()) for i in range(5)]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_crc_corruption_is_caught_at_the_end_of_the_member(tmp_path: Path) -> None:
+    data = bytearray(gz_lines(*(f'{{"n": {i}}}' for i in range(1000))))
+    data[-6] ^= 0xFF  # the CRC32 in the gzip trailer
+    got: list[bytes] = []
+    with pytest.raises(BlobDataError, match="corrupt or truncated after line"):
+        for block in iter_line_blocks(write(tmp_path, bytes(data)), "blob part-0"):
+            got.extend(block)
+    # Lines before the trailer were handed over; the error stops the run before the blob is
+    # marked done, so the next run reads the whole blob again.
+    assert len(got) <= 1000
+
+
+def test_a_two_megabyte_line_is_one_line(tmp_path: Path) -> None:
+    big = "x" * (2 << 20)
+    lines = lines_of(tmp_path, gz_lines('{"a": 1}', f'{{"Tags": "{big}"}}', '{"a": 2}'))
+    assert [n for n, _ in lines] == [1, 2, 3]
+    assert len(lines[1][1]) > 2 << 20
