@@ -5,7 +5,7 @@
 - **Direct**: with no stream map, no flattening, every property selected and no record limit,
   the SDK's path would return our already-typed records unchanged, at several times the cost
   of the parse itself. The same RECORD message the SDK's msgspec writer would write is
-  encoded here, in buffered blocks; ``time_extracted`` is taken once per blob.
+  encoded here, a block of lines at a time; ``time_extracted`` is taken once per blob.
 - **Batch**: with ``batch_config`` rows are written as raw JSON records to JSONL files
   (uncompressed, or gzip at level 1 — the SDK's own batcher always uses level 9) and a BATCH
   message names each file once it is closed. A file is closed before every STATE that
@@ -28,7 +28,6 @@ from tap_partner_billing.rows import ENCODER, LineBlock, build_rows, encode_bloc
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-FLUSH_BYTES = 1 << 20
 BATCH_MAX_ROWS = 100_000  # SDK targets read a whole batch file into memory
 
 
@@ -63,7 +62,6 @@ class RecordSink:
     ) -> None:
         self.mode = mode  # "sdk" | "direct" | "batch"
         self._keys = keys
-        self._buffer = bytearray()
         # A RECORD message is {"type", "stream", "record", "time_extracted"}, in the order the
         # SDK writes them; only the record is encoded per line, between a fixed head and tail.
         self._head = b'{"type":"RECORD","stream":' + ENCODER.encode(stream) + b',"record":'
@@ -106,23 +104,18 @@ class RecordSink:
     def _put(self, count: int, data: bytes) -> None:
         if self._batch is not None:
             self._batch.write(data, count)
-            return
-        self._buffer += data
-        if len(self._buffer) >= FLUSH_BYTES:
-            self._write_out()
-
-    def _write_out(self) -> None:
-        if self._buffer:
-            sys.stdout.buffer.write(self._buffer)
-            sys.stdout.flush()
-            self._buffer.clear()
+        else:
+            # A block of encoded messages (about a megabyte) goes to stdout as it is; STATE
+            # messages are written to the same stream, so they keep their place after it.
+            sys.stdout.buffer.write(data)
 
     def flush(self, *, rotate: bool = True) -> None:
         """Put out every record handed over so far; with ``rotate``, close the batch file.
 
         Called before every STATE message: the records a STATE covers are out before it.
         """
-        self._write_out()
+        if self._batch is None:
+            sys.stdout.flush()
         if rotate and self._batch is not None:
             self._batch.close()
 
