@@ -466,3 +466,27 @@ def test_batch_config_is_checked(graph: FakeGraph) -> None:
     with pytest.raises(ConfigValidationError) as raised:
         run_tap(base_config(batch_config=bad))
     assert "file:// URL" in " ".join(raised.value.errors)
+
+
+def test_pending_operation_gone_on_resume_starts_a_new_export(graph: FakeGraph) -> None:
+    graph.add("G000000001", Export({"a.json.gz": gz_lines(usage_line(1), usage_line(2))}))
+    state = {
+        "bookmarks": {
+            "billed_usage": {
+                "partitions": [
+                    {
+                        "context": {"invoice_id": "G000000001", "attribute_set": "full"},
+                        "pending_operations": {
+                            "export": {
+                                "operation_url": "https://graph.test/v1.0/reports/partners/billing/operations/expired"
+                            }
+                        },
+                    }
+                ]
+            }
+        }
+    }
+    result = run_tap(base_config(invoice_ids=["G000000001"]), state=state, streams=BILLED)
+    assert len(result.records()) == 2
+    assert len(graph.posts) == 1  # the 404 led to one new export
+    assert result.partition_states("billed_usage")[0]["pending_operations"] == {}
