@@ -12,7 +12,8 @@ import signal
 import threading
 from pathlib import Path
 
-from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig, SandboxServer
+from tap_partner_billing.sandbox.server import SandboxServer
+from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig
 from tap_partner_billing.sandbox.tls import make_tls_files
 
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig, SandboxServer
+from tap_partner_billing.sandbox.server import SandboxServer
+from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig
 from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
 from tests.e2e.services import (
     ROOT,

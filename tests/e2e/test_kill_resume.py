@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig, SandboxServer
+from tap_partner_billing.sandbox.server import SandboxServer
+from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig
 from tests.e2e.conftest import MeltanoProject, query
 
 if TYPE_CHECKING:

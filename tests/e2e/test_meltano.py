@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tap_partner_billing.sandbox.azurite import AzuriteStore
-from tap_partner_billing.sandbox.service import SandboxServer
+from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.tls import TlsFiles
 from tests.e2e.conftest import (
     MELTANO,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tap_partner_billing.sandbox.faults import Fault
-from tap_partner_billing.sandbox.service import SandboxServer
+from tap_partner_billing.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.e2e
 

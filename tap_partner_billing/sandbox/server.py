@@ -1,0 +1,295 @@
+"""The sandbox's HTTPS endpoints: login (MSAL), Graph partner billing, and blob storage."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tap_partner_billing.sandbox.faults import Fault, LoggedRequest
+from tap_partner_billing.sandbox.service import BILLING, Sandbox, graph_error
+
+if TYPE_CHECKING:
+    from tap_partner_billing.sandbox.tls import TlsFiles
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes requests of one role (login, graph, blob) to the sandbox."""
+
+    sandbox: ClassVar[Sandbox]
+    role: ClassVar[str]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401
+        """Quiet: the request log is kept in the sandbox instead."""
+
+    def _log(self, step: str, status: int) -> None:
+        self.sandbox.faults.record(
+            LoggedRequest(
+                step,
+                self.command,
+                urlsplit(self.path).path,
+                status,
+                "Authorization" in self.headers,
+                self.headers.get("Range"),
+            )
+        )
+
+    def _send_json(
+        self, step: str, status: int, body: object, headers: dict[str, str] | None = None
+    ) -> None:
+        payload = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self._log(step, status)
+
+    def _fault(self, step: str) -> bool:
+        fault = self.sandbox.faults.take(step, urlsplit(self.path).path)
+        if fault is None or fault.drop_after_bytes is not None or fault.corrupt:
+            if fault is not None:
+                self._pending_fault = fault
+            return False
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        body = (
+            {"error": "temporarily_unavailable", "error_description": "sandbox fault"}
+            if step == "token"
+            else graph_error("ServiceUnavailable", "sandbox fault")
+        )
+        self._send_json(step, fault.status, body, headers)
+        return True
+
+    _pending_fault: Fault | None = None
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:
+        """GET: openid configuration, operations, manifests, blobs."""
+        self._pending_fault = None
+        path = urlsplit(self.path).path
+        if self.role == "login":
+            tenant = path.strip("/").split("/")[0]
+            base = f"{self.sandbox.login_url}/{tenant}"
+            self._send_json(
+                "openid",
+                200,
+                {
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "issuer": f"{base}/v2.0",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                },
+            )
+        elif self.role == "graph":
+            self._graph_get(path)
+        else:
+            self._blob_get(path)
+
+    def _graph_get(self, path: str) -> None:
+        step = "manifest" if "/manifests/" in path else "operation"
+        if self._fault(step):
+            return
+        if not self.sandbox.token_valid(self.headers.get("Authorization")):
+            self._send_json(
+                step, 401, graph_error("InvalidAuthenticationToken", "token missing or expired")
+            )
+            return
+        operation_id = path.rstrip("/").rsplit("/", 1)[-1]
+        if step == "manifest":
+            manifest = self.sandbox.manifest_for_operation(operation_id)
+            if manifest is None:
+                self._send_json(step, 404, graph_error("NotFound", "manifest not found"))
+            else:
+                self._send_json(step, 200, manifest)
+            return
+        status, body, retry_after = self.sandbox.poll(operation_id)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        self._send_json(step, status, body, headers)
+
+    def _blob_get(self, path: str) -> None:
+        if self._fault("blob"):
+            return
+        status, data = self.sandbox.blob_for(unquote(path), urlsplit(self.path).query)
+        if data is None:
+            body = (
+                b'<?xml version="1.0" encoding="utf-8"?>'
+                b"<Error><Code>AuthenticationFailed</Code></Error>"
+            )
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self._log("blob", status)
+            return
+        start = 0
+        match = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+        if match and int(match.group(1)) < len(data):
+            start = int(match.group(1))
+        fault = self._pending_fault
+        if fault is not None and fault.corrupt:
+            middle = len(data) // 2
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+        payload = data[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        limit = (
+            fault.drop_after_bytes
+            if fault is not None and fault.drop_after_bytes is not None
+            else None
+        )
+        self._log("blob", 206 if start else 200)
+        self._stream(payload, limit)
+
+    def _stream(self, payload: bytes, drop_after: int | None) -> None:
+        rate = self.sandbox.config.bandwidth_bytes_per_second
+        chunk = 64 * 1024 if rate is None else max(1024, rate // 20)
+        sent, started = 0, time.monotonic()
+        while sent < len(payload):
+            end = min(len(payload), sent + chunk)
+            if drop_after is not None and end > drop_after:
+                self.wfile.write(payload[sent:drop_after])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.close()
+                return
+            self.wfile.write(payload[sent:end])
+            sent = end
+            if rate is not None:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    def do_POST(self) -> None:
+        """POST: token requests and exports."""
+        path = urlsplit(self.path).path
+        raw = self._read_body()
+        if self.role == "login":
+            self._token(raw)
+            return
+        match = re.fullmatch(rf"{BILLING}/(usage|reconciliation)/(billed|unbilled)/export", path)
+        if match is None:
+            self._send_json("export", 404, graph_error("NotFound", "no such action"))
+            return
+        if self._fault("export"):
+            return
+        if not self.sandbox.token_valid(self.headers.get("Authorization")):
+            self._send_json(
+                "export",
+                401,
+                graph_error("InvalidAuthenticationToken", "token missing or expired"),
+            )
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._send_json("export", 400, graph_error("BadRequest", "body is not JSON"))
+            return
+        status, error, operation_id = self.sandbox.start_export(
+            f"{match.group(1)}/{match.group(2)}", body
+        )
+        if operation_id is None:
+            self._send_json("export", status, error)
+            return
+        location = f"{self.sandbox.graph_url}{BILLING}/operations/{operation_id}"
+        self._send_json("export", 202, None, {"Location": location})
+
+    def _token(self, raw: bytes) -> None:
+        if self._fault("token"):
+            return
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        config = self.sandbox.config
+        secret_ok = form.get("client_secret") == config.client_secret or bool(
+            form.get("client_assertion")
+        )
+        if form.get("client_id") != config.client_id or not secret_ok:
+            self._send_json(
+                "token",
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                },
+            )
+            return
+        token, lifetime = self.sandbox.issue_token()
+        self._send_json(
+            "token",
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            },
+        )
+
+
+class SandboxServer:
+    """Runs the three HTTPS endpoints of a :class:`Sandbox` in background threads."""
+
+    def __init__(self, sandbox: Sandbox, tls: TlsFiles, *, host: str = "127.0.0.1") -> None:
+        self.sandbox = sandbox
+        self.tls = tls
+        self._servers: list[ThreadingHTTPServer] = []
+        self._threads: list[threading.Thread] = []
+        self._host = host
+
+    def start(self, ports: tuple[int, int, int] = (0, 0, 0)) -> SandboxServer:
+        """Listen on 127.0.0.1 (port 0 = any free port) and serve until :meth:`stop`."""
+        context = self.tls.server_context()
+        urls = []
+        for role, port in zip(("login", "graph", "blob"), ports, strict=True):
+            handler = type(
+                f"{role.title()}Handler", (_Handler,), {"sandbox": self.sandbox, "role": role}
+            )
+            server = ThreadingHTTPServer((self._host, port), handler)
+            server.daemon_threads = True
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            thread = threading.Thread(
+                target=server.serve_forever, name=f"sandbox-{role}", daemon=True
+            )
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+            urls.append(f"https://{self._host}:{server.server_address[1]}")
+        self.sandbox.login_url, graph_root, self.sandbox.blob_url = urls
+        self.sandbox.graph_url = graph_root
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the sockets."""
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def tap_config(self, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+        """A tap config that points at this sandbox."""
+        config = self.sandbox.config
+        result: dict[str, Any] = {
+            "tenant_id": config.tenant_id,
+            "client_id": config.client_id,
+            "client_secret": config.client_secret,
+            "authority_url": self.sandbox.login_url,
+            "graph_url": f"{self.sandbox.graph_url}/v1.0",
+            "invoice_ids": sorted(config.invoices),
+            "currency_codes": ["USD"],
+            "poll_interval_seconds": 1,
+        }
+        result.update(overrides)
+        return result
