@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -136,3 +137,36 @@ def clean_output(project: MeltanoProject) -> Path:
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir()
     return output
+
+
+def tap_into_target(
+    tap_cmd: list[str], target_cmd: list[str], env: dict[str, str], kill_after: int | None
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
+    """Pipe tap → target; SIGKILL the tap after ``kill_after`` messages.
+
+    Returns the last state the target emitted, the tap's RECORD messages, and whether the tap
+    was killed.
+    """
+    tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    target = subprocess.Popen(
+        target_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert tap.stdout is not None
+    assert target.stdin is not None
+    records: list[dict[str, Any]] = []
+    killed = False
+    for count, line in enumerate(tap.stdout, start=1):
+        target.stdin.write(line)
+        if b'"RECORD"' in line:
+            records.append(json.loads(line))
+        if kill_after is not None and count >= kill_after:
+            tap.kill()
+            killed = True
+            break
+    tap.wait()
+    stdout, stderr = target.communicate()  # closes stdin: the target drains and says its state
+    assert target.returncode == 0, stderr.decode()[-3000:]
+    if not killed:
+        assert tap.returncode == 0
+    states = [json.loads(x) for x in stdout.splitlines() if x.strip()]
+    return (states[-1] if states else None), records, killed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
 from collections import Counter
 from decimal import Decimal
@@ -21,7 +20,7 @@ import pytest
 
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig
-from tests.e2e.conftest import MeltanoProject, query
+from tests.e2e.conftest import MeltanoProject, query, tap_into_target
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,39 +31,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 KILLS = 22
 SCHEMA = "killed"
-
-
-def one_run(
-    tap_cmd: list[str], target_cmd: list[str], env: dict[str, str], kill_after: int | None
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
-    """Pipe tap → target; SIGKILL the tap after ``kill_after`` messages.
-
-    Returns the last state the target emitted, the tap's RECORD messages, and whether the tap
-    was killed.
-    """
-    tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    target = subprocess.Popen(
-        target_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    assert tap.stdout is not None
-    assert target.stdin is not None
-    records: list[dict[str, Any]] = []
-    killed = False
-    for count, line in enumerate(tap.stdout, start=1):
-        target.stdin.write(line)
-        if b'"RECORD"' in line:
-            records.append(json.loads(line))
-        if kill_after is not None and count >= kill_after:
-            tap.kill()
-            killed = True
-            break
-    tap.wait()
-    stdout, stderr = target.communicate()  # closes stdin: the target drains and says its state
-    assert target.returncode == 0, stderr.decode()[-3000:]
-    if not killed:
-        assert tap.returncode == 0
-    states = [json.loads(x) for x in stdout.splitlines() if x.strip()]
-    return (states[-1] if states else None), records, killed
 
 
 def key_of(message: dict[str, Any]) -> tuple[Any, ...]:
@@ -119,7 +85,7 @@ def test_kill_and_resume_lands_every_line_exactly_once(
                 tap_cmd += ["--state", str(state_file)]
             final = killed_runs >= KILLS or run >= 2 * KILLS
             kill_after = None if final else rng.randint(3, 400)
-            state, records, killed = one_run(tap_cmd, target_cmd, env, kill_after)
+            state, records, killed = tap_into_target(tap_cmd, target_cmd, env, kill_after)
             killed_runs += killed
             if state is not None:
                 state_file.write_text(json.dumps(state.get("value", state)))
