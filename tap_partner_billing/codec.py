@@ -91,16 +91,20 @@ class LineCodec:
         self._json = _span(self.fields, Kind.JSON_TEXT)
         self._aliases: dict[str, int] = {}  # other spellings of a source key → column index
         self._alias_at: tuple[tuple[int, int], ...] = ()
+        # JSON-text fields seen holding something else than a string are captured raw;
+        # the others decode straight to str.
+        self._raw_json: set[int] = set()
         self._decoder = self._build_decoder()
 
     def _build_decoder(self) -> msgspec.json.Decoder[Any]:
         """One Struct with a field per column, plus one per other spelling seen."""
-        raw_kinds = {Kind.DECIMAL, Kind.JSON_TEXT}
         sources = [f.source for f in self.fields] + list(self._aliases)
         indexes = list(range(self._width)) + list(self._aliases.values())
         specs = []
         for slot, index in enumerate(indexes):
-            typ: Any = msgspec.Raw if self.fields[index].kind in raw_kinds else str | None
+            kind = self.fields[index].kind
+            raw = kind is Kind.DECIMAL or (kind is Kind.JSON_TEXT and index in self._raw_json)
+            typ: Any = msgspec.Raw if raw else str | None
             specs.append((f"f{slot}", typ, None))
         self._alias_at = tuple(
             (self._width + n, index) for n, index in enumerate(self._aliases.values())
@@ -157,7 +161,8 @@ class LineCodec:
                         to_datetime_text(values[at])
                 raise
             for at in range(self._json.start, self._json.stop):
-                values[at] = json_text_from_raw(values[at])
+                if values[at] is not None and values[at].__class__ is not str:
+                    values[at] = json_text_from_raw(values[at])
         except RecordValueError as err:
             raise RecordValueError(f"field {self.fields[at].source}: {err}") from None
 
@@ -171,6 +176,7 @@ class LineCodec:
             raise BlobDataError(f"not valid JSON ({err})") from None
         values: list[Any] = [None] * len(self.fields)
         names = [f.source for f in self.fields]
+        raw_json: set[int] = set()
         extra: dict[str, Any] | None = None
         for key, value in raw.items():
             found = self._by_lower.get(key.lower())
@@ -181,19 +187,28 @@ class LineCodec:
                 continue
             index, field = found
             names[index] = key
-            raw_kinds = {Kind.DECIMAL, Kind.JSON_TEXT}
-            values[index] = value if field.kind in raw_kinds else string_from_raw(value)
+            if field.kind is Kind.DECIMAL:
+                values[index] = value
+            elif field.kind is Kind.JSON_TEXT:
+                values[index] = value
+                if bytes(value)[:1] not in {b'"', b"n"}:  # not a string, not null
+                    raw_json.add(index)
+            else:
+                values[index] = string_from_raw(value)
         self._type(values)
-        self._learn(names)
+        self._learn(names, raw_json)
         return values, extra
 
-    def _learn(self, names: list[str]) -> None:
-        """Add the spellings of this line's keys that the fast decoder does not know yet."""
+    def _learn(self, names: list[str], raw_json: set[int]) -> None:
+        """Teach the fast decoder this line's key spellings and raw JSON-text fields."""
         new = {
             name: index
             for index, name in enumerate(names)
             if name != self.fields[index].source and name not in self._aliases
         }
-        if new and len(self._aliases) + len(new) <= MAX_SPELLINGS:
+        if len(self._aliases) + len(new) > MAX_SPELLINGS:
+            new = {}
+        if new or not raw_json <= self._raw_json:
             self._aliases.update(new)
+            self._raw_json |= raw_json
             self._decoder = self._build_decoder()
