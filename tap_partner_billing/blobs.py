@@ -347,6 +347,7 @@ def download_in_order(
                 yield index, spool
                 futures.pop(index).result()  # surface a failure the reader did not see
             finally:
+                spool.cancelled = True  # if the reader stopped early, so does the download
                 spool.remove()
     finally:
         for spool in spools.values():
