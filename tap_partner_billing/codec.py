@@ -110,7 +110,7 @@ class LineCodec:
             (self._width + n, index) for n, index in enumerate(self._aliases.values())
         )
         struct = msgspec.defstruct(
-            "UsageLine",
+            "Line",
             specs,
             rename={f"f{slot}": name for slot, name in enumerate(sources)},
             forbid_unknown_fields=True,

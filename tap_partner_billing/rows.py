@@ -13,12 +13,12 @@ import msgspec
 
 from tap_partner_billing.codec import LineCodec
 from tap_partner_billing.errors import BlobDataError, RecordValueError
-from tap_partner_billing.fields import USAGE, FieldSet
+from tap_partner_billing.fields import RECONCILIATION, USAGE, FieldSet
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-FIELD_SETS: dict[str, FieldSet] = {"usage": USAGE}
+FIELD_SETS: dict[str, FieldSet] = {"usage": USAGE, "reconciliation": RECONCILIATION}
 # The SDK's MsgSpecWriter encodes with decimal_format="number"; our records hold no Decimal,
 # but keep the settings identical all the same.
 ENCODER = msgspec.json.Encoder(decimal_format="number")

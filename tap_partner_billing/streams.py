@@ -158,3 +158,27 @@ class UnbilledUsageStream(ExportStream):
                         yield from self.deliver(records)
             pending.pop(period, None)
             self.checkpoint()
+
+
+class BilledReconciliationStream(BilledUsageStream):
+    """Invoice line items (licences, reservations, one-time, marketplace) of closed invoices."""
+
+    name = "billed_reconciliation"
+    action = "reconciliation/billed"
+    dataset = "reconciliation"
+
+
+class UnbilledReconciliationStream(UnbilledUsageStream):
+    """Invoice line items not invoiced yet; like unbilled usage, state per absolute month."""
+
+    name = "unbilled_reconciliation"
+    action = "reconciliation/unbilled"
+    dataset = "reconciliation"
+
+
+STREAM_TYPES: tuple[type[ExportStream], ...] = (
+    BilledUsageStream,
+    UnbilledUsageStream,
+    BilledReconciliationStream,
+    UnbilledReconciliationStream,
+)

@@ -20,7 +20,7 @@ from tap_partner_billing.errors import PartnerBillingError
 from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.redact import install_log_redaction
 from tap_partner_billing.services import Services, build_services
-from tap_partner_billing.streams import BilledUsageStream, UnbilledUsageStream
+from tap_partner_billing.streams import STREAM_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -149,6 +149,15 @@ SETTINGS = th.PropertiesList(
 )
 
 
+def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
+    """A class attribute of a stream class (the SDK types ``name`` as instance-only)."""
+    for klass in stream_type.__mro__:
+        if attribute in vars(klass):
+            return vars(klass)[attribute]
+    msg = f"{stream_type.__name__} declares no {attribute}"
+    raise AttributeError(msg)
+
+
 def settings_problems(config: Mapping[str, Any]) -> list[str]:
     """Rules JSON Schema cannot express well; each message names the setting."""
     problems = []
@@ -219,8 +228,12 @@ class TapPartnerBilling(Tap):
             cls._get_about_info()
         )
         streams: list[dict[str, Any]] = [
-            {"name": s.name, "key_properties": list(s.primary_keys), "description": s.__doc__}
-            for s in (BilledUsageStream, UnbilledUsageStream)
+            {
+                "name": _declared(s, "name"),
+                "key_properties": list(_declared(s, "primary_keys")),
+                "description": s.__doc__,
+            }
+            for s in STREAM_TYPES
         ]
         if output_format == "json":
             text = json.dumps({**json.loads(text), "streams": streams}, indent=2)
@@ -240,7 +253,7 @@ class TapPartnerBilling(Tap):
         model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
         """
         super().setup_mapper()
-        declared = {s.name: s.declared_schema() for s in (BilledUsageStream, UnbilledUsageStream)}
+        declared = {_declared(s, "name"): s.declared_schema() for s in STREAM_TYPES}
         for entry in self.catalog.streams:
             name = entry.stream or entry.tap_stream_id
             if name not in declared:
@@ -256,7 +269,7 @@ class TapPartnerBilling(Tap):
 
     def discover_streams(self) -> list[ExportStream]:
         """Return the streams."""
-        return [BilledUsageStream(self), UnbilledUsageStream(self)]
+        return [stream_type(self) for stream_type in STREAM_TYPES]
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:

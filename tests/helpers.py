@@ -147,6 +147,9 @@ class FakeGraph:
         body = json.loads(request.body)
         self.posts.append(body)
         key = body.get("invoiceId") or f"{body['billingPeriod']}/{body['currencyCode']}"
+        if "/reconciliation/" in request.url:  # reconciliation data is added as "recon:<key>"
+            key = f"recon:{key}"
+            body["_dataset"] = "reconciliation"
         op_id = str(uuid.uuid4())
         self.operations[op_id] = {"key": key, "polls": 0}
         return 202, {"Location": f"{GRAPH}/reports/partners/billing/operations/{op_id}"}, ""

@@ -8,7 +8,7 @@ import pytest
 import responses
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_partner_billing.sandbox.data import usage_lines
+from tap_partner_billing.sandbox.data import reconciliation_lines, usage_lines
 from tap_partner_billing.tap import TapPartnerBilling
 from tests.helpers import Export, FakeGraph, base_config, gz_lines
 
@@ -46,6 +46,20 @@ def fake_graph() -> Iterator[FakeGraph]:
             Export({"a.json.gz": gz_lines(LINE, LINES[1]), "b.json.gz": gz_lines(LINES[2])}),
         )
         graph.add("current/USD", Export({"u.json.gz": gz_lines(LINE)}, month="202611"))
+        recon = [
+            line.decode()
+            for line in reconciliation_lines(
+                seed=2,
+                count=3,
+                billing_month="202609",
+                invoice="G000000001",
+                currency="USD",
+                attribute_set="full",
+            )
+        ]
+        recon[0] = recon[0][:-1] + ', "AnotherNewField": 2.50}'
+        graph.add("recon:G000000001", Export({"r.json.gz": gz_lines(*recon)}))
+        graph.add("recon:current/USD", Export({"r.json.gz": gz_lines(*recon)}, month="202611"))
         yield graph
 
 

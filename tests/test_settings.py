@@ -57,7 +57,12 @@ def test_readme_table_is_generated_from_about() -> None:
 
 def test_about_lists_streams_and_capabilities() -> None:
     about = about_json()
-    assert [s["name"] for s in about["streams"]] == ["billed_usage", "unbilled_usage"]
+    assert [s["name"] for s in about["streams"]] == [
+        "billed_usage",
+        "unbilled_usage",
+        "billed_reconciliation",
+        "unbilled_reconciliation",
+    ]
     assert {"about", "catalog", "discover", "state", "stream-maps", "schema-flattening"} <= set(
         about["capabilities"]
     )

@@ -87,7 +87,9 @@ def test_two_invoices_one_record_per_line_exact_decimals(two_invoices: FakeGraph
     posts, gets = len(two_invoices.posts), len(two_invoices.blob_gets)
     again = run_tap(billed_config(), state=result.state)
     assert again.records("billed_usage") == []
-    billed_posts = [p for p in two_invoices.posts[posts:] if "invoiceId" in p]
+    billed_posts = [
+        p for p in two_invoices.posts[posts:] if "invoiceId" in p and "_dataset" not in p
+    ]
     assert billed_posts == []
     assert two_invoices.blob_gets[gets:] == []
 
@@ -490,3 +492,26 @@ def test_pending_operation_gone_on_resume_starts_a_new_export(graph: FakeGraph) 
     assert len(result.records()) == 2
     assert len(graph.posts) == 1  # the 404 led to one new export
     assert result.partition_states("billed_usage")[0]["pending_operations"] == {}
+
+
+def test_billed_reconciliation_is_typed_and_keyed_like_usage(graph: FakeGraph) -> None:
+    line = (
+        '{"InvoiceNumber": "G000000001", "ChargeType": "Cycle fee", "Subtotal": 1234.56, '
+        '"UnitPrice": "12.3456", "BillableQuantity": 100, "ProductQualifiers": ["Add-on"], '
+        '"PromotionID": "P1", "OrderDate": "2026-09-01T00:00:00Z", "TermAndBillingCycle": "1 Year"}'
+    )
+    graph.add("recon:G000000001", Export({"r.json.gz": gz_lines(line, line)}, etag="r1"))
+    result = run_tap(base_config(invoice_ids=["G000000001"]), streams=("billed_reconciliation",))
+    records = result.records("billed_reconciliation")
+    assert [r["line_ordinal"] for r in records] == [0, 1]
+    first = records[0]
+    assert first["subtotal"] == "1234.56"
+    assert first["unit_price"] == "12.3456"
+    assert first["billable_quantity"] == "100"
+    assert first["product_qualifiers"] == '["Add-on"]'
+    assert first["promotion_id"] == "P1"
+    assert first["order_date"] == "2026-09-01T00:00:00+00:00"
+    assert first["invoice_id"] == "G000000001"
+    partition = result.partition_states("billed_reconciliation")[0]
+    assert (partition["etag"], partition["line_count"]) == ("r1", 2)
+    assert graph.posts[0].get("_dataset") == "reconciliation"

@@ -184,6 +184,103 @@ def iter_usage_lines(
             produced += 1
 
 
+_PRODUCTS = (
+    ("CFQ7TTC0LH18", "0001", "Microsoft 365 Business Basic", "Office", "Monthly"),
+    ("CFQ7TTC0LF8Q", "0002", "Microsoft 365 E3", "Office", "Annual"),
+    (
+        "DZH318Z0BQ4B",
+        "006F",
+        "Reserved VM Instance, Standard_D4s_v5, EU West, 1 Year",
+        "Azure",
+        "OneTime",
+    ),
+    ("DG7GMGF0G49X", "0003", "Dynamics 365 Sales Enterprise", "Dynamics", "Monthly"),
+    ("DZH318Z0BXWD", "0001", "Contoso Demo Marketplace SaaS", "Marketplace", "Monthly"),
+)
+_CHARGE_TYPES = ("New", "Renew", "Cycle fee", "Cycle fee", "Cancel")
+
+
+def reconciliation_lines(
+    *,
+    seed: int,
+    count: int,
+    billing_month: str,
+    invoice: str | None,
+    currency: str,
+    attribute_set: str,
+) -> list[bytes]:
+    """``count`` JSON lines of invoice reconciliation (licences, reservations, SaaS)."""
+    rng = random.Random(seed)
+    partner_id = _guid(random.Random(stable_seed("partner")))
+    year, month = int(billing_month[:4]), int(billing_month[4:])
+    lines: list[bytes] = []
+    for index in range(count):
+        product, sku, name, category, frequency = _PRODUCTS[rng.randrange(len(_PRODUCTS))]
+        charge = _CHARGE_TYPES[rng.randrange(len(_CHARGE_TYPES))]
+        quantity = Decimal(rng.randrange(1, 300))
+        unit_price = Decimal(rng.randrange(100, 500_000)) / Decimal(100)
+        sign = -1 if charge == "Cancel" else 1
+        subtotal = (sign * quantity * unit_price).quantize(Decimal("0.01"))
+        tax = (subtotal * Decimal("0.21")).quantize(Decimal("0.01"))
+        line: dict[str, object] = {
+            "PartnerId": partner_id,
+            "CustomerId": _guid(rng),
+            "CustomerName": f"Contoso Demo Customer {rng.randrange(1, 41)}",
+            "CustomerDomainName": "contoso-demo.example",
+            "CustomerCountry": "NL",
+            "InvoiceNumber": invoice or "",
+            "MpnId": "1234567",
+            "Tier2MpnId": "7654321",
+            "OrderId": f"{rng.getrandbits(48):012x}",
+            "OrderDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
+            "ProductId": product,
+            "SkuId": sku,
+            "AvailabilityId": f"CFQ7TTC0{index % 97:04d}",
+            "SkuName": name,
+            "ProductName": name,
+            "ChargeType": charge,
+            "UnitPrice": unit_price,
+            "Quantity": quantity,
+            "Subtotal": subtotal,
+            "TaxTotal": tax,
+            "Total": subtotal + tax,
+            "Currency": currency,
+            "PriceAdjustmentDescription": "[]",
+            "PublisherName": "Microsoft Corporation",
+            "PublisherId": "",
+            "SubscriptionDescription": name,
+            "SubscriptionId": _guid(rng),
+            "ChargeStartDate": f"{year:04d}-{month:02d}-01T00:00:00",
+            "ChargeEndDate": f"{year:04d}-{month:02d}-28T00:00:00",
+            "TermAndBillingCycle": f"1 {'Year' if frequency == 'Annual' else 'Month'} Subscription",
+            "EffectiveUnitPrice": unit_price,
+            "UnitType": "Licenses",
+            "AlternateId": f"{rng.getrandbits(32):08x}",
+            "BillableQuantity": quantity,
+            "BillingFrequency": frequency,
+            "PricingCurrency": "USD",
+            "PCToBCExchangeRate": Decimal(rng.randrange(9 * 10**7, 11 * 10**7)) / Decimal(10**8),
+            "PCToBCExchangeRateDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
+            "MeterDescription": "",
+            "CreditReasonCode": "",
+            "SubscriptionStartDate": f"{year - 1:04d}-{month:02d}-01T00:00:00Z",
+            "SubscriptionEndDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
+            "ProductQualifiers": ["Add-on"] if rng.random() < 0.2 else [],  # noqa: PLR2004
+            "ProductCategory": category,
+        }
+        if category == "Azure":
+            line["ReservationOrderId"] = _guid(rng)
+        if rng.random() < 0.3:  # noqa: PLR2004 - promotions, with both key casings around
+            line["PromotionId" if rng.random() < 0.5 else "PromotionID"] = f"39NFJQT1{index % 10}"  # noqa: PLR2004
+        if charge in {"Renew", "Cancel"}:
+            line["ReferenceId"] = _guid(rng)
+        if attribute_set == "basic":
+            for key in ("CustomerDomainName", "MpnId", "PublisherId", "UnitType", "AlternateId"):
+                line.pop(key, None)
+        lines.append(_ENCODER.encode(line))
+    return lines
+
+
 def pack_blobs(lines: list[bytes], *, blob_count: int, seed: int) -> dict[str, bytes]:
     """Split lines over ``blob_count`` Spark-style part files (gzip JSON lines)."""
     rng = random.Random(seed)
@@ -198,14 +295,17 @@ def pack_blobs(lines: list[bytes], *, blob_count: int, seed: int) -> dict[str, b
     return blobs
 
 
-def truth_of(blobs: dict[str, bytes]) -> Truth:
-    """Count lines and add up BillingPreTaxTotal exactly, from the gzip bytes themselves."""
+MONEY_KEYS = {"usage": "billingpretaxtotal", "reconciliation": "subtotal"}
+
+
+def truth_of(blobs: dict[str, bytes], money_key: str = "billingpretaxtotal") -> Truth:
+    """Count lines and add up the pre-tax amount exactly, from the gzip bytes themselves."""
     count, total = 0, Decimal(0)
     for name in sorted(blobs):
         for raw in gzip.decompress(blobs[name]).splitlines():
             line = json.loads(raw, parse_float=Decimal)
             count += 1
             for key, value in line.items():
-                if key.lower() == "billingpretaxtotal" and value is not None:
+                if key.lower() == money_key and value is not None:
                     total += Decimal(str(value)) if isinstance(value, (int, str)) else value
     return Truth(count, total)

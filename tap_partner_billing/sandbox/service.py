@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 from tap_partner_billing.sandbox.data import (
+    MONEY_KEYS,
     PartitionData,
     Truth,
     pack_blobs,
+    reconciliation_lines,
     stable_seed,
     truth_of,
     usage_lines,
@@ -110,11 +112,15 @@ class Sandbox:
         return time.time() + self.clock_offset_seconds
 
     # ---- data -------------------------------------------------------------------------
-    def _billed_key(self, invoice: str, attribute_set: str) -> tuple[str, ...] | None:
-        return ("usage/billed", invoice, attribute_set) if invoice in self.config.invoices else None
+    def _billed_key(
+        self, invoice: str, attribute_set: str, dataset: str = "usage"
+    ) -> tuple[str, ...] | None:
+        if invoice not in self.config.invoices:
+            return None
+        return (f"{dataset}/billed", invoice, attribute_set)
 
     def _unbilled_key(
-        self, period: str, currency: str, attribute_set: str
+        self, period: str, currency: str, attribute_set: str, dataset: str = "usage"
     ) -> tuple[str, ...] | None:
         if (period, currency) not in self.config.unbilled:
             return None
@@ -123,7 +129,7 @@ class Sandbox:
             if period == "current"
             else previous_month(self.config.current_month)
         )
-        return ("usage/unbilled", month, currency, attribute_set, period)
+        return (f"{dataset}/unbilled", month, currency, attribute_set, period)
 
     def partition(self, key: tuple[str, ...]) -> PartitionData:
         """The data of a partition, generated on first use."""
@@ -134,7 +140,8 @@ class Sandbox:
 
     def _generate(self, key: tuple[str, ...], *, version: int) -> PartitionData:
         seed = stable_seed(self.config.seed, *key, version)
-        if key[0] == "usage/billed":
+        billed, reconciliation = key[0].endswith("/billed"), key[0].startswith("reconciliation")
+        if billed:
             spec = self.config.invoices[key[1]]
             month, count, blob_count, invoice, currency = (
                 spec.billing_month,
@@ -147,13 +154,15 @@ class Sandbox:
             month, currency = key[1], key[2]
             count, blob_count = self.config.unbilled[(key[4], currency)]
             invoice = None
-        lines = usage_lines(
+        make_lines = reconciliation_lines if reconciliation else usage_lines
+        lines = make_lines(
             seed=seed,
-            count=count,
+            # Invoice line items (licences, reservations, fees) are fewer than usage lines.
+            count=max(1, count // 4) if reconciliation else count,
             billing_month=month,
             invoice=invoice,
             currency=currency,
-            attribute_set=key[-2] if key[0] == "usage/unbilled" else key[2],
+            attribute_set=key[2] if billed else key[3],
         )
         etag = base64.urlsafe_b64encode(hashlib.sha256(f"{seed}".encode()).digest()[:12]).decode()
         return PartitionData(
@@ -182,7 +191,7 @@ class Sandbox:
             for key in [
                 k
                 for k in self._partitions
-                if k[0] == "usage/unbilled" and k[4] == period and k[2] == currency
+                if k[0].endswith("/unbilled") and k[4] == period and k[2] == currency
             ]:
                 old = self._partitions[key]
                 self._partitions[key] = self._generate(key, version=old.version + 1)
@@ -193,19 +202,26 @@ class Sandbox:
             spec = self.config.invoices[invoice]
             if lines is not None:
                 spec.lines = lines
-            for key in [k for k in self._partitions if k[0] == "usage/billed" and k[1] == invoice]:
+            for key in [
+                k for k in self._partitions if k[0].endswith("/billed") and k[1] == invoice
+            ]:
                 self._partitions[key] = self._generate(
                     key, version=self._partitions[key].version + 1
                 )
 
-    def billed_truth(self, invoice: str, attribute_set: str = "full") -> Truth:
+    def billed_truth(
+        self, invoice: str, attribute_set: str = "full", dataset: str = "usage"
+    ) -> Truth:
         """Ground truth of an invoice, from the blob bytes."""
-        return truth_of(self.partition(("usage/billed", invoice, attribute_set)).blobs)
+        key = (f"{dataset}/billed", invoice, attribute_set)
+        return truth_of(self.partition(key).blobs, MONEY_KEYS[dataset])
 
-    def unbilled_truth(self, period: str, currency: str, attribute_set: str = "full") -> Truth:
+    def unbilled_truth(
+        self, period: str, currency: str, attribute_set: str = "full", dataset: str = "usage"
+    ) -> Truth:
         """Ground truth of an unbilled period, from the blob bytes."""
-        key = self._unbilled_key(period, currency, attribute_set)
-        return truth_of(self.partition(key).blobs) if key else Truth(0, truth_of({}).pretax_total)
+        key = self._unbilled_key(period, currency, attribute_set, dataset)
+        return truth_of(self.partition(key).blobs if key else {}, MONEY_KEYS[dataset])
 
     def unbilled_month(self, period: str) -> str:
         """The absolute month a period resolves to now."""
@@ -229,7 +245,7 @@ class Sandbox:
             invoice = body.get("invoiceId")
             if not isinstance(invoice, str) or not _INVOICE.match(invoice):
                 return 400, graph_error("BadRequest", "invoiceId is missing or malformed"), None
-            partition = self._billed_key(invoice, attribute_set) if dataset == "usage" else None
+            partition = self._billed_key(invoice, attribute_set, dataset)
         else:
             currency, period = body.get("currencyCode"), body.get("billingPeriod")
             if not isinstance(currency, str) or not _CURRENCY.match(currency):
@@ -240,9 +256,7 @@ class Sandbox:
                     graph_error("BadRequest", "billingPeriod must be current or last"),
                     None,
                 )
-            partition = (
-                self._unbilled_key(period, currency, attribute_set) if dataset == "usage" else None
-            )
+            partition = self._unbilled_key(period, currency, attribute_set, dataset)
         op = Operation(str(uuid.uuid4()), action, partition, iso_time(self.now()))
         with self._lock:
             self._operations[op.id] = op
@@ -310,12 +324,14 @@ class Sandbox:
 
     def directory(self, key: tuple[str, ...], data: PartitionData) -> tuple[str, str]:
         """(container, directory path) of a partition, Hive-style as the real service names them."""
-        if key[0] == "usage/billed":
-            return "billedusage", (
+        dataset, kind = key[0].split("/")
+        short = "usage" if dataset == "usage" else "recon"
+        if kind == "billed":
+            return f"billed{short}", (
                 f"v1/PartnerTenantId={PARTNER_TENANT}/BillingMonth={data.billing_month}/InvoiceId={key[1]}"
                 f"/InvoiceVersion={data.billing_month}{data.version:02d}/Fragment={key[2]}/PartitionType=default"
             )
-        return "unbilledusage", (
+        return f"unbilled{short}", (
             f"v1/{data.billing_month}01{data.version:04d}/PartnerTenantId={PARTNER_TENANT}/BillingMonth={data.billing_month}"
             f"/Currency={key[2]}/Fragment={key[3]}/PartitionType=default"
         )

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,3 +171,29 @@ def tap_into_target(
         assert tap.returncode == 0
     states = [json.loads(x) for x in stdout.splitlines() if x.strip()]
     return (states[-1] if states else None), records, killed
+
+
+def expected_counts(sb: Sandbox) -> dict[str, int]:
+    """Lines per stream a full sync of the sandbox's default data must deliver."""
+    counts = {}
+    for dataset, billed, unbilled in (
+        ("usage", "billed_usage", "unbilled_usage"),
+        ("reconciliation", "billed_reconciliation", "unbilled_reconciliation"),
+    ):
+        counts[billed] = sum(
+            sb.billed_truth(i, dataset=dataset).line_count for i in sb.config.invoices
+        )
+        counts[unbilled] = sum(
+            sb.unbilled_truth(period, "USD", dataset=dataset).line_count
+            for period in ("current", "last")
+        )
+    return counts
+
+
+def record_counts(stdout: str) -> dict[str, int]:
+    """RECORD messages per stream in a tap's output (tombstones included)."""
+    counts: Counter[str] = Counter()
+    for line in stdout.splitlines():
+        if '"RECORD"' in line:
+            counts[json.loads(line)["stream"]] += 1
+    return dict(counts)

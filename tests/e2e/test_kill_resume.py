@@ -34,10 +34,10 @@ SCHEMA = "killed"
 
 
 def key_of(message: dict[str, Any]) -> tuple[Any, ...]:
-    record = message["record"]
-    if message["stream"] == "billed_usage":
-        return ("billed", record["invoice_id"], record["line_ordinal"])
-    return ("unbilled", record["billing_month"], record["currency"], record["line_ordinal"])
+    record, stream = message["record"], message["stream"]
+    if stream.startswith("billed_"):
+        return (stream, record["invoice_id"], record["line_ordinal"])
+    return (stream, record["billing_month"], record["currency"], record["line_ordinal"])
 
 
 def test_kill_and_resume_lands_every_line_exactly_once(

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     MELTANO,
     MeltanoProject,
     clean_output,
+    expected_counts,
     postgres_env,
     query,
     sandbox_env,
@@ -42,11 +43,7 @@ def test_meltano_run_to_jsonl_matches_ground_truth(
     )
     sb = sandbox.sandbox
     counts = {f.stem: sum(1 for _ in f.open()) for f in output.glob("*.jsonl")}
-    billed_truth = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
-    unbilled_truth = (
-        sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
-    )
-    assert counts == {"billed_usage": billed_truth, "unbilled_usage": unbilled_truth}
+    assert counts == expected_counts(sb)
     records = [json.loads(line) for line in (output / "billed_usage.jsonl").open()]
     by_invoice: Counter[str] = Counter()
     for record in records:

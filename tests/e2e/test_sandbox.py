@@ -12,6 +12,7 @@ import pytest
 
 from tap_partner_billing.sandbox.faults import Fault
 from tap_partner_billing.sandbox.server import SandboxServer
+from tests.e2e.conftest import expected_counts, record_counts
 
 pytestmark = pytest.mark.e2e
 
@@ -71,18 +72,11 @@ def test_discover_and_catalog_round_trip(sandbox: SandboxServer, tmp_path: Path)
     discovered = run_cli(sandbox, tmp_path, "--discover")
     assert discovered.returncode == 0
     catalog = json.loads(discovered.stdout)
-    assert {s["stream"] for s in catalog["streams"]} == {"billed_usage", "unbilled_usage"}
+    assert {s["stream"] for s in catalog["streams"]} == set(expected_counts(sandbox.sandbox))
     (tmp_path / "catalog.json").write_text(discovered.stdout, encoding="utf-8")
     synced = run_cli(sandbox, tmp_path, "--catalog", str(tmp_path / "catalog.json"))
     assert synced.returncode == 0
-    records = [json.loads(line) for line in synced.stdout.splitlines() if '"RECORD"' in line]
-    sb = sandbox.sandbox
-    assert (
-        len(records)
-        == sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
-        + sb.unbilled_truth("current", "USD").line_count
-        + sb.unbilled_truth("last", "USD").line_count
-    )
+    assert record_counts(synced.stdout) == expected_counts(sandbox.sandbox)
     state_path = tmp_path / "state.json"
     state_path.write_text(
         json.dumps(
@@ -107,11 +101,7 @@ def test_sandbox_faults_are_survived_within_the_run(sandbox: SandboxServer, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in result.stdout.splitlines() if '"RECORD"' in line]
     sb = sandbox.sandbox
-    billed = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
-    unbilled = (
-        sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
-    )
-    assert len(records) == billed + unbilled
+    assert record_counts(result.stdout) == expected_counts(sb)
     keys = [
         (
             r["stream"],
@@ -137,12 +127,7 @@ def test_sas_refused_mid_partition_gets_a_fresh_one(sandbox: SandboxServer, tmp_
     result = run_cli(sandbox, tmp_path, max_parallel_downloads=1)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "a fresh one came with the operation" in result.stderr
-    records = [line for line in result.stdout.splitlines() if '"RECORD"' in line]
     sb = sandbox.sandbox
-    billed = sum(sb.billed_truth(i).line_count for i in sb.config.invoices)
-    unbilled = (
-        sb.unbilled_truth("current", "USD").line_count + sb.unbilled_truth("last", "USD").line_count
-    )
-    assert len(records) == billed + unbilled
+    assert record_counts(result.stdout) == expected_counts(sb)
     refused = [e for e in sb.faults.requests("blob") if e.status == 403]
     assert len(refused) == 2
