@@ -156,9 +156,24 @@ def run_process(
 
 
 def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
+    """Run the tap on ``config`` with only ``billed_usage`` selected (the measured stream)."""
     path = folder / f"{name}.json"
     path.write_text(json.dumps(config), encoding="utf-8")
-    return [PY, "-m", "tap_partner_billing", "--config", str(path)]
+    catalog = json.loads(
+        subprocess.run(
+            [PY, "-m", "tap_partner_billing", "--config", str(path), "--discover"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["stream"] == "billed_usage"
+    catalog_path = folder / f"{name}.catalog.json"
+    catalog_path.write_text(json.dumps(catalog), encoding="utf-8")
+    return [PY, "-m", "tap_partner_billing", "--config", str(path), "--catalog", str(catalog_path)]
 
 
 def main() -> None:  # noqa: PLR0915 - a linear report
