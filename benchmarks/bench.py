@@ -29,9 +29,10 @@ from typing import Any
 import orjson
 import requests
 
+from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.data import iter_usage_lines, stable_seed
 from tap_partner_billing.sandbox.server import SandboxServer
-from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig
+from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
 
 ROOT = Path(__file__).resolve().parent.parent

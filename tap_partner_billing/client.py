@@ -147,9 +147,14 @@ class ExportStream(Stream):
             restore_decimal_details(self._input_schema, self.schema)
 
     @property
+    def tap(self) -> TapPartnerBilling:
+        """The tap this stream belongs to."""
+        return cast("TapPartnerBilling", self._tap)
+
+    @property
     def services(self) -> Services:
         """The tap's shared clients."""
-        return cast("TapPartnerBilling", self._tap).services
+        return self.tap.services
 
     def checkpoint(self, *, close_batch_file: bool = True) -> None:
         """Write a STATE message now, after every record handed over before it.
@@ -261,7 +266,17 @@ class ExportStream(Stream):
                 elapsed,
                 (ordinal - first) / elapsed,
             )
-        yield from self._tombstones(ledger, ordinal, template, blob_at)
+        surplus = ledger.surplus(ordinal)
+        if surplus:
+            self.logger.info(
+                "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
+                label,
+                len(surplus),
+                ordinal,
+                surplus.start,
+                surplus.stop - 1,
+            )
+        yield from self._tombstones(surplus, template, blob_at)
         self.flush_records()
         ledger.complete(manifest, ordinal, **bookmark)
         self.checkpoint()
@@ -281,28 +296,30 @@ class ExportStream(Stream):
 
         return renew
 
+    def retire_all(
+        self, ledger: Ledger, identity: dict[str, Any]
+    ) -> Iterator[LineBlock | list[list[Any]]]:
+        """Tombstone rows for every key of a partition (an unbilled month that was invoiced)."""
+        keys = self.row_keys
+        template: list[Any] = [None] * len(keys)
+        for key, value in identity.items():
+            template[keys.index(key)] = value
+        yield from self._tombstones(ledger.retirement(), template, keys.index("_blob_name"))
+        self.flush_records()
+
     def _tombstones(
-        self, ledger: Ledger, count: int, template: list[Any], blob_at: int
+        self, ordinals: range, template: list[Any], blob_at: int
     ) -> Iterator[list[list[Any]]]:
-        """Rows retiring every key a target may hold beyond ``count`` (``_sdc_deleted_at`` set)."""
-        surplus = ledger.surplus(count)
-        if not surplus:
+        """Rows retiring the keys ``ordinals`` (``_sdc_deleted_at`` set), in blocks."""
+        if not ordinals:
             return
-        self.logger.info(
-            "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
-            ledger.label,
-            len(surplus),
-            count,
-            surplus.start,
-            surplus.stop - 1,
-        )
         keys = self.row_keys
         tombstone = template.copy()
         tombstone[blob_at] = None
         tombstone[keys.index("_sdc_deleted_at")] = _utc_now_text()
         ordinal_at = keys.index("line_ordinal")
         rows = []
-        for stale in surplus:
+        for stale in ordinals:
             row = tombstone.copy()
             row[ordinal_at] = stale
             rows.append(row)

@@ -60,6 +60,8 @@ class Ledger:
             and bool(manifest.etag)
             and self.state.get("etag") == manifest.etag
             and self.state.get("blob_list") == manifest.blob_list_digest
+            # A re-issued invoice names a new InvoiceVersion in its rootDirectory.
+            and self.state.get("invoice_version") in (None, manifest.invoice_version)
         )
 
     def begin(self, manifest: Manifest) -> ResumePoint:
@@ -121,6 +123,12 @@ class Ledger:
         it raised the mark cover ordinals it has just emitted or never reached.
         """
         return range(new_count, int(self.state["progress"].get("retire_to", 0)))
+
+    def retirement(self) -> range:
+        """Every ordinal a target may hold for this partition (to retire all of them)."""
+        progress = self.state.get("progress")
+        held = int(progress.get("retire_to", 0)) if isinstance(progress, dict) else 0
+        return range(0, max(self.high_water, held))
 
     def complete(self, manifest: Manifest, line_count: int, **extra: Any) -> None:  # noqa: ANN401
         """Bookmark ``manifest`` as emitted completely (surplus already retired)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -11,6 +12,7 @@ import requests
 from tap_partner_billing.auth import ClientCredentials, TokenProvider
 from tap_partner_billing.blobs import BlobFetcher, new_blob_session
 from tap_partner_billing.export import ExportClient
+from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE, InvoiceClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -23,8 +25,14 @@ class Services:
     tokens: TokenProvider
     exports: ExportClient
     blobs: BlobFetcher
+    invoices: InvoiceClient
     max_parallel_downloads: int
     clock: Callable[[], float]
+    calendar: Callable[[], datetime]  # today's date decides which billing months are recent
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def build_services(
@@ -32,6 +40,7 @@ def build_services(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    calendar: Callable[[], datetime] = _utc_now,
 ) -> Services:
     """Create the clients for ``config`` (already validated)."""
     credentials = ClientCredentials(
@@ -53,10 +62,24 @@ def build_services(
         poll_interval_seconds=float(config["poll_interval_seconds"]),
         poll_timeout_seconds=float(config["poll_timeout_seconds"]),
     )
+    # Partner Center wants a token of its own audience; a Graph token is refused there.
+    partner_tokens = TokenProvider(
+        credentials, authority_url=config["authority_url"], scope=PARTNER_CENTER_SCOPE, sleep=sleep
+    )
+    partner_session = requests.Session()
+    partner_session.headers["User-Agent"] = "tap-partner-billing"
+    invoices = InvoiceClient(
+        partner_session,
+        base_url=config["partner_center_url"],
+        token=partner_tokens.token,
+        sleep=sleep,
+    )
     return Services(
         tokens=tokens,
         exports=exports,
         blobs=BlobFetcher(new_blob_session(), sleep=sleep),
+        invoices=invoices,
         max_parallel_downloads=int(config["max_parallel_downloads"]),
         clock=clock,
+        calendar=calendar,
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_partner_billing.client import ExportStream
 from tap_partner_billing.export import ExportRequest
+from tap_partner_billing.invoices import shift_month
 from tap_partner_billing.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -34,17 +35,26 @@ class BilledUsageStream(ExportStream):
 
     @property
     def partitions(self) -> list[dict[str, Any]]:
-        """One partition per configured invoice id."""
+        """One partition per invoice: explicit ``invoice_ids`` and discovered invoices."""
         attribute_set = self.config["attribute_set"]
         return [
             {"invoice_id": invoice_id, "attribute_set": attribute_set}
-            for invoice_id in self.config.get("invoice_ids", [])
+            for invoice_id in self.tap.billed_invoice_ids
         ]
 
+    def _is_recent(self, invoice_id: str, state: dict[str, Any]) -> bool:
+        """Whether the invoice's billing month is within ``recheck_months`` of today."""
+        months = int(self.config["recheck_months"])
+        month = state.get("billing_month") or self.tap.invoice_month(invoice_id)
+        if months == 0 or not month:
+            return False
+        this_month = self.services.calendar().strftime("%Y%m")
+        return str(month) >= shift_month(this_month, -months)
+
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Export one invoice unless it was emitted completely before."""
+        """Export one invoice unless it was emitted completely before and is not recent."""
         if context is None:  # the SDK passes None when there are no partitions
-            self.logger.info("%s: no invoice_ids configured; nothing to export", self.name)
+            self.logger.info("%s: no invoices to export", self.name)
             return
         invoice_id, attribute_set = context["invoice_id"], context["attribute_set"]
         label = f"{self.name} invoice {invoice_id} ({attribute_set})"
@@ -53,13 +63,19 @@ class BilledUsageStream(ExportStream):
         ledger = Ledger(state, label)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
         if "etag" in state and "progress" not in state and not pending:
+            if not self._is_recent(invoice_id, state):
+                self.logger.info(
+                    "%s: already synced (eTag %s, %s lines); no export requested",
+                    label,
+                    state["etag"],
+                    state.get("line_count"),
+                )
+                return
             self.logger.info(
-                "%s: already synced (eTag %s, %s lines); no export requested",
+                "%s: billing month %s is recent; checking for re-issued data",
                 label,
-                state["etag"],
-                state.get("line_count"),
+                state.get("billing_month"),
             )
-            return
         request = ExportRequest(
             self.action, {"invoiceId": invoice_id, "attributeSet": attribute_set}, label
         )
@@ -114,7 +130,11 @@ class UnbilledUsageStream(ExportStream):
         ]
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Export each billing period of one currency; each resolves to an absolute month."""
+        """Export each billing period of one currency; each resolves to an absolute month.
+
+        A month the invoice list shows as invoiced is not emitted, and its keys are retired;
+        so is a stored month no period answers any more once it is invoiced (see README).
+        """
         if context is None:  # the SDK passes None when there are no partitions
             return
         currency, attribute_set = context["currency"], context["attribute_set"]
@@ -122,7 +142,9 @@ class UnbilledUsageStream(ExportStream):
         state = self.get_context_state(context)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
         months: dict[str, Any] = state.setdefault("months", {})
-        synced: set[str] = set()
+        invoiced = self.tap.invoiced_months(currency)
+        answered: set[str] = set()  # months some period answered in this run
+        synced: set[str] = set()  # of those, the ones emitted (or unchanged)
         for period in self.config["billing_periods"]:
             label = f"{self.name} {period} period, {currency} ({attribute_set})"
             request = ExportRequest(
@@ -139,7 +161,15 @@ class UnbilledUsageStream(ExportStream):
                     self.logger.warning(
                         "%s: manifest names no BillingMonth; assuming %s", label, month
                     )
-                if month in synced:
+                answered.add(month)
+                if month in invoiced:
+                    self.logger.info(
+                        "%s: month %s is invoiced (%s); its unbilled lines are not exported",
+                        label,
+                        month,
+                        invoiced[month],
+                    )
+                elif month in synced:
                     self.logger.info("%s: month %s was already synced in this run", label, month)
                 else:
                     synced.add(month)
@@ -158,6 +188,47 @@ class UnbilledUsageStream(ExportStream):
                         yield from self.deliver(records)
             pending.pop(period, None)
             self.checkpoint()
+        label = f"{self.name} {currency} ({attribute_set})"
+        for month in sorted(set(months) - synced):
+            reason = self._retirement_reason(month, invoiced, answered)
+            if reason is None:
+                self.logger.info(
+                    "%s: month %s was not answered in this run; kept until it is invoiced",
+                    label,
+                    month,
+                )
+                continue
+            ledger = Ledger(months[month], f"{label}, month {month}")
+            self.logger.info(
+                "%s: month %s leaves the unbilled stream (%s): retiring its %d key(s)",
+                label,
+                month,
+                reason,
+                len(ledger.retirement()),
+            )
+            identity = {
+                "billing_month": month,
+                "currency": currency,
+                "attribute_set": attribute_set,
+            }
+            yield from self.deliver(self.retire_all(ledger, identity))
+            del months[month]
+            self.checkpoint()
+
+    @staticmethod
+    def _retirement_reason(month: str, invoiced: dict[str, str], answered: set[str]) -> str | None:
+        """Why a stored month is invoiced now, or None while that is not known.
+
+        A period answering "no data" (5000) proves nothing (it may be transient), so the
+        proof is the month's invoice in the list, or ``current`` being two months past it
+        (then it cannot be ``last`` any more, for users without the invoice list).
+        """
+        if month in invoiced:
+            return f"invoice {invoiced[month]} covers it"
+        newest = max(answered, default=None)
+        if newest is not None and newest >= shift_month(month, 2):
+            return f"the periods answer {newest} now"
+        return None
 
 
 class BilledReconciliationStream(BilledUsageStream):

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from singer_sdk import Tap, about
+from singer_sdk import Stream, Tap, about
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
@@ -17,6 +17,8 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing.client import restore_decimal_details
 from tap_partner_billing.errors import PartnerBillingError
+from tap_partner_billing.invoice_stream import InvoicesStream
+from tap_partner_billing.invoices import Invoice, invoices_to_export
 from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.redact import install_log_redaction
 from tap_partner_billing.services import Services, build_services
@@ -28,10 +30,12 @@ if TYPE_CHECKING:
     import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
-    from tap_partner_billing.client import ExportStream
 
 INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+START_MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# The invoice list comes first: the billed streams export what it discovers.
+ALL_STREAM_TYPES: tuple[type[Stream], ...] = (InvoicesStream, *STREAM_TYPES)
 
 
 def _setting(
@@ -100,8 +104,40 @@ SETTINGS = th.PropertiesList(
         "invoice_ids",
         th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)),
         "Invoice IDs",
-        "Partner Center invoice numbers (e.g. G016907411) whose billed usage is exported.",
+        "Partner Center invoice numbers (e.g. G016907411) whose billed usage and "
+        "reconciliation are exported, in addition to discovered ones.",
         default=[],
+    ),
+    _setting(
+        "discover_invoices",
+        th.BooleanType,
+        "Discover invoices",
+        "Read the invoice list from Partner Center: the invoices stream, and the billed "
+        "exports of every G… invoice from start_date on. False: billed exports cover "
+        "invoice_ids only (for apps without Partner Center API access).",
+        default=True,
+    ),
+    _setting(
+        "partner_center_url",
+        th.StringType,
+        "Partner Center URL",
+        "Partner Center REST base URL (https), for the invoice list.",
+        default="https://api.partnercenter.microsoft.com",
+    ),
+    _setting(
+        "start_date",
+        th.StringType(pattern=START_MONTH_PATTERN),
+        "Start billing month",
+        "First billing month (YYYY-MM) whose discovered invoices are exported. Empty: all "
+        "listed invoices. Explicit invoice_ids are exported whatever their month.",
+    ),
+    _setting(
+        "recheck_months",
+        th.IntegerType(minimum=0, maximum=120),
+        "Recheck months",
+        "Invoices of this many past billing months are exported again on every run to "
+        "catch re-issued data; blobs are downloaded only when the eTag changed. 0: never.",
+        default=2,
     ),
     _setting(
         "billing_periods",
@@ -161,7 +197,7 @@ def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
 def settings_problems(config: Mapping[str, Any]) -> list[str]:
     """Rules JSON Schema cannot express well; each message names the setting."""
     problems = []
-    for name in ("authority_url", "graph_url"):
+    for name in ("authority_url", "graph_url", "partner_center_url"):
         value = str(config.get(name, ""))
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.hostname:
@@ -233,7 +269,7 @@ class TapPartnerBilling(Tap):
                 "key_properties": list(_declared(s, "primary_keys")),
                 "description": s.__doc__,
             }
-            for s in STREAM_TYPES
+            for s in ALL_STREAM_TYPES
         ]
         if output_format == "json":
             text = json.dumps({**json.loads(text), "streams": streams}, indent=2)
@@ -253,7 +289,10 @@ class TapPartnerBilling(Tap):
         model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
         """
         super().setup_mapper()
-        declared = {_declared(s, "name"): s.declared_schema() for s in STREAM_TYPES}
+        declared = {
+            _declared(s, "name"): s.declared_schema()  # type: ignore[attr-defined]
+            for s in ALL_STREAM_TYPES
+        }
         for entry in self.catalog.streams:
             name = entry.stream or entry.tap_stream_id
             if name not in declared:
@@ -267,9 +306,49 @@ class TapPartnerBilling(Tap):
         """Clients shared by all streams, built once per run."""
         return build_services(self.config)
 
-    def discover_streams(self) -> list[ExportStream]:
+    @cached_property
+    def invoice_list(self) -> list[Invoice] | None:
+        """Partner Center's invoice list, read once per run (None: discovery is off)."""
+        if not self.config.get("discover_invoices", True):
+            return None
+        invoices = self.services.invoices.list_invoices()
+        self.logger.info("Partner Center lists %d invoice(s)", len(invoices))
+        return invoices
+
+    @cached_property
+    def billed_invoice_ids(self) -> list[str]:
+        """What the billed streams export: explicit ids plus discovered ones (see README)."""
+        start = self.config.get("start_date")
+        return invoices_to_export(
+            self.invoice_list or [],
+            start_month=start.replace("-", "") if start else None,
+            explicit=self.config.get("invoice_ids") or [],
+        )
+
+    def invoice_month(self, invoice_id: str) -> str | None:
+        """The billing month the invoice list gives for ``invoice_id`` (None: not listed)."""
+        for invoice in self.invoice_list or []:
+            if invoice.id == invoice_id:
+                return invoice.billing_month
+        return None
+
+    def invoiced_months(self, currency: str) -> dict[str, str]:
+        """Billing month → the id of an invoice in ``currency`` covering it, from the list."""
+        months: dict[str, str] = {}
+        for invoice in self.invoice_list or []:
+            month = invoice.billing_month
+            if (
+                month
+                and invoice.has_export_data
+                and (invoice.document_type or "invoice").lower() == "invoice"
+                and (invoice.currency_code or currency).upper() == currency
+            ):
+                months.setdefault(month, invoice.id)
+        return months
+
+    def discover_streams(self) -> list[Stream]:
         """Return the streams."""
-        return [stream_type(self) for stream_type in STREAM_TYPES]
+        return [stream_type(self) for stream_type in ALL_STREAM_TYPES]
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:

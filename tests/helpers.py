@@ -9,6 +9,7 @@ import re
 import uuid
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ GRAPH = "https://graph.test/v1.0"
 BLOBS = "https://blobs.test"
 SAS = "sv=2021-08-06&se=2099-01-01T00%3A00%3A00Z&sr=d&sp=rl&sig=SECRETSIGNATURE"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-graph-token"
+PC_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-partner-center-token"
+PARTNER_CENTER = "https://partner.test"
+TODAY = datetime(2026, 11, 15, tzinfo=timezone.utc)  # the fixtures' months are around it
 
 
 def load_json(name: str) -> Any:  # noqa: ANN401
@@ -58,6 +62,8 @@ def base_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
         "authority_url": LOGIN,
         "graph_url": GRAPH,
         "invoice_ids": [],
+        "discover_invoices": False,
+        "partner_center_url": PARTNER_CENTER,
         "billing_periods": ["current"],
         "currency_codes": ["USD"],
         "poll_interval_seconds": 5,
@@ -114,6 +120,11 @@ class FakeGraph:
             callback=self._manifest,
         )
         rsps.add_callback(responses.GET, re.compile(rf"{BLOBS}/.+"), callback=self._blob)
+        rsps.add_callback(
+            responses.GET, re.compile(rf"{PARTNER_CENTER}/v1/invoices.*"), callback=self._invoices
+        )
+        self.invoices: list[dict[str, Any]] = []  # Partner Center's invoice list
+        self.invoice_list_requests = 0
 
     # partitions are keyed by invoice id or "period/currency"
     def add(self, key: str, export: Export) -> None:
@@ -136,11 +147,32 @@ class FakeGraph:
 
     def _token(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         self.token_requests += 1
+        token = PC_TOKEN if "partnercenter" in request.body else TOKEN
         return (
             200,
             {},
-            json.dumps({"token_type": "Bearer", "expires_in": 3600, "access_token": TOKEN}),
+            json.dumps({"token_type": "Bearer", "expires_in": 3600, "access_token": token}),
         )
+
+    def add_invoice(self, invoice_id: str, month: str, **fields: Any) -> None:  # noqa: ANN401
+        """List an invoice of billing month ``month`` (YYYYMM) in Partner Center."""
+        item = {
+            "id": invoice_id,
+            "invoiceDate": f"{month[:4]}-{month[4:]}-28T00:00:00Z",
+            "billingPeriodStartDate": f"{month[:4]}-{month[4:]}-01T00:00:00Z",
+            "billingPeriodEndDate": f"{month[:4]}-{month[4:]}-28T00:00:00Z",
+            "totalCharges": 100.25,
+            "currencyCode": "USD",
+            "documentType": "invoice",
+            "amendments": [],
+        }
+        item.update(fields)
+        self.invoices.append(item)
+
+    def _invoices(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        assert request.headers["Authorization"] == f"Bearer {PC_TOKEN}"
+        self.invoice_list_requests += 1
+        return 200, {}, json.dumps({"totalCount": len(self.invoices), "items": self.invoices})
 
     def _export(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -257,7 +289,9 @@ def run_tap(
     for stream in tap.streams.values():
         stream.selected = streams is None or stream.name in streams
     clock = FakeClock()
-    tap.services = build_services(tap.config, clock=clock.clock, sleep=clock.sleep)
+    tap.services = build_services(
+        tap.config, clock=clock.clock, sleep=clock.sleep, calendar=lambda: TODAY
+    )
     buffer = io.BytesIO()
     out = io.TextIOWrapper(buffer, encoding="utf-8")
     try:

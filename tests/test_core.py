@@ -60,11 +60,13 @@ def fake_graph() -> Iterator[FakeGraph]:
         recon[0] = recon[0][:-1] + ', "AnotherNewField": 2.50}'
         graph.add("recon:G000000001", Export({"r.json.gz": gz_lines(*recon)}))
         graph.add("recon:current/USD", Export({"r.json.gz": gz_lines(*recon)}, month="202611"))
+        graph.add_invoice("G000000001", "202609")  # discovered: invoice_ids stays empty
+        graph.add_invoice("D02005YFHI", "202609", invoiceType="Recurring")
         yield graph
 
 
 TestTapPartnerBilling = get_tap_test_class(
     TapPartnerBilling,
-    config=base_config(invoice_ids=["G000000001"]),
+    config=base_config(discover_invoices=True),
     suite_config=SuiteConfig(max_records_limit=100),
 )

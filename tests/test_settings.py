@@ -58,6 +58,7 @@ def test_readme_table_is_generated_from_about() -> None:
 def test_about_lists_streams_and_capabilities() -> None:
     about = about_json()
     assert [s["name"] for s in about["streams"]] == [
+        "invoices",
         "billed_usage",
         "unbilled_usage",
         "billed_reconciliation",

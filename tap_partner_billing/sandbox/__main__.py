@@ -12,8 +12,9 @@ import signal
 import threading
 from pathlib import Path
 
+from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
-from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig
+from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
 
 
@@ -40,12 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     env_file.write_text(
         f"PARTNER_BILLING_SANDBOX_LOGIN_URL={sandbox.login_url}\n"
         f"PARTNER_BILLING_SANDBOX_GRAPH_URL={sandbox.graph_url}/v1.0\n"
+        f"PARTNER_BILLING_SANDBOX_PARTNER_CENTER_URL={sandbox.partner_center_url}\n"
+        f"PARTNER_BILLING_SANDBOX_START_DATE={config.start_month}\n"
         f"PARTNER_BILLING_SANDBOX_CA_BUNDLE={tls.ca_bundle.resolve()}\n",
         encoding="utf-8",
     )
     print(
         f"sandbox listening: login {sandbox.login_url}, graph {sandbox.graph_url}, "
-        f"blobs {sandbox.blob_url}",
+        f"blobs {sandbox.blob_url}, partner center {sandbox.partner_center_url}",
         flush=True,
     )
     stop = threading.Event()

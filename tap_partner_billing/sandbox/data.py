@@ -198,6 +198,7 @@ _PRODUCTS = (
     ("DZH318Z0BXWD", "0001", "Contoso Demo Marketplace SaaS", "Marketplace", "Monthly"),
 )
 _CHARGE_TYPES = ("New", "Renew", "Cycle fee", "Cycle fee", "Cancel")
+_CREDIT_REASONS = ("Service credit", "Customer billing dispute", "Incorrect quantity billed")
 
 
 def reconciliation_lines(
@@ -208,8 +209,13 @@ def reconciliation_lines(
     invoice: str | None,
     currency: str,
     attribute_set: str,
+    credit_note: bool = False,
 ) -> list[bytes]:
-    """``count`` JSON lines of invoice reconciliation (licences, reservations, SaaS)."""
+    """``count`` JSON lines of invoice reconciliation (licences, reservations, SaaS).
+
+    A credit note (an adjustment note amending an invoice) holds only credits: cancelled
+    charges with a credit reason and negative amounts.
+    """
     rng = random.Random(seed)
     partner_id = _guid(random.Random(stable_seed("partner")))
     year, month = int(billing_month[:4]), int(billing_month[4:])
@@ -217,6 +223,8 @@ def reconciliation_lines(
     for index in range(count):
         product, sku, name, category, frequency = _PRODUCTS[rng.randrange(len(_PRODUCTS))]
         charge = _CHARGE_TYPES[rng.randrange(len(_CHARGE_TYPES))]
+        if credit_note:
+            charge = "Cancel"
         quantity = Decimal(rng.randrange(1, 300))
         unit_price = Decimal(rng.randrange(100, 500_000)) / Decimal(100)
         sign = -1 if charge == "Cancel" else 1
@@ -262,7 +270,9 @@ def reconciliation_lines(
             "PCToBCExchangeRate": Decimal(rng.randrange(9 * 10**7, 11 * 10**7)) / Decimal(10**8),
             "PCToBCExchangeRateDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
             "MeterDescription": "",
-            "CreditReasonCode": "",
+            "CreditReasonCode": _CREDIT_REASONS[index % len(_CREDIT_REASONS)]
+            if credit_note
+            else "",
             "SubscriptionStartDate": f"{year - 1:04d}-{month:02d}-01T00:00:00Z",
             "SubscriptionEndDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
             "ProductQualifiers": ["Add-on"] if rng.random() < 0.2 else [],  # noqa: PLR2004
@@ -271,6 +281,7 @@ def reconciliation_lines(
         if category == "Azure":
             line["ReservationOrderId"] = _guid(rng)
         if rng.random() < 0.3:  # noqa: PLR2004 - promotions, with both key casings around
+            line["PriceAdjustmentDescription"] = '["Promotion: 15% off the first term"]'
             line["PromotionId" if rng.random() < 0.5 else "PromotionID"] = f"39NFJQT1{index % 10}"  # noqa: PLR2004
         if charge in {"Renew", "Cancel"}:
             line["ReferenceId"] = _guid(rng)

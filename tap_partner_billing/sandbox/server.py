@@ -10,11 +10,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import msgspec
+
+from tap_partner_billing.invoices import INVOICES_PATH, PARTNER_CENTER_SCOPE
 from tap_partner_billing.sandbox.faults import Fault, LoggedRequest
+from tap_partner_billing.sandbox.partner_center import CONTINUATION_HEADER, invoice_page
 from tap_partner_billing.sandbox.service import BILLING, Sandbox, graph_error
 
 if TYPE_CHECKING:
     from tap_partner_billing.sandbox.tls import TlsFiles
+
+_ENCODER = msgspec.json.Encoder(decimal_format="number")  # money as JSON numbers, exactly
+
+
+ROLES = ("login", "graph", "blob", "partner")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(
         self, step: str, status: int, body: object, headers: dict[str, str] | None = None
     ) -> None:
-        payload = b"" if body is None else json.dumps(body).encode()
+        payload = b"" if body is None else _ENCODER.encode(body)
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -92,6 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif self.role == "graph":
             self._graph_get(path)
+        elif self.role == "partner":
+            self._invoices_get(path)
         else:
             self._blob_get(path)
 
@@ -115,6 +126,18 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, retry_after = self.sandbox.poll(operation_id)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self._send_json(step, status, body, headers)
+
+    def _invoices_get(self, path: str) -> None:
+        if self._fault("invoices"):
+            return
+        if path.rstrip("/") != INVOICES_PATH:
+            self._send_json("invoices", 404, {"code": 404, "description": "no such resource"})
+        elif not self.sandbox.token_valid(self.headers.get("Authorization"), PARTNER_CENTER_SCOPE):
+            # A Graph token is refused here, as Partner Center refuses it.
+            self._send_json("invoices", 401, {"code": 401, "description": "invalid token"})
+        else:
+            page = invoice_page(self.sandbox, self.headers.get(CONTINUATION_HEADER))
+            self._send_json("invoices", 200, page)
 
     def _blob_get(self, path: str) -> None:
         if self._fault("blob"):
@@ -225,7 +248,15 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        token, lifetime = self.sandbox.issue_token()
+        issued = self.sandbox.issue_token(form.get("scope", ""))
+        if issued is None:
+            self._send_json(
+                "token",
+                400,
+                {"error": "invalid_scope", "error_description": "AADSTS70011: invalid scope."},
+            )
+            return
+        token, lifetime = issued
         self._send_json(
             "token",
             200,
@@ -239,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SandboxServer:
-    """Runs the three HTTPS endpoints of a :class:`Sandbox` in background threads."""
+    """Runs the HTTPS endpoints of a :class:`Sandbox` (login, Graph, blobs, Partner Center)."""
 
     def __init__(self, sandbox: Sandbox, tls: TlsFiles, *, host: str = "127.0.0.1") -> None:
         self.sandbox = sandbox
@@ -248,11 +279,11 @@ class SandboxServer:
         self._threads: list[threading.Thread] = []
         self._host = host
 
-    def start(self, ports: tuple[int, int, int] = (0, 0, 0)) -> SandboxServer:
+    def start(self, ports: tuple[int, ...] = (0, 0, 0, 0)) -> SandboxServer:
         """Listen on 127.0.0.1 (port 0 = any free port) and serve until :meth:`stop`."""
         context = self.tls.server_context()
         urls = []
-        for role, port in zip(("login", "graph", "blob"), ports, strict=True):
+        for role, port in zip(ROLES, ports, strict=True):
             handler = type(
                 f"{role.title()}Handler", (_Handler,), {"sandbox": self.sandbox, "role": role}
             )
@@ -266,8 +297,12 @@ class SandboxServer:
             self._servers.append(server)
             self._threads.append(thread)
             urls.append(f"https://{self._host}:{server.server_address[1]}")
-        self.sandbox.login_url, graph_root, self.sandbox.blob_url = urls
-        self.sandbox.graph_url = graph_root
+        (
+            self.sandbox.login_url,
+            self.sandbox.graph_url,
+            self.sandbox.blob_url,
+            self.sandbox.partner_center_url,
+        ) = urls
         return self
 
     def stop(self) -> None:
@@ -287,7 +322,9 @@ class SandboxServer:
             "client_secret": config.client_secret,
             "authority_url": self.sandbox.login_url,
             "graph_url": f"{self.sandbox.graph_url}/v1.0",
+            "partner_center_url": self.sandbox.partner_center_url,
             "invoice_ids": sorted(config.invoices),
+            "discover_invoices": False,
             "currency_codes": ["USD"],
             "poll_interval_seconds": 1,
         }

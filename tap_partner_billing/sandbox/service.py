@@ -10,11 +10,14 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, quote
 
+from tap_partner_billing.auth import GRAPH_SCOPE
+from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE, previous_month, shift_month
+from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
 from tap_partner_billing.sandbox.data import (
     MONEY_KEYS,
     PartitionData,
@@ -27,56 +30,10 @@ from tap_partner_billing.sandbox.data import (
 )
 from tap_partner_billing.sandbox.faults import FaultBook
 
-if TYPE_CHECKING:
-    pass
-
 BILLING = "/v1.0/reports/partners/billing"
 PARTNER_TENANT = "c0c0c0c0-0000-4000-8000-00000000de00"
 _INVOICE = re.compile(r"^[A-Z][A-Z0-9]{5,19}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-@dataclass
-class InvoiceSpec:
-    """A fake invoice: its billing month, how many usage lines and blobs."""
-
-    billing_month: str
-    lines: int
-    blobs: int = 3
-
-
-@dataclass
-class SandboxConfig:
-    """Every knob of the sandbox (see the README's sandbox section)."""
-
-    seed: int = 7
-    tenant_id: str = "contoso-demo.example"
-    client_id: str = "sandbox-client-id"
-    client_secret: str = "sandbox-client-secret"  # noqa: S105 - fake, for the sandbox only
-    invoices: dict[str, InvoiceSpec] = field(
-        default_factory=lambda: {
-            "G000000001": InvoiceSpec("202609", 240, 3),
-            "G000000002": InvoiceSpec("202610", 180, 3),
-        }
-    )
-    # (period, currency) → (lines, blobs); other currencies answer failed/5000.
-    unbilled: dict[tuple[str, str], tuple[int, int]] = field(
-        default_factory=lambda: {("current", "USD"): (150, 2), ("last", "USD"): (120, 2)}
-    )
-    current_month: str = "202611"
-    polls_before_success: int = 2
-    retry_after_seconds: int = 1
-    manifest_mode: str = "inline"  # or "linked"
-    sas_lifetime_seconds: int = 3600
-    token_lifetime_seconds: int = 3600
-    bandwidth_bytes_per_second: int | None = None
-
-
-def previous_month(month: str) -> str:
-    """``202601`` → ``202512``."""
-    year, mon = int(month[:4]), int(month[4:])
-    year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
-    return f"{year:04d}{mon:02d}"
 
 
 @dataclass
@@ -101,9 +58,9 @@ class Sandbox:
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, ...], PartitionData] = {}
         self._operations: dict[str, Operation] = {}
-        self._tokens: dict[str, float] = {}
+        self._tokens: dict[str, tuple[float, str]] = {}  # token → (expiry, audience)
         self._sas_key = secrets.token_bytes(32)
-        self.login_url = self.graph_url = self.blob_url = ""
+        self.login_url = self.graph_url = self.blob_url = self.partner_center_url = ""
         self.azurite: Any = None  # an AzuriteStore when blobs are placed in Azurite
 
     # ---- time -------------------------------------------------------------------------
@@ -115,7 +72,8 @@ class Sandbox:
     def _billed_key(
         self, invoice: str, attribute_set: str, dataset: str = "usage"
     ) -> tuple[str, ...] | None:
-        if invoice not in self.config.invoices:
+        spec = self.config.invoices.get(invoice)
+        if spec is None or (dataset == "usage" and spec.document_type != "invoice"):
             return None
         return (f"{dataset}/billed", invoice, attribute_set)
 
@@ -154,16 +112,21 @@ class Sandbox:
             month, currency = key[1], key[2]
             count, blob_count = self.config.unbilled[(key[4], currency)]
             invoice = None
-        make_lines = reconciliation_lines if reconciliation else usage_lines
-        lines = make_lines(
-            seed=seed,
+        common: dict[str, Any] = {
+            "seed": seed,
+            "billing_month": month,
+            "invoice": invoice,
+            "currency": currency,
+            "attribute_set": key[2] if billed else key[3],
+        }
+        if reconciliation:
+            credit_note = billed and self.config.invoices[key[1]].document_type != "invoice"
             # Invoice line items (licences, reservations, fees) are fewer than usage lines.
-            count=max(1, count // 4) if reconciliation else count,
-            billing_month=month,
-            invoice=invoice,
-            currency=currency,
-            attribute_set=key[2] if billed else key[3],
-        )
+            lines = reconciliation_lines(
+                count=max(1, count // 4), credit_note=credit_note, **common
+            )
+        else:
+            lines = usage_lines(count=count, **common)
         etag = base64.urlsafe_b64encode(hashlib.sha256(f"{seed}".encode()).digest()[:12]).decode()
         return PartitionData(
             month, etag, pack_blobs(lines, blob_count=blob_count, seed=seed), version
@@ -213,8 +176,8 @@ class Sandbox:
         self, invoice: str, attribute_set: str = "full", dataset: str = "usage"
     ) -> Truth:
         """Ground truth of an invoice, from the blob bytes."""
-        key = (f"{dataset}/billed", invoice, attribute_set)
-        return truth_of(self.partition(key).blobs, MONEY_KEYS[dataset])
+        key = self._billed_key(invoice, attribute_set, dataset)
+        return truth_of(self.partition(key).blobs if key else {}, MONEY_KEYS[dataset])
 
     def unbilled_truth(
         self, period: str, currency: str, attribute_set: str = "full", dataset: str = "usage"
@@ -398,22 +361,41 @@ class Sandbox:
                     return 200, data.blobs[parts[-1]]
         return 404, None
 
-    def token_valid(self, header: str | None) -> bool:
-        """True for ``Bearer <a token this sandbox issued and that has not expired>``."""
+    def token_valid(self, header: str | None, audience: str = GRAPH_SCOPE) -> bool:
+        """True for ``Bearer <a token this sandbox issued for audience, not yet expired>``."""
         if not header or not header.startswith("Bearer "):
             return False
-        expiry = self._tokens.get(header[7:])
-        return expiry is not None and expiry > self.now()
+        issued = self._tokens.get(header[7:])
+        return issued is not None and issued[1] == audience and issued[0] > self.now()
 
     def issued_tokens(self) -> list[str]:
         """Every access token handed out (tests check none of them leaks)."""
         return list(self._tokens)
 
-    def issue_token(self) -> tuple[str, int]:
-        """A new opaque access token and its lifetime."""
+    def issue_token(self, scope: str) -> tuple[str, int] | None:
+        """A new opaque access token for ``scope`` and its lifetime (None: unknown scope)."""
+        audience = next(
+            (a for a in (GRAPH_SCOPE, PARTNER_CENTER_SCOPE) if a in scope.split()), None
+        )
+        if audience is None:
+            return None
         token = secrets.token_urlsafe(32)
-        self._tokens[token] = self.now() + self.config.token_lifetime_seconds
+        self._tokens[token] = (self.now() + self.config.token_lifetime_seconds, audience)
         return token, self.config.token_lifetime_seconds
+
+    # ---- the month roll-over ------------------------------------------------------------
+    def roll_month(self, invoice_lines: int = 200) -> str:
+        """Close the month ``last`` answers: it gets an invoice, ``current`` becomes ``last``.
+
+        The sandbox's billing clock moves one month; returns the new invoice's id.
+        """
+        with self._lock:
+            closed = previous_month(self.config.current_month)
+            number = 1 + max(int(i[1:]) for i in self.config.invoices if i[1:].isdigit())
+            invoice = f"G{number:09d}"
+            self.config.invoices[invoice] = InvoiceSpec(closed, invoice_lines, 2)
+            self.config.current_month = shift_month(self.config.current_month, 1)
+            return invoice
 
 
 def iso_time(epoch: float, *, seconds_only: bool = False) -> str:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
-from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig
+from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
 from tests.e2e.services import (
     ROOT,
@@ -111,6 +112,8 @@ def sandbox_env(server: SandboxServer) -> dict[str, str]:
     return {
         "PARTNER_BILLING_SANDBOX_LOGIN_URL": server.sandbox.login_url,
         "PARTNER_BILLING_SANDBOX_GRAPH_URL": f"{server.sandbox.graph_url}/v1.0",
+        "PARTNER_BILLING_SANDBOX_PARTNER_CENTER_URL": server.sandbox.partner_center_url,
+        "PARTNER_BILLING_SANDBOX_START_DATE": server.sandbox.config.start_month,
         "PARTNER_BILLING_SANDBOX_CA_BUNDLE": str(server.tls.ca_bundle),
     }
 

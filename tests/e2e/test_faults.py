@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
 from tap_partner_billing.sandbox.faults import Fault
 from tap_partner_billing.sandbox.server import SandboxServer
-from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig
+from tap_partner_billing.sandbox.service import Sandbox
 from tests.e2e.conftest import MeltanoProject, query, tap_into_target
 
 if TYPE_CHECKING:

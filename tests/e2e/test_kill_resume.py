@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
-from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig
+from tap_partner_billing.sandbox.service import Sandbox
 from tests.e2e.conftest import MeltanoProject, query, tap_into_target
 
 if TYPE_CHECKING:

@@ -188,7 +188,8 @@ def test_split_runs_side_by_side_into_one_database(
     postgres: Postgres,
 ) -> None:
     """Disjoint invoice sets, each run with its own state id, loading one PostgreSQL at once."""
-    from tap_partner_billing.sandbox.service import InvoiceSpec, Sandbox, SandboxConfig
+    from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
+    from tap_partner_billing.sandbox.service import Sandbox
 
     invoices = {f"G00000000{n}": InvoiceSpec(f"20260{n + 4}", 300 + 40 * n, 3) for n in range(1, 6)}
     server = SandboxServer(

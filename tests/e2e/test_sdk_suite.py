@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
-from tap_partner_billing.sandbox.service import Sandbox, SandboxConfig
+from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
 from tap_partner_billing.tap import TapPartnerBilling
 

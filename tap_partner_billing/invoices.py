@@ -1,0 +1,248 @@
+"""Invoice discovery through Partner Center REST ``GET /v1/invoices``. No Singer in here.
+
+Graph offers no invoice list (reference §7), so the billed exports learn their invoice numbers
+from Partner Center, which wants a token of its own audience. The list is read once per run
+and shared: the ``invoices`` stream emits it, the billed streams export from it, and the
+unbilled streams use it to see that a month has been invoiced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tap_partner_billing.errors import RecordValueError, ServiceError
+from tap_partner_billing.export import graph_error, same_origin
+from tap_partner_billing.fields import to_decimal_text
+from tap_partner_billing.http import RetryPolicy, send
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import requests
+
+LOGGER = logging.getLogger(__name__)
+PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
+INVOICES_PATH = "/v1/invoices"
+MAX_PAGES = 1_000
+# Modern (new commerce) invoices are "G" + digits; only they have Graph export data. Legacy
+# recurring licence invoices start with "D" (reference §7).
+_EXPORTABLE = re.compile(r"^G[0-9]+$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})")
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """One entry of the invoice list, with the fields the tap uses and emits."""
+
+    id: str
+    invoice_date: str | None
+    billing_period_start: str | None
+    billing_period_end: str | None
+    document_type: str | None
+    invoice_type: str | None
+    currency_code: str | None
+    total_charges: str | None  # exact decimal text
+    paid_amount: str | None
+    amends_of: str | None
+    amendments: tuple[str, ...]
+    details: str | None  # invoiceDetails as JSON text
+
+    @property
+    def billing_month(self) -> str | None:
+        """``YYYYMM`` of the billing period start, else the month before the invoice date."""
+        start = _MONTH.match(self.billing_period_start or "")
+        if start:
+            return start.group(1) + start.group(2)
+        issued = _MONTH.match(self.invoice_date or "")
+        if issued:
+            return previous_month(issued.group(1) + issued.group(2))
+        return None
+
+    @property
+    def has_export_data(self) -> bool:
+        """Whether Graph can have billed exports for it (``G…`` ids only)."""
+        return bool(_EXPORTABLE.match(self.id))
+
+
+def shift_month(month: str, months: int) -> str:
+    """``YYYYMM`` moved by ``months`` (``shift_month("202601", -1)`` is ``202512``)."""
+    index = int(month[:4]) * 12 + int(month[4:]) - 1 + months
+    return f"{index // 12:04d}{index % 12 + 1:02d}"
+
+
+def previous_month(month: str) -> str:
+    """``202601`` → ``202512``."""
+    return shift_month(month, -1)
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return None if value is None else str(value)
+
+
+def _money(item: dict[str, Any], key: str, where: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    try:
+        return to_decimal_text(value)
+    except RecordValueError as err:
+        msg = f"{where}: {key}: {err}"
+        raise ServiceError(msg) from None
+
+
+def parse_invoice(item: object, where: str) -> Invoice:
+    """Read one list item; ``where`` names it in errors."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+        msg = f"{where}: an item without a string id"
+        raise ServiceError(msg)
+    where = f"{where}, invoice {item['id']}"
+    amendments = item.get("amendments") or []
+    if not isinstance(amendments, list):
+        msg = f"{where}: amendments is not a list"
+        raise ServiceError(msg)
+    # Partner Center lists amendments as invoice objects; accept bare ids too.
+    amendment_ids = tuple(
+        str(a.get("id")) if isinstance(a, dict) else str(a) for a in amendments if a
+    )
+    details = item.get("invoiceDetails")
+    return Invoice(
+        id=item["id"],
+        invoice_date=_text(item, "invoiceDate"),
+        billing_period_start=_text(item, "billingPeriodStartDate"),
+        billing_period_end=_text(item, "billingPeriodEndDate"),
+        document_type=_text(item, "documentType"),
+        invoice_type=_text(item, "invoiceType"),
+        currency_code=_text(item, "currencyCode"),
+        total_charges=_money(item, "totalCharges", where),
+        paid_amount=_money(item, "paidAmount", where),
+        amends_of=_text(item, "amendsOf"),
+        amendments=amendment_ids,
+        details=None if details is None else json.dumps(details, sort_keys=True, default=str),
+    )
+
+
+class InvoiceClient:
+    """Reads the whole invoice list, following ``links.next`` on the same origin."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        base_url: str,
+        token: Callable[[], str],
+        sleep: Callable[[float], None],
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._sleep = sleep
+        self._policy = policy or RetryPolicy()
+
+    def list_invoices(self) -> list[Invoice]:
+        """Every invoice Partner Center lists, in its order.
+
+        Raises:
+            ServiceError: A refused request, a body that is not an invoice list, or a next
+                link on another origin (the token would go there).
+        """
+        url: str | None = f"{self._base}{INVOICES_PATH}"
+        headers: dict[str, str] = {}
+        invoices: list[Invoice] = []
+        for page in range(1, MAX_PAGES + 1):
+            assert url is not None  # noqa: S101 - the loop ends when it becomes None
+            if not same_origin(url, self._base):
+                msg = f"Partner Center invoice list: page {page} is on another origin; refused"
+                raise ServiceError(msg)
+            where = f"Partner Center invoice list, page {page}"
+            response = send(
+                self._session,
+                "GET",
+                url,
+                what=where,
+                sleep=self._sleep,
+                policy=self._policy,
+                headers={**headers, "Authorization": f"Bearer {self._token()}"},
+            )
+            if response.status_code != 200:  # noqa: PLR2004
+                hint = (
+                    " (the app needs Partner Center API access; set discover_invoices to false "
+                    "to export invoice_ids only)"
+                    if response.status_code in {401, 403}
+                    else ""
+                )
+                msg = f"{where}: {graph_error(response)}{hint}"
+                raise ServiceError(msg)
+            try:
+                body = json.loads(response.text, parse_float=Decimal)
+            except ValueError:
+                msg = f"{where}: the body is not JSON"
+                raise ServiceError(msg) from None
+            items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                msg = f"{where}: no items list in the answer"
+                raise ServiceError(msg)
+            invoices.extend(
+                parse_invoice(item, f"{where}, item {n}") for n, item in enumerate(items, 1)
+            )
+            url, headers = _next_page(body, self._base)
+            if url is None:
+                return invoices
+        msg = f"Partner Center invoice list: more than {MAX_PAGES} pages"
+        raise ServiceError(msg)
+
+
+def _next_page(body: dict[str, Any], base: str) -> tuple[str | None, dict[str, str]]:
+    """The next page's URL and headers (a continuation token travels as a header)."""
+    links = body.get("links")
+    nxt = links.get("next") if isinstance(links, dict) else None
+    if not isinstance(nxt, dict) or not nxt.get("uri"):
+        return None, {}
+    uri = str(nxt["uri"])
+    headers = {
+        str(h["key"]): str(h["value"])
+        for h in nxt.get("headers") or []
+        if isinstance(h, dict) and "key" in h and "value" in h
+    }
+    if "://" in uri:
+        return uri, headers  # the caller checks the origin before sending the token
+    # Partner Center writes next links relative to its /v1 root ("/invoices?size=…").
+    path = uri.lstrip("/")
+    if not path.startswith("v1/"):
+        path = "v1/" + path
+    return f"{base}/{path}", headers
+
+
+def invoices_to_export(
+    invoices: Iterable[Invoice], *, start_month: str | None, explicit: Iterable[str]
+) -> list[str]:
+    """The invoice ids the billed streams export, sorted.
+
+    Explicit ids always count (even legacy ones or ones the list does not show: they are
+    the escape hatch). Discovered ones count when Graph can have data for them and their
+    billing month is ``start_month`` or later (unknown months count, with a warning).
+    """
+    chosen = set(explicit)
+    for invoice in invoices:
+        if invoice.id in chosen:
+            continue
+        if not invoice.has_export_data:
+            LOGGER.info(
+                "invoice %s (%s) is skipped: only G… invoices have Graph export data",
+                invoice.id,
+                invoice.document_type or "unknown type",
+            )
+            continue
+        month = invoice.billing_month
+        if month is None:
+            LOGGER.warning("invoice %s names no billing period; exporting it", invoice.id)
+        elif start_month is not None and month < start_month:
+            continue
+        chosen.add(invoice.id)
+    return sorted(chosen)

@@ -1,0 +1,82 @@
+"""The sandbox's knobs: invoices, unbilled snapshots, timing, faults-free defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from tap_partner_billing.invoices import shift_month
+
+
+@dataclass
+class InvoiceSpec:
+    """A fake invoice: its billing month, how many usage lines and blobs, and its kind.
+
+    Adjustment notes (amendments) carry reconciliation lines only; their usage export
+    answers "no data", as a credit note has no metered usage.
+    """
+
+    billing_month: str
+    lines: int
+    blobs: int = 3
+    document_type: str = "invoice"
+    amends: str | None = None
+
+
+def this_month() -> str:
+    """The current UTC month as ``YYYYMM``."""
+    return datetime.now(timezone.utc).strftime("%Y%m")
+
+
+def default_invoices(current_month: str) -> dict[str, InvoiceSpec]:
+    """Two closed invoices before last month, an amendment, and an old one before them."""
+    return {
+        "G000000000": InvoiceSpec(shift_month(current_month, -6), 60, 1),
+        "G000000001": InvoiceSpec(shift_month(current_month, -3), 240, 3),
+        "G000000002": InvoiceSpec(shift_month(current_month, -2), 180, 3),
+        "G000000003": InvoiceSpec(
+            shift_month(current_month, -3), 24, 1, "adjustment_note", "G000000001"
+        ),
+    }
+
+
+@dataclass
+class SandboxConfig:
+    """Every knob of the sandbox (see the README's sandbox section).
+
+    Months are relative to ``current_month`` (default: this UTC month), so the data always
+    looks recent: ``current`` is this month, ``last`` the one before (not invoiced yet), and
+    the invoices cover the months before that.
+    """
+
+    seed: int = 7
+    tenant_id: str = "contoso-demo.example"
+    client_id: str = "sandbox-client-id"
+    client_secret: str = "sandbox-client-secret"  # noqa: S105 - fake, for the sandbox only
+    current_month: str = field(default_factory=this_month)
+    invoices: dict[str, InvoiceSpec] = field(default_factory=dict)  # empty: default_invoices
+    # Listed by Partner Center, but legacy (D…): Graph has no export data for them.
+    legacy_invoices: dict[str, str] = field(default_factory=lambda: {"D02005YFHI": ""})
+    # (period, currency) → (lines, blobs); other currencies answer failed/5000.
+    unbilled: dict[tuple[str, str], tuple[int, int]] = field(
+        default_factory=lambda: {("current", "USD"): (150, 2), ("last", "USD"): (120, 2)}
+    )
+    polls_before_success: int = 2
+    retry_after_seconds: int = 1
+    manifest_mode: str = "inline"  # or "linked"
+    sas_lifetime_seconds: int = 3600
+    token_lifetime_seconds: int = 3600
+    bandwidth_bytes_per_second: int | None = None
+    invoice_page_size: int = 3  # the invoice list is paged with a continuation token
+
+    def __post_init__(self) -> None:
+        if not self.invoices:
+            self.invoices = default_invoices(self.current_month)
+        for invoice, month in list(self.legacy_invoices.items()):
+            self.legacy_invoices[invoice] = month or shift_month(self.current_month, -2)
+
+    @property
+    def start_month(self) -> str:
+        """A ``start_date`` (YYYY-MM) that leaves out the old invoice G000000000."""
+        month = shift_month(self.current_month, -4)
+        return f"{month[:4]}-{month[4:]}"

@@ -1,0 +1,218 @@
+"""Invoice discovery, re-checked invoices and unbilled months that are invoiced (fake services)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from tap_partner_billing.errors import ServiceError
+from tap_partner_billing.invoices import InvoiceClient, invoices_to_export, parse_invoice
+from tests.helpers import PARTNER_CENTER, Export, FakeGraph, base_config, gz_lines, run_tap
+
+
+def usage_line(n: int) -> str:
+    return f'{{"CustomerId": "c-{n}", "BillingPreTaxTotal": "{n}.25", "Quantity": 1}}'
+
+
+def blob(count: int, start: int = 0) -> dict[str, bytes]:
+    return {f"u-{start}.json.gz": gz_lines(*(usage_line(n) for n in range(start, start + count)))}
+
+
+def billed_posts(graph: FakeGraph, since: int = 0) -> list[str]:
+    return [p["invoiceId"] for p in graph.posts[since:] if "invoiceId" in p and "_dataset" not in p]
+
+
+def months_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
+    months: dict[str, Any] = result.partition_states("unbilled_usage")[0]["months"]
+    return months
+
+
+# ---- the Partner Center client ---------------------------------------------------------------
+
+
+def _client(sleeps: list[float]) -> InvoiceClient:
+    return InvoiceClient(
+        requests.Session(), base_url=PARTNER_CENTER, token=lambda: "pc-token", sleep=sleeps.append
+    )
+
+
+@responses.activate
+def test_invoice_list_follows_next_links_with_their_continuation_header() -> None:
+    first = {
+        "items": [
+            {"id": "G000000001", "totalCharges": 10.10, "billingPeriodStartDate": "2026-09-01"}
+        ],
+        "links": {
+            "next": {
+                "uri": "/invoices?size=1",
+                "headers": [{"key": "MS-ContinuationToken", "value": "page-2"}],
+            }
+        },
+    }
+    second = {"items": [{"id": "D02005YFHI", "invoiceDate": "2026-10-05T00:00:00Z"}], "links": {}}
+    responses.get(
+        f"{PARTNER_CENTER}/v1/invoices",
+        json=second,
+        match=[responses.matchers.header_matcher({"MS-ContinuationToken": "page-2"})],
+    )
+    responses.get(f"{PARTNER_CENTER}/v1/invoices", json=first)
+    invoices = _client([]).list_invoices()
+    assert [i.id for i in invoices] == ["G000000001", "D02005YFHI"]
+    assert invoices[0].total_charges == "10.1"  # parsed as a decimal, never a float
+    assert invoices[0].billing_month == "202609"
+    assert invoices[1].billing_month == "202609"  # the month before the invoice date
+    assert not invoices[1].has_export_data
+    assert all(c.request.headers["Authorization"] == "Bearer pc-token" for c in responses.calls)
+
+
+@responses.activate
+def test_invoice_list_refuses_a_next_link_on_another_origin() -> None:
+    body = {"items": [], "links": {"next": {"uri": "https://elsewhere.test/v1/invoices"}}}
+    responses.get(f"{PARTNER_CENTER}/v1/invoices", json=body)
+    with pytest.raises(ServiceError, match="page 2 is on another origin"):
+        _client([]).list_invoices()
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_invoice_list_refused_names_the_way_out_and_retries_throttling() -> None:
+    responses.get(f"{PARTNER_CENTER}/v1/invoices", status=429, headers={"Retry-After": "7"})
+    responses.get(f"{PARTNER_CENTER}/v1/invoices", status=403, json={"code": 403})
+    sleeps: list[float] = []
+    with pytest.raises(ServiceError, match=r"HTTP 403.*discover_invoices to false"):
+        _client(sleeps).list_invoices()
+    assert sleeps == [7.0]
+
+
+def test_an_invoice_total_that_is_not_a_number_names_the_invoice() -> None:
+    with pytest.raises(ServiceError, match=r"invoice G1.*totalCharges"):
+        parse_invoice({"id": "G1", "totalCharges": "lots"}, "page 1, item 1")
+
+
+def test_invoices_to_export_precedence(caplog: pytest.LogCaptureFixture) -> None:
+    listed = [
+        parse_invoice({"id": i, "billingPeriodStartDate": f"{m[:4]}-{m[4:]}-01"}, "x")
+        for i, m in (("G000000007", "202606"), ("G000000008", "202609"), ("D0000AAAAA", "202609"))
+    ]
+    listed.append(parse_invoice({"id": "G000000009"}, "x"))  # no period: exported, warned
+    with caplog.at_level(logging.INFO):
+        chosen = invoices_to_export(listed, start_month="202608", explicit=["G000000001"])
+    # explicit ids always; discovered from the start month on; legacy D… skipped with INFO
+    assert chosen == ["G000000001", "G000000008", "G000000009"]
+    assert "invoice D0000AAAAA (unknown type) is skipped" in caplog.text
+    assert "G000000009 names no billing period" in caplog.text
+
+
+# ---- discovery in a run ------------------------------------------------------------------
+
+
+def test_billed_streams_export_discovered_invoices_from_start_date(graph: FakeGraph) -> None:
+    graph.add_invoice("G000000007", "202606")
+    graph.add_invoice("G000000008", "202609", totalCharges=1234.5678901234)
+    graph.add_invoice("D02005YFHI", "202609")
+    graph.add("G000000008", Export(blob(3), month="202609"))
+    graph.add("G000000005", Export(blob(2, start=100), month="202601"))
+    config = base_config(discover_invoices=True, start_date="2026-08", invoice_ids=["G000000005"])
+    result = run_tap(config, streams=("invoices", "billed_usage"))
+    assert sorted(billed_posts(graph)) == ["G000000005", "G000000008"]
+    invoices = {r["id"]: r for r in result.records("invoices")}
+    assert set(invoices) == {"G000000007", "G000000008", "D02005YFHI"}
+    assert invoices["G000000008"]["total_charges"] == "1234.5678901234"
+    assert invoices["G000000008"]["billing_month"] == "202609"
+    assert invoices["D02005YFHI"]["has_export_data"] is False
+    assert len(result.records("billed_usage")) == 5
+    assert graph.invoice_list_requests == 1  # read once, shared by the streams
+
+
+# ---- re-issued invoices --------------------------------------------------------------------
+
+
+def test_recent_invoices_are_rechecked_and_reissued_data_replaces_the_old(
+    graph: FakeGraph,
+) -> None:
+    graph.add("G000000001", Export(blob(4, start=100), etag="old-1", month="202608"))
+    graph.add("G000000002", Export(blob(6), etag="v1", month="202610"))
+    config = base_config(invoice_ids=["G000000001", "G000000002"], recheck_months=1)
+    first = run_tap(config, streams=("billed_usage",))
+    assert len(first.records()) == 10
+
+    # Unchanged: only the recent invoice (202610 ≥ 202611 - 1) is exported again; no blob.
+    posts, gets = len(graph.posts), len(graph.blob_gets)
+    second = run_tap(config, state=first.state, streams=("billed_usage",))
+    assert billed_posts(graph, posts) == ["G000000002"]
+    assert graph.blob_gets[gets:] == []
+    assert second.records() == []
+
+    # Re-issued with fewer lines: same keys, surplus retired; live rows equal the new data.
+    graph.add("G000000002", Export(blob(4, start=50), etag="v2", month="202610"))
+    third = run_tap(config, state=second.state, streams=("billed_usage",))
+    rows = {(r["invoice_id"], r["line_ordinal"]): r for r in third.records()}
+    live = {k: r for k, r in rows.items() if r["_sdc_deleted_at"] is None}
+    assert sorted(live) == [("G000000002", n) for n in range(4)]
+    assert [r["customer_id"] for r in live.values()] == [f"c-{n}" for n in range(50, 54)]
+    assert sorted(k for k, r in rows.items() if r["_sdc_deleted_at"]) == [
+        ("G000000002", 4),
+        ("G000000002", 5),
+    ]
+
+
+# ---- unbilled months that are invoiced -------------------------------------------------------
+
+
+@pytest.fixture
+def two_months(graph: FakeGraph) -> tuple[FakeGraph, Any]:
+    graph.add("current/USD", Export(blob(3), etag="c1", month="202611"))
+    graph.add("last/USD", Export(blob(5, start=10), etag="l1", month="202610"))
+    config = base_config(billing_periods=["current", "last"])
+    first = run_tap(config, streams=("unbilled_usage",))
+    assert set(months_state(first)) == {"202610", "202611"}
+    # Early in the next month "last" stops answering (no data: 5000) while current still
+    # answers 202611; that alone proves nothing, a 5000 may be transient.
+    graph.add("last/USD", Export({}, fail_code="5000"))
+    return graph, first
+
+
+def test_invoiced_month_leaves_the_unbilled_stream(two_months: tuple[FakeGraph, Any]) -> None:
+    graph, first = two_months
+    graph.add_invoice("G000000010", "202610")
+    config = base_config(billing_periods=["current", "last"], discover_invoices=True)
+    second = run_tap(config, state=first.state, streams=("unbilled_usage",))
+    dead = [r for r in second.records() if r["_sdc_deleted_at"] is not None]
+    assert sorted((r["billing_month"], r["line_ordinal"]) for r in dead) == [
+        ("202610", n) for n in range(5)
+    ]
+    assert set(months_state(second)) == {"202611"}
+
+
+def test_unanswered_month_is_kept_until_it_is_known_to_be_invoiced(
+    two_months: tuple[FakeGraph, Any],
+) -> None:
+    graph, first = two_months
+    config = base_config(billing_periods=["current", "last"], discover_invoices=True)
+    second = run_tap(config, state=first.state, streams=("unbilled_usage",))
+    assert second.records() == []
+    assert set(months_state(second)) == {"202610", "202611"}
+    # Without the invoice list, the proof is "current" two months past it.
+    graph.add("current/USD", Export(blob(2, start=20), etag="c2", month="202612"))
+    graph.add("last/USD", Export(blob(3), etag="c1", month="202611"))
+    third = run_tap(config, state=second.state, streams=("unbilled_usage",))
+    retired = {r["billing_month"] for r in third.records() if r["_sdc_deleted_at"] is not None}
+    assert retired == {"202610"}
+    assert set(months_state(third)) == {"202611", "202612"}
+
+
+def test_a_month_answered_after_its_invoice_is_not_emitted(graph: FakeGraph) -> None:
+    graph.add("last/USD", Export(blob(3), etag="l1", month="202610"))
+    config = base_config(billing_periods=["last"])
+    first = run_tap(config, streams=("unbilled_usage",))
+    graph.add_invoice("G000000010", "202610")
+    second = run_tap(
+        {**config, "discover_invoices": True}, state=first.state, streams=("unbilled_usage",)
+    )
+    assert [r["line_ordinal"] for r in second.records()] == [0, 1, 2]
+    assert all(r["_sdc_deleted_at"] is not None for r in second.records())
+    assert months_state(second) == {}
