@@ -34,6 +34,7 @@ class LoggedRequest:
     status: int
     authorized: bool  # an Authorization header was present
     range: str | None = None
+    detail: str | None = None  # an export's invoice id or period/currency
     at: float = field(default_factory=time.time)  # when the answer was sent
 
 

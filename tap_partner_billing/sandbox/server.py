@@ -45,6 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status,
                 "Authorization" in self.headers,
                 self.headers.get("Range"),
+                self._detail,
             )
         )
 
@@ -78,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     _pending_fault: Fault | None = None
+    _detail: str | None = None
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -85,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """GET: openid configuration, operations, manifests, blobs."""
-        self._pending_fault = None
+        self._pending_fault = self._detail = None
         path = urlsplit(self.path).path
         if self.role == "login":
             tenant = path.strip("/").split("/")[0]
@@ -198,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """POST: token requests and exports."""
+        self._detail = None
         path = urlsplit(self.path).path
         raw = self._read_body()
         if self.role == "login":
@@ -221,6 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send_json("export", 400, graph_error("BadRequest", "body is not JSON"))
             return
+        if isinstance(body, dict):
+            self._detail = str(
+                body.get("invoiceId") or f"{body.get('billingPeriod')}/{body.get('currencyCode')}"
+            )
         status, error, operation_id = self.sandbox.start_export(
             f"{match.group(1)}/{match.group(2)}", body
         )

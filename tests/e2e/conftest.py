@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,16 +177,29 @@ def tap_into_target(
     return (states[-1] if states else None), records, killed
 
 
+def billed_truths(sb: Sandbox, dataset: str = "usage") -> dict[str, tuple[int, Decimal]]:
+    """(lines, money total) per invoice the sandbox Meltano environment exports.
+
+    That is every invoice discovered from the sandbox's start month on that has lines of
+    ``dataset`` (a credit note has no usage).
+    """
+    start = sb.config.start_month.replace("-", "")
+    truths = {
+        invoice: sb.billed_truth(invoice, dataset=dataset)
+        for invoice, spec in sb.config.invoices.items()
+        if spec.billing_month >= start
+    }
+    return {i: (t.line_count, t.pretax_total) for i, t in truths.items() if t.line_count}
+
+
 def expected_counts(sb: Sandbox) -> dict[str, int]:
     """Lines per stream a full sync of the sandbox's default data must deliver."""
-    counts = {}
+    counts = {"invoices": len(sb.config.invoices) + len(sb.config.legacy_invoices)}
     for dataset, billed, unbilled in (
         ("usage", "billed_usage", "unbilled_usage"),
         ("reconciliation", "billed_reconciliation", "unbilled_reconciliation"),
     ):
-        counts[billed] = sum(
-            sb.billed_truth(i, dataset=dataset).line_count for i in sb.config.invoices
-        )
+        counts[billed] = sum(count for count, _ in billed_truths(sb, dataset).values())
         counts[unbilled] = sum(
             sb.unbilled_truth(period, "USD", dataset=dataset).line_count
             for period in ("current", "last")
