@@ -170,7 +170,11 @@ class LineCodec:
         try:
             raw = _RAW_OBJECT.decode(line)
         except msgspec.ValidationError:
-            found_type = type(_EXACT.decode(line)).__name__
+            # msgspec reports "not an object" before it has read the rest of the line.
+            try:
+                found_type = type(_EXACT.decode(line)).__name__
+            except msgspec.DecodeError as err:
+                raise BlobDataError(f"not valid JSON ({err})") from None
             raise BlobDataError(f"a {found_type}, not a JSON object") from None
         except msgspec.DecodeError as err:
             raise BlobDataError(f"not valid JSON ({err})") from None

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
+from tap_partner_billing.invoices import shift_month
+from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig, this_month
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tests.e2e.conftest import MeltanoProject, query, tap_into_target
@@ -36,6 +37,8 @@ SCHEMA = "killed"
 
 def key_of(message: dict[str, Any]) -> tuple[Any, ...]:
     record, stream = message["record"], message["stream"]
+    if stream == "invoices":
+        return (stream, record["id"])
     if stream.startswith("billed_"):
         return (stream, record["invoice_id"], record["line_ordinal"])
     return (stream, record["billing_month"], record["currency"], record["line_ordinal"])
@@ -44,17 +47,23 @@ def key_of(message: dict[str, Any]) -> tuple[Any, ...]:
 def test_kill_and_resume_lands_every_line_exactly_once(
     tls: TlsFiles, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
 ) -> None:
-    invoices = {f"G00000010{n}": InvoiceSpec("202609", 500 + 70 * n, 3) for n in range(3)}
+    month = shift_month(this_month(), -2)  # recent: re-checked on every run (recheck_months 2)
+    invoices = {f"G00000010{n}": InvoiceSpec(month, 500 + 70 * n, 3) for n in range(3)}
     config = SandboxConfig(
         retry_after_seconds=0,
         invoices=invoices,
+        legacy_invoices={},
         unbilled={("current", "USD"): (260, 3), ("last", "USD"): (180, 2)},
     )
     server = SandboxServer(Sandbox(config), tls).start()
     try:
         sb = server.sandbox
         tap_config = tmp_path / "tap.json"
-        tap_config.write_text(json.dumps(server.tap_config(max_parallel_downloads=2)))
+        tap_config.write_text(
+            json.dumps(
+                server.tap_config(max_parallel_downloads=2, discover_invoices=True, invoice_ids=[])
+            )
+        )
         target_config = tmp_path / "target.json"
         target_config.write_text(
             json.dumps(
@@ -77,9 +86,9 @@ def test_kill_and_resume_lands_every_line_exactly_once(
         env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}
         state_file = tmp_path / "state.json"
         rng = random.Random(20261123)  # noqa: S311 - kill points, not secrets
-        changes = {5: "shrink", 11: "reissue", 17: "grow"}
+        changes = {5: "shrink", 11: "reissue", 14: "roll over", 17: "grow"}
         killed_runs, run = 0, 0
-        reissued_before = None
+        closed = None
         while True:
             tap_cmd = [sys.executable, "-m", "tap_partner_billing", "--config", str(tap_config)]
             if state_file.exists():
@@ -98,45 +107,38 @@ def test_kill_and_resume_lands_every_line_exactly_once(
             elif change == "grow":
                 sb.set_unbilled_lines("current", "USD", 310)
             elif change == "reissue":
-                reissued_before = sb.billed_truth("G000000102")
                 sb.reissue_invoice("G000000102", lines=520)
+            elif change == "roll over":
+                closed = sb.unbilled_month("last")
+                sb.roll_month(invoice_lines=230)
             run += 1
             if final:
                 break
         assert killed_runs >= 20
 
-        check_live_rows(postgres, sb, invoices, reissued_before)
+        assert closed is not None
+        check_live_rows(postgres, sb, closed)
     finally:
         server.stop()
 
 
-def check_live_rows(
-    postgres: Postgres,
-    sb: Sandbox,
-    invoices: dict[str, InvoiceSpec],
-    reissued_before: Any,  # noqa: ANN401
-) -> None:
+def check_live_rows(postgres: Postgres, sb: Sandbox, closed: str) -> None:
     """Live rows per invoice and per unbilled month equal the ground truth exactly."""
     by_invoice = (
         "SELECT invoice_id, count(*), sum(billing_pre_tax_total) "
         f"FROM {SCHEMA}.billed_usage WHERE _sdc_deleted_at IS NULL GROUP BY invoice_id"
     )
     got = {i: (int(c), Decimal(t)) for i, c, t in query(postgres, by_invoice)}
-    # A re-issued invoice that was already complete stays as first loaded (re-checks of
-    # recent months are a later feature); one caught mid-way restarts on the new data.
-    assert reissued_before is not None
-    old = (reissued_before.line_count, reissued_before.pretax_total)
-    for invoice, value in got.items():
-        truth = sb.billed_truth(invoice)
-        allowed = [(truth.line_count, truth.pretax_total)]
-        if invoice == "G000000102":
-            allowed.append(old)
-        assert value in allowed, invoice
-    assert set(got) == set(invoices)
+    # Every invoice, the re-issued one with its new data and the one the roll-over created.
+    assert got == {
+        i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total)
+        for i in sb.config.invoices
+    }
     by_month = (
         "SELECT billing_month, count(*), sum(billing_pre_tax_total) "
         f"FROM {SCHEMA}.unbilled_usage WHERE _sdc_deleted_at IS NULL GROUP BY billing_month"
     )
     months = {m: (int(c), Decimal(t)) for m, c, t in query(postgres, by_month)}
     per_month = {sb.unbilled_month(p): sb.unbilled_truth(p, "USD") for p in ("current", "last")}
+    assert closed not in months  # the invoiced month left the unbilled table
     assert months == {m: (t.line_count, t.pretax_total) for m, t in per_month.items()}

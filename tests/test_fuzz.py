@@ -1,0 +1,143 @@
+"""Property-based tests: whatever a line or a blob holds, the result is typed or a declared error."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tap_partner_billing.blobs import iter_line_blocks
+from tap_partner_billing.client import ExportStream
+from tap_partner_billing.errors import BlobDataError, RecordValueError
+from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, Kind
+from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout, encode_block, iter_rows
+from tap_partner_billing.streams import BilledReconciliationStream, BilledUsageStream
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DECLARED = (BlobDataError, RecordValueError)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["12.50", "1e5", "-0.000001", "2026-09-01T00:00:00Z", "9/14/2026", ""])
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+
+
+def _layout(stream: type[ExportStream]) -> RowLayout:
+    keys = tuple(stream.declared_schema()["properties"])
+    return RowLayout(
+        stream.dataset,
+        keys,
+        (None,) * len(keys),
+        keys.index(EXTRA_FIELDS_COLUMN),
+        keys.index("_blob_line"),
+        keys.index("line_ordinal"),
+    )
+
+
+LAYOUTS = {
+    "usage": _layout(BilledUsageStream),
+    "reconciliation": _layout(BilledReconciliationStream),
+}
+
+
+def _lines(dataset: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects whose keys are known fields (any casing) or unknown, with any JSON values."""
+    names = [f.source for f in FIELD_SETS[dataset].fields]
+    key = st.sampled_from(names) | st.sampled_from(names).map(str.upper) | st.text(max_size=10)
+    return st.dictionaries(key, json_values, max_size=12)
+
+
+def _check_row(dataset: str, row: list[Any]) -> None:
+    """A typed row: decimals are exact decimal text, dates ISO text, every key present."""
+    layout = LAYOUTS[dataset]
+    assert len(row) == len(layout.keys)
+    for field in FIELD_SETS[dataset].fields:
+        value = row[layout.keys.index(field.column)]
+        if value is None:
+            continue
+        assert isinstance(value, str), (field.column, value)
+        if field.kind is Kind.DECIMAL:
+            assert Decimal(value).is_finite()
+        elif field.kind is Kind.DATETIME:
+            assert value[4] == "-" and "T" in value
+
+
+def _rows_or_declared_error(dataset: str, line: bytes) -> list[list[Any]] | None:
+    block = LineBlock("fuzz, blob b", LAYOUTS[dataset], [line], 1, 0)
+    try:
+        rows = list(iter_rows(block))
+        encode_block(block, b"", b"\n")
+    except DECLARED as err:
+        assert "fuzz, blob b, line 1" in str(err)
+        return None
+    return rows
+
+
+@FUZZ
+@given(dataset=st.sampled_from(["usage", "reconciliation"]), data=st.data())
+def test_any_object_is_typed_or_refused_with_the_declared_error(
+    dataset: str, data: st.DataObject
+) -> None:
+    line = json.dumps(data.draw(_lines(dataset))).encode()
+    rows = _rows_or_declared_error(dataset, line)
+    if rows is not None:
+        assert len(rows) == 1  # one line, one record
+        _check_row(dataset, rows[0])
+
+
+@FUZZ
+@given(value=json_values)
+def test_any_json_value_as_a_line(value: Any) -> None:  # noqa: ANN401
+    rows = _rows_or_declared_error("usage", json.dumps(value).encode())
+    if rows is not None:
+        assert isinstance(value, dict)
+        _check_row("usage", rows[0])
+
+
+@FUZZ
+@given(line=st.binary(max_size=200))
+def test_any_bytes_as_a_line(line: bytes) -> None:
+    rows = _rows_or_declared_error("usage", line)
+    if rows is not None:
+        _check_row("usage", rows[0])
+
+
+@FUZZ
+@given(payload=st.binary(max_size=300), compress=st.booleans(), cut=st.integers(0, 400))
+def test_any_blob_bytes_give_lines_or_a_blob_error(
+    tmp_path_factory: Any,  # noqa: ANN401 - pytest's factory (function-scoped tmp_path is not allowed)
+    payload: bytes,
+    compress: bool,
+    cut: int,
+) -> None:
+    whole = gzip.compress(payload, mtime=0)
+    data = whole[:cut] if compress else payload
+    path: Path = tmp_path_factory.mktemp("blob") / "b.json.gz"
+    path.write_bytes(data)
+    try:
+        lines = [line for block in iter_line_blocks(path, "fuzz, blob b") for line in block]
+    except BlobDataError as err:
+        assert "fuzz, blob b" in str(err)
+        return
+    if not data:
+        assert lines == []  # a zero-byte blob is an empty one
+        return
+    assert data == whole, "only complete gzip data may give lines"
+    *expected, tail = payload.split(b"\n")
+    assert lines == expected + ([tail] if tail.strip() else [])
