@@ -206,6 +206,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     print(f"{len(blobs)} blobs, {size / 1e6:.1f} MB compressed", flush=True)
     base = server.tap_config(
         invoice_ids=["G900000001"],
+        discover_invoices=False,
         billing_periods=[],
         poll_interval_seconds=1,
     )

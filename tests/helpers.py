@@ -83,6 +83,7 @@ class Export:
     statuses: list[str] = field(default_factory=lambda: ["notStarted", "running", "succeeded"])
     fail_code: str | None = None  # "5000" or another code: the operation fails
     linked: bool = False
+    manifest_changes: dict[str, Any] = field(default_factory=dict)  # None deletes a key
 
 
 class FakeGraph:
@@ -188,7 +189,7 @@ class FakeGraph:
 
     def manifest_body(self, key: str, op_id: str) -> dict[str, Any]:
         export = self.exports[key]
-        return {
+        body = {
             "id": f"manifest-{op_id}",
             "eTag": export.etag,
             "createdDateTime": "2026-10-02T01:02:03Z",
@@ -201,6 +202,12 @@ class FakeGraph:
             "blobCount": len(export.blobs),
             "blobs": [{"name": name, "partitionValue": "default"} for name in export.blobs],
         }
+        for name, value in export.manifest_changes.items():
+            if value is None:
+                body.pop(name, None)
+            else:
+                body[name] = value
+        return body
 
     def _operation(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         op_id = request.url.rsplit("/", 1)[-1]

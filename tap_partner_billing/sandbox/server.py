@@ -321,7 +321,7 @@ class SandboxServer:
             thread.join(timeout=5)
 
     def tap_config(self, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
-        """A tap config that points at this sandbox."""
+        """A tap config that points at this sandbox (as its Meltano environment does)."""
         config = self.sandbox.config
         result: dict[str, Any] = {
             "tenant_id": config.tenant_id,
@@ -330,8 +330,7 @@ class SandboxServer:
             "authority_url": self.sandbox.login_url,
             "graph_url": f"{self.sandbox.graph_url}/v1.0",
             "partner_center_url": self.sandbox.partner_center_url,
-            "invoice_ids": sorted(config.invoices),
-            "discover_invoices": False,
+            "start_date": config.start_month,
             "currency_codes": ["USD"],
             "poll_interval_seconds": 1,
         }

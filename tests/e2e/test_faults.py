@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
+from tap_partner_billing.invoices import shift_month
+from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig, this_month
 from tap_partner_billing.sandbox.faults import Fault
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
@@ -45,8 +46,8 @@ def test_fault_is_survived_in_the_same_run(
     config = SandboxConfig(
         retry_after_seconds=0,
         invoices={
-            "G000000301": InvoiceSpec("202609", 400, 3),
-            "G000000302": InvoiceSpec("202610", 300, 2),
+            "G000000301": InvoiceSpec(shift_month(this_month(), -3), 400, 3),
+            "G000000302": InvoiceSpec(shift_month(this_month(), -2), 300, 2),
         },
         unbilled={("current", "USD"): (150, 2)},
     )

@@ -59,11 +59,7 @@ def test_kill_and_resume_lands_every_line_exactly_once(
     try:
         sb = server.sandbox
         tap_config = tmp_path / "tap.json"
-        tap_config.write_text(
-            json.dumps(
-                server.tap_config(max_parallel_downloads=2, discover_invoices=True, invoice_ids=[])
-            )
-        )
+        tap_config.write_text(json.dumps(server.tap_config(max_parallel_downloads=2)))
         target_config = tmp_path / "target.json"
         target_config.write_text(
             json.dumps(

@@ -1,0 +1,106 @@
+"""Bad input from the service, in a whole tap run: a named error, and nothing marked done early."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from tap_partner_billing.errors import PartnerBillingError
+from tests.helpers import Export, FakeGraph, base_config, gz_lines, run_tap
+
+GOOD = [f'{{"CustomerId": "c-{n}", "BillingPreTaxTotal": "{n}.5"}}' for n in range(3)]
+CONFIG = base_config(invoice_ids=["G000000001"])
+PARTITION = "billed_usage invoice G000000001 (full)"
+
+
+def _corrupt(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+def _with_crc_flipped(data: bytes) -> bytes:
+    # The CRC-32 is the trailer's first 4 bytes: only the end of the member reveals it.
+    return data[:-8] + bytes([data[-8] ^ 0xFF]) + data[-7:]
+
+
+# name → (second blob's bytes, manifest changes, what the error must say)
+BAD: dict[str, tuple[bytes, dict[str, Any], str]] = {
+    "corrupt gzip": (_corrupt(gz_lines(*GOOD * 50)), {}, "b.json.gz: gzip data is corrupt"),
+    "gzip CRC wrong": (_with_crc_flipped(gz_lines(*GOOD)), {}, "b.json.gz: gzip data is corrupt"),
+    "truncated gzip": (gz_lines(*GOOD)[:-12], {}, "b.json.gz: gzip data is corrupt or truncated"),
+    "malformed JSON line": (gz_lines(GOOD[0], '{"CustomerId": '), {}, "b.json.gz, line 2"),
+    "line not an object": (gz_lines(GOOD[0], "[1, 2]"), {}, "line 2: a list, not a JSON object"),
+    "blank line": (gz_lines(GOOD[0], "", GOOD[1]), {}, "b.json.gz, line 2: not valid JSON"),
+    "text for a decimal": (
+        gz_lines(GOOD[0], '{"BillingPreTaxTotal": "twelve"}'),
+        {},
+        "line 2: field BillingPreTaxTotal",
+    ),
+    "unparseable date": (
+        gz_lines('{"UsageDate": "yesterday"}'),
+        {},
+        "b.json.gz, line 1: field UsageDate",
+    ),
+    "blobCount mismatch": (gz_lines(*GOOD), {"blobCount": 5}, "blobCount"),
+    "unknown dataFormat": (gz_lines(*GOOD), {"dataFormat": "parquet"}, "parquet"),
+    "no rootDirectory": (gz_lines(*GOOD), {"rootDirectory": None}, "rootDirectory"),
+    "no sasToken": (gz_lines(*GOOD), {"sasToken": None}, "sasToken"),
+    "http rootDirectory": (
+        gz_lines(*GOOD),
+        {"rootDirectory": "http://blobs.test/c/v1"},
+        "rootDirectory",
+    ),
+}
+
+
+def _states(raw: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line)["value"] for line in raw if '"type":"STATE"' in line.replace(" ", "")]
+
+
+def _partition(state: dict[str, Any]) -> dict[str, Any]:
+    partitions = state.get("bookmarks", {}).get("billed_usage", {}).get("partitions", [])
+    return dict(partitions[0]) if partitions else {}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_input_stops_with_a_named_error_and_the_partition_stays_open(
+    case: str, graph: FakeGraph
+) -> None:
+    data, changes, message = BAD[case]
+    good = gz_lines(*GOOD)
+    graph.add(
+        "G000000001", Export({"a.json.gz": good, "b.json.gz": data}, manifest_changes=changes)
+    )
+    raw: list[str] = []
+    with pytest.raises(PartnerBillingError) as raised:
+        run_tap(CONFIG, raw=raw, streams=("billed_usage",))
+    text = str(raised.value)
+    assert PARTITION in text
+    assert message in text
+    states = _states(raw)
+    assert states, "state was written before the failure"
+    assert "etag" not in _partition(states[-1]), "never marked complete"
+
+    # Once the service serves good data, a run from that state delivers every line once more
+    # under the same keys (lines of a blob that failed are emitted again, not skipped).
+    done_before = _partition(states[-1]).get("progress", {}).get("next_ordinal", 0)
+    graph.add("G000000001", Export({"a.json.gz": good, "b.json.gz": gz_lines(*GOOD)}))
+    again = run_tap(CONFIG, state=states[-1], streams=("billed_usage",))
+    assert _partition(again.state)["line_count"] == 6
+    emitted = {r["line_ordinal"] for r in again.records()}
+    assert emitted == set(range(done_before, 6))
+
+
+def test_an_empty_blob_and_a_two_megabyte_line_are_just_data(graph: FakeGraph) -> None:
+    big = json.dumps({"CustomerId": "big", "AdditionalInfo": {"x": "y" * 2_000_000}})
+    blobs = {"a.json.gz": gz_lines(*GOOD), "b.json.gz": gzip.compress(b""), "c.json.gz": b""}
+    blobs["d.json.gz"] = gz_lines(big)
+    graph.add("G000000001", Export(blobs))
+    result = run_tap(CONFIG, streams=("billed_usage",))
+    records = result.records()
+    assert [r["line_ordinal"] for r in records] == [0, 1, 2, 3]
+    assert len(records[3]["additional_info"]) > 2_000_000
+    assert _partition(result.state)["line_count"] == 4
