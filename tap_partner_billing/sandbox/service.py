@@ -62,6 +62,9 @@ class Sandbox:
         self._sas_key = secrets.token_bytes(32)
         self.login_url = self.graph_url = self.blob_url = self.partner_center_url = ""
         self.azurite: Any = None  # an AzuriteStore when blobs are placed in Azurite
+        # Exports that fail with a Graph error code: invoice id (billed) or month → code.
+        self.failing: dict[str, str] = {}
+        self.issued_signatures: list[str] = []  # every SAS signature handed out
 
     # ---- time -------------------------------------------------------------------------
     def now(self) -> float:
@@ -247,14 +250,17 @@ class Sandbox:
                     "status": status,
                 }
                 return 200, running, self.config.retry_after_seconds
-            if op.partition is None:
+            partition = op.partition
+            code = "5000" if partition is None else self.failing.get(partition[1])
+            if partition is None or code is not None:
+                message = "No data available" if code == "5000" else "Export failed"
                 return (
                     200,
                     {
                         "@odata.type": "#microsoft.graph.partners.billing.failedOperation",
                         **base,
                         "status": "failed",
-                        "error": {"message": "No data available", "code": "5000"},
+                        "error": {"message": message, "code": code},
                     },
                     None,
                 )
@@ -268,7 +274,7 @@ class Sandbox:
                     f"{self.graph_url}{BILLING}/manifests/{op.id}"
                 )
             else:
-                body["resourceLocation"] = self.manifest(op.partition, op.id)
+                body["resourceLocation"] = self.manifest(partition, op.id)
             return 200, body, None
 
     def expire_operations(self) -> None:
@@ -331,6 +337,7 @@ class Sandbox:
         """A directory SAS: ``sr=d``, read + list, expiring at ``expires``."""
         se = iso_time(expires, seconds_only=True)
         sig = self._signature(directory, se)
+        self.issued_signatures.append(sig)
         return f"sv=2021-08-06&se={quote(se, safe='')}&sr=d&sp=rl&sdd=7&sig={quote(sig, safe='')}"
 
     def _signature(self, directory: str, se: str) -> str:

@@ -6,7 +6,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,37 +147,94 @@ def clean_output(project: MeltanoProject) -> Path:
     return output
 
 
+def postgres_target(meltano: MeltanoProject, pg: Postgres, schema: str, folder: Path) -> list[str]:
+    """The command of Meltano's installed target-postgres, loading into ``schema``."""
+    config = folder / f"target-{schema}.json"
+    config.write_text(
+        json.dumps(
+            {
+                "host": pg.host,
+                "port": pg.port,
+                "user": pg.user,
+                "password": pg.password,
+                "database": pg.database,
+                "default_target_schema": schema,
+                "add_record_metadata": True,
+            }
+        )
+    )
+    target = meltano.root / ".meltano/loaders/target-postgres/venv/bin/target-postgres"
+    return [str(target), "--config", str(config)]
+
+
+def tap_command(server: SandboxServer, folder: Path, **config: Any) -> list[str]:  # noqa: ANN401
+    """The tap's command with a config pointing at ``server`` (``config`` overrides)."""
+    path = folder / "tap.json"
+    path.write_text(json.dumps(server.tap_config(**config)))
+    return [sys.executable, "-m", "tap_partner_billing", "--config", str(path)]
+
+
+@dataclass
+class PipedRun:
+    """What a tap → target pipe left behind."""
+
+    state: dict[str, Any] | None  # the last state the target emitted (what Meltano saves)
+    records: list[dict[str, Any]]  # the tap's RECORD messages
+    killed: bool
+    returncode: int
+    tap_output: str  # everything the tap wrote to stdout and stderr
+
+
+def pipe_tap(
+    tap_cmd: list[str],
+    target_cmd: list[str],
+    env: dict[str, str],
+    kill_after: int | None = None,
+) -> PipedRun:
+    """Pipe tap → target; SIGKILL the tap after ``kill_after`` messages."""
+    with tempfile.TemporaryFile() as tap_stderr:
+        tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_stderr, env=env)
+        target = subprocess.Popen(
+            target_cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert tap.stdout is not None
+        assert target.stdin is not None
+        records: list[dict[str, Any]] = []
+        seen: list[bytes] = []
+        killed = False
+        for count, line in enumerate(tap.stdout, start=1):
+            target.stdin.write(line)
+            seen.append(line)
+            if b'"RECORD"' in line:
+                records.append(json.loads(line))
+            if kill_after is not None and count >= kill_after:
+                tap.kill()
+                killed = True
+                break
+        tap.wait()
+        stdout, stderr = target.communicate()  # closes stdin: the target drains, says its state
+        assert target.returncode == 0, stderr.decode()[-3000:]
+        tap_stderr.seek(0)
+        output = b"".join(seen).decode() + tap_stderr.read().decode(errors="replace")
+    states = [json.loads(x) for x in stdout.splitlines() if x.strip()]
+    state = states[-1] if states else None
+    if state is not None:
+        state = state.get("value", state)
+    return PipedRun(state, records, killed, tap.returncode, output)
+
+
 def tap_into_target(
     tap_cmd: list[str], target_cmd: list[str], env: dict[str, str], kill_after: int | None
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
-    """Pipe tap → target; SIGKILL the tap after ``kill_after`` messages.
-
-    Returns the last state the target emitted, the tap's RECORD messages, and whether the tap
-    was killed.
-    """
-    tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    target = subprocess.Popen(
-        target_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    assert tap.stdout is not None
-    assert target.stdin is not None
-    records: list[dict[str, Any]] = []
-    killed = False
-    for count, line in enumerate(tap.stdout, start=1):
-        target.stdin.write(line)
-        if b'"RECORD"' in line:
-            records.append(json.loads(line))
-        if kill_after is not None and count >= kill_after:
-            tap.kill()
-            killed = True
-            break
-    tap.wait()
-    stdout, stderr = target.communicate()  # closes stdin: the target drains and says its state
-    assert target.returncode == 0, stderr.decode()[-3000:]
-    if not killed:
-        assert tap.returncode == 0
-    states = [json.loads(x) for x in stdout.splitlines() if x.strip()]
-    return (states[-1] if states else None), records, killed
+    """Pipe tap → target (see :func:`pipe_tap`); a tap that was not killed must succeed."""
+    run = pipe_tap(tap_cmd, target_cmd, env, kill_after)
+    if not run.killed:
+        assert run.returncode == 0, run.tap_output[-3000:]
+    return run.state, run.records, run.killed
 
 
 def billed_truths(sb: Sandbox, dataset: str = "usage") -> dict[str, tuple[int, Decimal]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,13 @@ from tap_partner_billing.invoices import shift_month
 from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig, this_month
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
-from tests.e2e.conftest import MeltanoProject, query, tap_into_target
+from tests.e2e.conftest import (
+    MeltanoProject,
+    postgres_target,
+    query,
+    tap_command,
+    tap_into_target,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -58,27 +63,8 @@ def test_kill_and_resume_lands_every_line_exactly_once(
     server = SandboxServer(Sandbox(config), tls).start()
     try:
         sb = server.sandbox
-        tap_config = tmp_path / "tap.json"
-        tap_config.write_text(json.dumps(server.tap_config(max_parallel_downloads=2)))
-        target_config = tmp_path / "target.json"
-        target_config.write_text(
-            json.dumps(
-                {
-                    "host": postgres.host,
-                    "port": postgres.port,
-                    "user": postgres.user,
-                    "password": postgres.password,
-                    "database": postgres.database,
-                    "default_target_schema": SCHEMA,
-                    "add_record_metadata": True,
-                }
-            )
-        )
-        target_cmd = [
-            str(meltano.root / ".meltano/loaders/target-postgres/venv/bin/target-postgres"),
-            "--config",
-            str(target_config),
-        ]
+        base_cmd = tap_command(server, tmp_path, max_parallel_downloads=2)
+        target_cmd = postgres_target(meltano, postgres, SCHEMA, tmp_path)
         env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}
         state_file = tmp_path / "state.json"
         rng = random.Random(20261123)  # noqa: S311 - kill points, not secrets
@@ -86,7 +72,7 @@ def test_kill_and_resume_lands_every_line_exactly_once(
         killed_runs, run = 0, 0
         closed = None
         while True:
-            tap_cmd = [sys.executable, "-m", "tap_partner_billing", "--config", str(tap_config)]
+            tap_cmd = list(base_cmd)
             if state_file.exists():
                 tap_cmd += ["--state", str(state_file)]
             final = killed_runs >= KILLS or run >= 2 * KILLS
@@ -94,7 +80,7 @@ def test_kill_and_resume_lands_every_line_exactly_once(
             state, records, killed = tap_into_target(tap_cmd, target_cmd, env, kill_after)
             killed_runs += killed
             if state is not None:
-                state_file.write_text(json.dumps(state.get("value", state)))
+                state_file.write_text(json.dumps(state))
             repeated = [k for k, n in Counter(key_of(m) for m in records).items() if n > 1]
             assert repeated == [], f"run {run}: keys emitted twice within one run: {repeated[:5]}"
             change = changes.get(run)
