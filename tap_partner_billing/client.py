@@ -11,7 +11,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_partner_billing.blobs import BlobUrls, download_in_order, iter_line_blocks
-from tap_partner_billing.errors import OperationGoneError
+from tap_partner_billing.errors import ExportFailedError, OperationGoneError
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, to_datetime_text
 from tap_partner_billing.ledger import Ledger
@@ -169,7 +169,21 @@ class ExportStream(Stream):
         self._write_state_message()
 
     def run_export(self, request: ExportRequest, pending: dict[str, Any], key: str) -> ExportResult:
-        """Resume the saved operation for ``key``, or start an export and save its URL first."""
+        """Resume the saved operation for ``key``, or start an export and save its URL first.
+
+        A failed operation is terminal: it leaves state before the error goes up, so that the
+        next run starts a new export instead of polling the failed one forever.
+        """
+        try:
+            return self._poll_or_start(request, pending, key)
+        except ExportFailedError:
+            pending.pop(key, None)
+            self.checkpoint()
+            raise
+
+    def _poll_or_start(
+        self, request: ExportRequest, pending: dict[str, Any], key: str
+    ) -> ExportResult:
         exports = self.services.exports
         saved = pending.get(key)
         if isinstance(saved, dict) and saved.get("operation_url"):

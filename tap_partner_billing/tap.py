@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 START_MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-# The invoice list comes first: the billed streams export what it discovers.
+# (The SDK syncs streams by name; the invoice list is read on first use, by whichever comes.)
 ALL_STREAM_TYPES: tuple[type[Stream], ...] = (InvoicesStream, *STREAM_TYPES)
 
 

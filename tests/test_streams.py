@@ -218,12 +218,17 @@ def test_failed_5000_is_not_bookmarked_as_done(graph: FakeGraph) -> None:
 
 def test_failed_other_code_names_dataset_partition_operation_and_error(graph: FakeGraph) -> None:
     graph.add("G000000001", Export({}, fail_code="7000"))
+    raw: list[str] = []
     with pytest.raises(ExportFailedError) as raised:
-        run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED)
+        run_tap(base_config(invoice_ids=["G000000001"]), streams=BILLED, raw=raw)
     message = str(raised.value)
     assert "billed_usage invoice G000000001" in message
     assert "7000" in message
     assert next(iter(graph.operations)) in message
+    # A failed operation is terminal: the state left behind holds no operation to resume.
+    last_state = [json.loads(line) for line in raw if '"STATE"' in line][-1]["value"]
+    partition = last_state["bookmarks"]["billed_usage"]["partitions"][0]
+    assert partition["pending_operations"] == {}
 
 
 def test_pending_operation_is_polled_again_not_reposted(graph: FakeGraph) -> None:

@@ -55,12 +55,20 @@ class Runner:
             self.state = result.state
         return result
 
-    def billed_partition(self, invoice: str) -> dict[str, Any]:
+    def billed_partition(self, stream: str, invoice: str) -> dict[str, Any]:
         assert self.state is not None
-        for partition in self.state["bookmarks"]["billed_usage"]["partitions"]:
+        for partition in self.state["bookmarks"][stream]["partitions"]:
             if partition["context"]["invoice_id"] == invoice:
                 return dict(partition)
         return {}
+
+
+def exported(sb: Sandbox, since: int, stream: str) -> set[str | None]:
+    """Invoices the billed exports of ``stream``'s dataset were asked for since ``since``."""
+    dataset = stream.removeprefix("billed_")
+    return {
+        e.detail for e in sb.faults.requests("export")[since:] if f"/{dataset}/billed/" in e.path
+    }
 
 
 @pytest.fixture
@@ -87,20 +95,23 @@ def test_failed_operation_stops_the_run_and_keeps_completed_partitions(
     runner = Runner(server, meltano, postgres, tmp_path)
     failed = runner.run()
     assert failed.returncode != 0
+    # The first billed stream the SDK syncs (it goes by name) meets the failure.
     match = re.search(
-        r"billed_usage invoice G000000402 \(full\): operation ([0-9a-f-]{36}) failed with "
-        r"code 7001",
+        r"(billed_\w+) invoice G000000402 \(full\): operation [0-9a-f-]{36} ended with "
+        r"status 'failed'; Graph error 7001",
         failed.tap_output,
     )
     assert match, failed.tap_output[-3000:]
-    assert "etag" in runner.billed_partition(OLD), "the completed invoice keeps its state"
-    assert "etag" not in runner.billed_partition(RECENT)
+    stream = match.group(1)
+    assert "etag" in runner.billed_partition(stream, OLD), "the completed invoice keeps its state"
+    assert "etag" not in runner.billed_partition(stream, RECENT)
 
     del sb.failing[RECENT]
     posts = len(sb.faults.requests("export"))
     assert runner.run().returncode == 0
-    asked = {e.detail for e in sb.faults.requests("export")[posts:] if "/billed/" in e.path}
+    asked = exported(sb, posts, stream)
     assert OLD not in asked  # done, and not recent enough to be re-checked
+    assert RECENT in asked
     assert_live_rows_equal_truth(postgres, runner.schema, sb)
 
 
@@ -112,14 +123,19 @@ def test_poll_deadline_keeps_the_operation_and_the_next_run_resumes_it(
     runner = Runner(server, meltano, postgres, tmp_path, poll_timeout_seconds=2)
     failed = runner.run()
     assert failed.returncode != 0
-    assert re.search(r"billed_usage invoice G000000401 \(full\).*operation", failed.tap_output)
+    match = re.search(
+        r"(billed_\w+) invoice G000000401 \(full\): operation [0-9a-f-]{36} still running",
+        failed.tap_output,
+    )
+    assert match, failed.tap_output[-3000:]
     assert "poll_timeout_seconds=2); the next run resumes polling it" in failed.tap_output
-    pending = runner.billed_partition(OLD)["pending_operations"]["export"]["operation_url"]
+    partition = runner.billed_partition(match.group(1), OLD)
+    pending = partition["pending_operations"]["export"]["operation_url"]
 
     sb.config.polls_before_success = 0
     posts = len(sb.faults.requests("export"))
     assert runner.run().returncode == 0
-    asked = [e.detail for e in sb.faults.requests("export")[posts:]]
+    asked = exported(sb, posts, match.group(1))
     assert OLD not in asked, "the saved operation was resumed, not exported again"
     polled = {e.path for e in sb.faults.requests("operation")}
     assert any(pending.endswith(path) for path in polled)
