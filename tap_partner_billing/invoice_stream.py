@@ -6,29 +6,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Stream
 
-from tap_partner_billing.errors import RecordValueError, ServiceError
-from tap_partner_billing.fields import decimal_schema, to_datetime_text
+from tap_partner_billing.fields import decimal_schema
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from singer_sdk.helpers.types import Context
 
-    from tap_partner_billing.invoices import Invoice
     from tap_partner_billing.tap import TapPartnerBilling
 
 _STRING = {"type": ["string", "null"]}
 _DATETIME = {"type": ["string", "null"], "format": "date-time"}
-
-
-def _date(invoice: Invoice, value: str | None, field: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        return to_datetime_text(value)
-    except RecordValueError as err:
-        msg = f"Partner Center invoice list, invoice {invoice.id}: {field}: {err}"
-        raise ServiceError(msg) from None
 
 
 class InvoicesStream(Stream):
@@ -73,13 +61,9 @@ class InvoicesStream(Stream):
         for invoice in invoices:
             yield {
                 "id": invoice.id,
-                "invoice_date": _date(invoice, invoice.invoice_date, "invoiceDate"),
-                "billing_period_start_date": _date(
-                    invoice, invoice.billing_period_start, "billingPeriodStartDate"
-                ),
-                "billing_period_end_date": _date(
-                    invoice, invoice.billing_period_end, "billingPeriodEndDate"
-                ),
+                "invoice_date": invoice.invoice_date,
+                "billing_period_start_date": invoice.billing_period_start,
+                "billing_period_end_date": invoice.billing_period_end,
                 "billing_month": invoice.billing_month,
                 "document_type": invoice.document_type,
                 "invoice_type": invoice.invoice_type,

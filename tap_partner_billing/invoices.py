@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.errors import RecordValueError, ServiceError
 from tap_partner_billing.export import graph_error, same_origin
-from tap_partner_billing.fields import to_decimal_text
+from tap_partner_billing.fields import to_datetime_text, to_decimal_text
 from tap_partner_billing.http import RetryPolicy, send
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Invoice:
     """One entry of the invoice list, with the fields the tap uses and emits."""
 
     id: str
-    invoice_date: str | None
+    invoice_date: str | None  # dates as UTC ISO 8601 text
     billing_period_start: str | None
     billing_period_end: str | None
     document_type: str | None
@@ -51,17 +51,7 @@ class Invoice:
     amends_of: str | None
     amendments: tuple[str, ...]
     details: str | None  # invoiceDetails as JSON text
-
-    @property
-    def billing_month(self) -> str | None:
-        """``YYYYMM`` of the billing period start, else the month before the invoice date."""
-        start = _MONTH.match(self.billing_period_start or "")
-        if start:
-            return start.group(1) + start.group(2)
-        issued = _MONTH.match(self.invoice_date or "")
-        if issued:
-            return previous_month(issued.group(1) + issued.group(2))
-        return None
+    billing_month: str | None  # YYYYMM, see _billing_month
 
     @property
     def has_export_data(self) -> bool:
@@ -85,15 +75,38 @@ def _text(item: dict[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _money(item: dict[str, Any], key: str, where: str) -> str | None:
+def _typed(item: dict[str, Any], key: str, where: str, convert: Callable[[Any], str]) -> str | None:
+    """``item[key]`` through ``convert`` (exact decimal or UTC date text); errors name it."""
     value = item.get(key)
     if value is None:
         return None
     try:
-        return to_decimal_text(value)
+        return convert(value)
     except RecordValueError as err:
         msg = f"{where}: {key}: {err}"
         raise ServiceError(msg) from None
+
+
+def _date_text(value: object) -> str:
+    if not isinstance(value, str):
+        msg = f"{value!r} is not a date"
+        raise RecordValueError(msg)
+    return to_datetime_text(value)
+
+
+def _billing_month(item: dict[str, Any]) -> str | None:
+    """``YYYYMM`` of the billing period start, else the month before the invoice date.
+
+    Read from the text as written, not shifted to UTC: a period that starts at local midnight
+    east of Greenwich is still that month.
+    """
+    start = _MONTH.match(str(item.get("billingPeriodStartDate") or ""))
+    if start:
+        return start.group(1) + start.group(2)
+    issued = _MONTH.match(str(item.get("invoiceDate") or ""))
+    if issued:
+        return previous_month(issued.group(1) + issued.group(2))
+    return None
 
 
 def parse_invoice(item: object, where: str) -> Invoice:
@@ -113,17 +126,18 @@ def parse_invoice(item: object, where: str) -> Invoice:
     details = item.get("invoiceDetails")
     return Invoice(
         id=item["id"],
-        invoice_date=_text(item, "invoiceDate"),
-        billing_period_start=_text(item, "billingPeriodStartDate"),
-        billing_period_end=_text(item, "billingPeriodEndDate"),
+        invoice_date=_typed(item, "invoiceDate", where, _date_text),
+        billing_period_start=_typed(item, "billingPeriodStartDate", where, _date_text),
+        billing_period_end=_typed(item, "billingPeriodEndDate", where, _date_text),
         document_type=_text(item, "documentType"),
         invoice_type=_text(item, "invoiceType"),
         currency_code=_text(item, "currencyCode"),
-        total_charges=_money(item, "totalCharges", where),
-        paid_amount=_money(item, "paidAmount", where),
+        total_charges=_typed(item, "totalCharges", where, to_decimal_text),
+        paid_amount=_typed(item, "paidAmount", where, to_decimal_text),
         amends_of=_text(item, "amendsOf"),
         amendments=amendment_ids,
         details=None if details is None else json.dumps(details, sort_keys=True, default=str),
+        billing_month=_billing_month(item),
     )
 
 

@@ -35,6 +35,13 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _api_session() -> requests.Session:
+    """A session for one API: its own connection pool, and our User-Agent."""
+    session = requests.Session()
+    session.headers["User-Agent"] = "tap-partner-billing"
+    return session
+
+
 def build_services(
     config: Mapping[str, Any],
     *,
@@ -51,10 +58,8 @@ def build_services(
         certificate_thumbprint=config.get("client_certificate_thumbprint") or None,
     )
     tokens = TokenProvider(credentials, authority_url=config["authority_url"], sleep=sleep)
-    graph_session = requests.Session()
-    graph_session.headers["User-Agent"] = "tap-partner-billing"
     exports = ExportClient(
-        graph_session,
+        _api_session(),
         graph_url=config["graph_url"],
         token=tokens.token,
         clock=clock,
@@ -66,10 +71,8 @@ def build_services(
     partner_tokens = TokenProvider(
         credentials, authority_url=config["authority_url"], scope=PARTNER_CENTER_SCOPE, sleep=sleep
     )
-    partner_session = requests.Session()
-    partner_session.headers["User-Agent"] = "tap-partner-billing"
     invoices = InvoiceClient(
-        partner_session,
+        _api_session(),
         base_url=config["partner_center_url"],
         token=partner_tokens.token,
         sleep=sleep,
