@@ -115,12 +115,9 @@ def test_failed_operation_stops_the_run_and_keeps_completed_partitions(
     assert_live_rows_equal_truth(postgres, runner.schema, sb)
 
 
-def test_poll_deadline_keeps_the_operation_and_the_next_run_resumes_it(
-    server: SandboxServer, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
-) -> None:
-    sb = server.sandbox
+def run_into_the_deadline(runner: Runner, sb: Sandbox) -> tuple[str, str]:
+    """A run whose first export never finishes: (the stream that met it, the saved URL)."""
     sb.config.polls_before_success = 10_000
-    runner = Runner(server, meltano, postgres, tmp_path, poll_timeout_seconds=2)
     failed = runner.run()
     assert failed.returncode != 0
     match = re.search(
@@ -130,13 +127,19 @@ def test_poll_deadline_keeps_the_operation_and_the_next_run_resumes_it(
     assert match, failed.tap_output[-3000:]
     assert "poll_timeout_seconds=2); the next run resumes polling it" in failed.tap_output
     partition = runner.billed_partition(match.group(1), OLD)
-    pending = partition["pending_operations"]["export"]["operation_url"]
-
     sb.config.polls_before_success = 0
+    return match.group(1), partition["pending_operations"]["export"]["operation_url"]
+
+
+def test_poll_deadline_keeps_the_operation_and_the_next_run_resumes_it(
+    server: SandboxServer, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
+) -> None:
+    sb = server.sandbox
+    runner = Runner(server, meltano, postgres, tmp_path, poll_timeout_seconds=2)
+    stream, pending = run_into_the_deadline(runner, sb)
     posts = len(sb.faults.requests("export"))
     assert runner.run().returncode == 0
-    asked = exported(sb, posts, match.group(1))
-    assert OLD not in asked, "the saved operation was resumed, not exported again"
+    assert OLD not in exported(sb, posts, stream), "the saved operation was resumed"
     polled = {e.path for e in sb.faults.requests("operation")}
     assert any(pending.endswith(path) for path in polled)
     assert_live_rows_equal_truth(postgres, runner.schema, sb)
@@ -146,13 +149,11 @@ def test_an_operation_gone_on_resume_starts_a_new_export(
     server: SandboxServer, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
 ) -> None:
     sb = server.sandbox
-    sb.config.polls_before_success = 10_000
     runner = Runner(server, meltano, postgres, tmp_path, poll_timeout_seconds=2)
-    assert runner.run().returncode != 0
+    stream, _ = run_into_the_deadline(runner, sb)
     sb.expire_operations()  # the saved operation answers 410 Gone from now on
-    sb.config.polls_before_success = 0
     posts = len(sb.faults.requests("export"))
     assert runner.run().returncode == 0
     assert any(e.status == 410 for e in sb.faults.requests("operation"))
-    assert OLD in {e.detail for e in sb.faults.requests("export")[posts:]}
+    assert OLD in exported(sb, posts, stream), "a new export was started"
     assert_live_rows_equal_truth(postgres, runner.schema, sb)
