@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         step = "manifest" if "/manifests/" in path else "operation"
         if self._fault(step):
             return
-        if not self.sandbox.token_valid(self.headers.get("Authorization")):
+        if not self.sandbox.tokens.valid(self.headers.get("Authorization")):
             self._send_json(
                 step, 401, graph_error("InvalidAuthenticationToken", "token missing or expired")
             )
@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path.rstrip("/") != INVOICES_PATH:
             self._send_json("invoices", 404, {"code": 404, "description": "no such resource"})
-        elif not self.sandbox.token_valid(self.headers.get("Authorization"), PARTNER_CENTER_SCOPE):
+        elif not self.sandbox.tokens.valid(self.headers.get("Authorization"), PARTNER_CENTER_SCOPE):
             # A Graph token is refused here, as Partner Center refuses it.
             self._send_json("invoices", 401, {"code": 401, "description": "invalid token"})
         else:
@@ -212,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._fault("export"):
             return
-        if not self.sandbox.token_valid(self.headers.get("Authorization")):
+        if not self.sandbox.tokens.valid(self.headers.get("Authorization")):
             self._send_json(
                 "export",
                 401,
@@ -255,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        issued = self.sandbox.issue_token(form.get("scope", ""))
+        issued = self.sandbox.tokens.issue(form.get("scope", ""))
         if issued is None:
             self._send_json(
                 "token",

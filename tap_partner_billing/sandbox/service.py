@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
-import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qs, quote
 
-from tap_partner_billing.auth import GRAPH_SCOPE
-from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE, previous_month, shift_month
+from tap_partner_billing.invoices import previous_month, shift_month
 from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
+from tap_partner_billing.sandbox.credentials import SasSigner, TokenIssuer
 from tap_partner_billing.sandbox.data import (
     MONEY_KEYS,
     PartitionData,
@@ -58,13 +55,12 @@ class Sandbox:
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, ...], PartitionData] = {}
         self._operations: dict[str, Operation] = {}
-        self._tokens: dict[str, tuple[float, str]] = {}  # token → (expiry, audience)
-        self._sas_key = secrets.token_bytes(32)
+        self.tokens = TokenIssuer(self.now, lambda: self.config.token_lifetime_seconds)
+        self.sas = SasSigner(self.now)
         self.login_url = self.graph_url = self.blob_url = self.partner_center_url = ""
         self.azurite: Any = None  # an AzuriteStore when blobs are placed in Azurite
         # Exports that fail with a Graph error code: invoice id (billed) or month → code.
         self.failing: dict[str, str] = {}
-        self.issued_signatures: list[str] = []  # every SAS signature handed out
 
     # ---- time -------------------------------------------------------------------------
     def now(self) -> float:
@@ -315,7 +311,7 @@ class Sandbox:
             )
         else:
             root = f"{self.blob_url}/{container}/{directory}"
-            sas = self.sign(
+            sas = self.sas.sign(
                 f"/{container}/{directory}", self.now() + self.config.sas_lifetime_seconds
             )
         return {
@@ -332,63 +328,18 @@ class Sandbox:
             "blobs": [{"name": name, "partitionValue": "default"} for name in data.blobs],
         }
 
-    # ---- SAS and blobs ----------------------------------------------------------------
-    def sign(self, directory: str, expires: float) -> str:
-        """A directory SAS: ``sr=d``, read + list, expiring at ``expires``."""
-        se = iso_time(expires, seconds_only=True)
-        sig = self._signature(directory, se)
-        self.issued_signatures.append(sig)
-        return f"sv=2021-08-06&se={quote(se, safe='')}&sr=d&sp=rl&sdd=7&sig={quote(sig, safe='')}"
-
-    def _signature(self, directory: str, se: str) -> str:
-        digest = hmac.new(self._sas_key, f"{directory}\n{se}\nrl".encode(), hashlib.sha256).digest()
-        return base64.b64encode(digest).decode()
-
+    # ---- blobs ----------------------------------------------------------------------------
     def blob_for(self, path: str, query: str) -> tuple[int, bytes | None]:
         """Check the SAS for ``path`` and return (status, bytes)."""
-        params = {k: v[0] for k, v in parse_qs(query).items()}
-        directory = path.rsplit("/", 1)[0]
-        se = params.get("se", "")
-        expected = self._signature(directory, se) if se else ""
-        if not se or not hmac.compare_digest(params.get("sig", ""), expected):
+        directory, name = path.rsplit("/", 1)
+        if not self.sas.allows(directory, query):
             return 403, None
-        try:
-            expires = (
-                datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-            )
-        except ValueError:
-            return 403, None
-        if expires < self.now():
-            return 403, None
-        parts = path.strip("/").split("/")
         with self._lock:
             for key, data in self._partitions.items():
                 container, dir_path = self.directory(key, data)
-                if f"/{container}/{dir_path}" == directory and parts[-1] in data.blobs:
-                    return 200, data.blobs[parts[-1]]
+                if f"/{container}/{dir_path}" == directory and name in data.blobs:
+                    return 200, data.blobs[name]
         return 404, None
-
-    def token_valid(self, header: str | None, audience: str = GRAPH_SCOPE) -> bool:
-        """True for ``Bearer <a token this sandbox issued for audience, not yet expired>``."""
-        if not header or not header.startswith("Bearer "):
-            return False
-        issued = self._tokens.get(header[7:])
-        return issued is not None and issued[1] == audience and issued[0] > self.now()
-
-    def issued_tokens(self) -> list[str]:
-        """Every access token handed out (tests check none of them leaks)."""
-        return list(self._tokens)
-
-    def issue_token(self, scope: str) -> tuple[str, int] | None:
-        """A new opaque access token for ``scope`` and its lifetime (None: unknown scope)."""
-        audience = next(
-            (a for a in (GRAPH_SCOPE, PARTNER_CENTER_SCOPE) if a in scope.split()), None
-        )
-        if audience is None:
-            return None
-        token = secrets.token_urlsafe(32)
-        self._tokens[token] = (self.now() + self.config.token_lifetime_seconds, audience)
-        return token, self.config.token_lifetime_seconds
 
     # ---- the month roll-over ------------------------------------------------------------
     def roll_month(self, invoice_lines: int = 200) -> str:
@@ -405,11 +356,9 @@ class Sandbox:
             return invoice
 
 
-def iso_time(epoch: float, *, seconds_only: bool = False) -> str:
-    """An epoch as Graph writes timestamps (milliseconds and Z), or as a SAS ``se``."""
+def iso_time(epoch: float) -> str:
+    """An epoch as Graph writes timestamps (milliseconds and Z)."""
     moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    if seconds_only:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -62,7 +62,7 @@ def test_no_secret_in_any_output_at_debug_level(sandbox: SandboxServer, tmp_path
     assert "sig=" not in everything
     assert "sandbox-client-secret" not in everything
     assert "Bearer ey" not in everything
-    issued = list(sandbox.sandbox.issued_tokens())
+    issued = list(sandbox.sandbox.tokens.issued())
     assert issued
     assert not any(token in everything for token in issued)
     assert "retrying" in result.stderr  # the 503 on a blob was survived within the run

@@ -78,8 +78,8 @@ SCENARIOS: dict[str, tuple[Callable[[Sandbox], dict[str, Any]], bool]] = {
 
 def _needles(sb: Sandbox, secret: str) -> list[str]:
     """Every credential the run saw: the secret, each token, each SAS signature (two forms)."""
-    signatures = sb.issued_signatures
-    found = [secret, *sb.issued_tokens(), *signatures, *(quote(s, safe="") for s in signatures)]
+    signatures = sb.sas.issued_signatures
+    found = [secret, *sb.tokens.issued(), *signatures, *(quote(s, safe="") for s in signatures)]
     return [needle for needle in found if needle]
 
 

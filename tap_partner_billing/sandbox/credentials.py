@@ -1,0 +1,85 @@
+"""The sandbox's credentials: access tokens per audience, and directory SAS signatures."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, quote
+
+from tap_partner_billing.auth import GRAPH_SCOPE
+from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+AUDIENCES = (GRAPH_SCOPE, PARTNER_CENTER_SCOPE)
+
+
+class TokenIssuer:
+    """Opaque bearer tokens, each good for one audience until it expires."""
+
+    def __init__(self, clock: Callable[[], float], lifetime: Callable[[], int]) -> None:
+        self._clock = clock
+        self._lifetime = lifetime
+        self._tokens: dict[str, tuple[float, str]] = {}  # token → (expiry, audience)
+
+    def issue(self, scope: str) -> tuple[str, int] | None:
+        """A new token for ``scope`` and its lifetime (None: a scope the sandbox does not know)."""
+        audience = next((a for a in AUDIENCES if a in scope.split()), None)
+        if audience is None:
+            return None
+        token, lifetime = secrets.token_urlsafe(32), self._lifetime()
+        self._tokens[token] = (self._clock() + lifetime, audience)
+        return token, lifetime
+
+    def valid(self, header: str | None, audience: str = GRAPH_SCOPE) -> bool:
+        """True for ``Bearer <a token issued for audience, not yet expired>``."""
+        if not header or not header.startswith("Bearer "):
+            return False
+        issued = self._tokens.get(header[7:])
+        return issued is not None and issued[1] == audience and issued[0] > self._clock()
+
+    def issued(self) -> list[str]:
+        """Every token handed out (tests check none of them leaks)."""
+        return list(self._tokens)
+
+
+class SasSigner:
+    """Directory SAS tokens (``sr=d``, read + list) signed with a key only the sandbox has."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+        self.issued_signatures: list[str] = []  # every signature handed out
+
+    def sign(self, directory: str, expires: float) -> str:
+        """The SAS query string for ``directory``, expiring at ``expires`` (epoch seconds)."""
+        se = sas_time(expires)
+        sig = self._signature(directory, se)
+        self.issued_signatures.append(sig)
+        return f"sv=2021-08-06&se={quote(se, safe='')}&sr=d&sp=rl&sdd=7&sig={quote(sig, safe='')}"
+
+    def allows(self, directory: str, query: str) -> bool:
+        """Whether ``query`` holds a valid, unexpired SAS for ``directory``."""
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        se = params.get("se", "")
+        if not se or not hmac.compare_digest(params.get("sig", ""), self._signature(directory, se)):
+            return False
+        try:
+            expires = datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return False
+        return expires.timestamp() >= self._clock()
+
+    def _signature(self, directory: str, se: str) -> str:
+        digest = hmac.new(self._key, f"{directory}\n{se}\nrl".encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+
+def sas_time(epoch: float) -> str:
+    """An epoch as a SAS ``se`` value (seconds, Z)."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
