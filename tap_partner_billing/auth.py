@@ -97,6 +97,10 @@ class TokenProvider:
             )
         return self._app
 
+    def renew(self) -> None:
+        """Forget the cached token: the next :meth:`token` call acquires a new one."""
+        self._app = None
+
     def token(self) -> str:
         """Return a valid access token, from MSAL's cache when it has one.
 

@@ -124,10 +124,12 @@ class ExportClient:
         poll_interval_seconds: float,
         poll_timeout_seconds: float,
         policy: RetryPolicy | None = None,
+        renew_token: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._graph_url = graph_url.rstrip("/")
         self._token = token
+        self._renew_token = renew_token
         self._clock = clock
         self._sleep = sleep
         self._interval = poll_interval_seconds
@@ -140,20 +142,28 @@ class ExportClient:
             where = url.split("?", maxsplit=1)[0]
             msg = f"{what}: refusing {where!r}, which is not on the origin of graph_url"
             raise ServiceError(msg)
-        headers = {
-            "Authorization": f"Bearer {self._token()}",
-            "client-request-id": str(uuid.uuid4()),
-        }
-        return send(
-            self._session,
-            method,
-            url,
-            what=what,
-            sleep=self._sleep,
-            policy=self._policy,
-            headers=headers,
-            **kwargs,
-        )
+        for attempt in (1, 2):
+            headers = {
+                "Authorization": f"Bearer {self._token()}",
+                "client-request-id": str(uuid.uuid4()),
+            }
+            response = send(
+                self._session,
+                method,
+                url,
+                what=what,
+                sleep=self._sleep,
+                policy=self._policy,
+                headers=headers,
+                **kwargs,
+            )
+            if response.status_code != 401 or self._renew_token is None or attempt == 2:  # noqa: PLR2004
+                break
+            # A token refused before its expiry (revoked, clock skew): one retry with a new one.
+            LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", what)
+            response.close()
+            self._renew_token()
+        return response
 
     def start(self, request: ExportRequest) -> str:
         """POST the export and return the operation URL from ``Location``.

@@ -62,6 +62,7 @@ def build_services(
         _api_session(),
         graph_url=config["graph_url"],
         token=tokens.token,
+        renew_token=tokens.renew,
         clock=clock,
         sleep=sleep,
         poll_interval_seconds=float(config["poll_interval_seconds"]),

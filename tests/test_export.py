@@ -235,6 +235,35 @@ def test_start_429_then_202(rsps: responses.RequestsMock, clock: FakeClock) -> N
     assert clock.sleeps == [2]
 
 
+def test_a_refused_token_is_renewed_once(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    tokens = iter(["old", "new", "newer"])
+    current = {"token": next(tokens)}
+
+    def renew() -> None:
+        current["token"] = next(tokens)
+
+    graph = ExportClient(
+        requests.Session(),
+        graph_url=GRAPH,
+        token=lambda: current["token"],
+        renew_token=renew,
+        clock=clock.clock,
+        sleep=clock.sleep,
+        poll_interval_seconds=30,
+        poll_timeout_seconds=3600,
+    )
+    rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
+    rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
+    assert graph.start(REQUEST) == OP_URL
+    assert [c.request.headers["Authorization"] for c in rsps.calls] == ["Bearer old", "Bearer new"]
+    # Refused again with the new token: no loop, a clear error.
+    rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
+    rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
+    with pytest.raises(ServiceError, match="HTTP 401"):
+        graph.start(REQUEST)
+    assert len(rsps.calls) == 4
+
+
 def test_transient_errors_are_bounded(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, OP_URL, status=503)
     with pytest.raises(TransientHTTPError, match="after 6 attempts"):

@@ -43,6 +43,8 @@ CASES: dict[str, tuple[Fault | None, dict[str, Any]]] = {
     "operation 429": (Fault("operation", status=429, retry_after=0), {}),
     "operation 503": (Fault("operation", status=503, times=2), {}),
     "operation 504": (Fault("operation", status=504), {}),
+    # A token refused before it expires (revoked): acquired again, the request repeated.
+    "operation 401 token revoked": (Fault("operation", status=401), {}),
     "manifest 429": (Fault("manifest", status=429, retry_after=1), LINKED),
     "manifest 503": (Fault("manifest", status=503), LINKED),
     "manifest 504": (Fault("manifest", status=504), LINKED),
