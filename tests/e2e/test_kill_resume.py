@@ -3,7 +3,8 @@
 The tap's stdout is piped to target-postgres by the test, which kills the tap after a seeded
 number of messages, lets the target drain (as Meltano does when the tap dies), keeps the last
 STATE the target emitted (what Meltano saves), and resumes from it. Some kills are followed
-by a change of the data. In the end the live rows must equal the ground truth exactly.
+by a change of the data (an unbilled snapshot that shrinks and grows, a re-issued invoice, a
+month roll-over). In the end the live rows must equal the new ground truth exactly.
 """
 
 from __future__ import annotations
