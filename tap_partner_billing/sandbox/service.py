@@ -345,9 +345,11 @@ class Sandbox:
     def roll_month(self, invoice_lines: int = 200) -> str:
         """Close the month ``last`` answers: it gets an invoice, ``current`` becomes ``last``.
 
-        The sandbox's billing clock moves one month; returns the new invoice's id.
+        The sandbox's clock moves 30 days on (tokens and SAS issued before may now be expired)
+        and its billing month one month; returns the new invoice's id.
         """
         with self._lock:
+            self.clock_offset_seconds += 30 * 86_400
             closed = previous_month(self.config.current_month)
             number = 1 + max(int(i[1:]) for i in self.config.invoices if i[1:].isdigit())
             invoice = f"G{number:09d}"
