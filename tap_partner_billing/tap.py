@@ -352,7 +352,10 @@ class TapPartnerBilling(Tap):
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
-        """``--test``: acquire a Graph token instead of starting an export per stream."""
+        """``--test``: acquire a Graph token (and read the invoice list when discovery is on).
+
+        The SDK's default would sync a record of every stream, i.e. start an export each.
+        """
         if value == "schema" or value == "disabled":  # noqa: PLR1714 - SDK option values
             super().cb_test(ctx, param, value)
             return
@@ -360,10 +363,13 @@ class TapPartnerBilling(Tap):
         tap = cls(config=config.config if config else None, validate_config=True)
         try:
             tap.services.tokens.token()
+            passed = "a Graph token was acquired"
+            if tap.invoice_list is not None:  # discovery is on: Partner Center must answer too
+                passed += f" and Partner Center lists {len(tap.invoice_list)} invoice(s)"
         except PartnerBillingError as err:
             tap.logger.error("Connection test failed: %s", err)  # noqa: TRY400 - message is enough
             sys.exit(1)
-        tap.logger.info("Connection test passed: a Graph token was acquired")
+        tap.logger.info("Connection test passed: %s", passed)
         ctx.exit()
 
 
