@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 START_MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-# (The SDK syncs streams by name; the invoice list is read on first use, by whichever comes.)
+# Every stream. The SDK syncs them by name; the invoice list is read once, on first use.
 ALL_STREAM_TYPES: tuple[type[Stream], ...] = (InvoicesStream, *STREAM_TYPES)
 
 
@@ -289,10 +289,8 @@ class TapPartnerBilling(Tap):
         model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
         """
         super().setup_mapper()
-        declared = {
-            _declared(s, "name"): s.declared_schema()  # type: ignore[attr-defined]
-            for s in ALL_STREAM_TYPES
-        }
+        declared = {_declared(s, "name"): s.declared_schema() for s in STREAM_TYPES}
+        declared[_declared(InvoicesStream, "name")] = InvoicesStream.declared_schema()
         for entry in self.catalog.streams:
             name = entry.stream or entry.tap_stream_id
             if name not in declared:
