@@ -124,6 +124,10 @@ def test_billed_streams_export_discovered_invoices_from_start_date(graph: FakeGr
     assert invoices["G000000008"]["total_charges"] == "1234.5678901234"
     assert invoices["G000000008"]["billing_month"] == "202609"
     assert invoices["D02005YFHI"]["has_export_data"] is False
+    schema = next(
+        m["schema"] for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "invoices"
+    )
+    assert schema["properties"]["total_charges"]["precision"] == 38  # loads as NUMERIC(38,18)
     assert len(result.records("billed_usage")) == 5
     assert graph.invoice_list_requests == 1  # read once, shared by the streams
 
