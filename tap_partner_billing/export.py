@@ -142,28 +142,30 @@ class ExportClient:
             where = url.split("?", maxsplit=1)[0]
             msg = f"{what}: refusing {where!r}, which is not on the origin of graph_url"
             raise ServiceError(msg)
-        for attempt in (1, 2):
-            headers = {
-                "Authorization": f"Bearer {self._token()}",
-                "client-request-id": str(uuid.uuid4()),
-            }
-            response = send(
-                self._session,
-                method,
-                url,
-                what=what,
-                sleep=self._sleep,
-                policy=self._policy,
-                headers=headers,
-                **kwargs,
-            )
-            if response.status_code != 401 or self._renew_token is None or attempt == 2:  # noqa: PLR2004
-                break
+        response = self._send(method, url, what, **kwargs)
+        if response.status_code == 401 and self._renew_token is not None:  # noqa: PLR2004
             # A token refused before its expiry (revoked, clock skew): one retry with a new one.
             LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", what)
             response.close()
             self._renew_token()
+            response = self._send(method, url, what, **kwargs)
         return response
+
+    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        headers = {
+            "Authorization": f"Bearer {self._token()}",
+            "client-request-id": str(uuid.uuid4()),
+        }
+        return send(
+            self._session,
+            method,
+            url,
+            what=what,
+            sleep=self._sleep,
+            policy=self._policy,
+            headers=headers,
+            **kwargs,
+        )
 
     def start(self, request: ExportRequest) -> str:
         """POST the export and return the operation URL from ``Location``.

@@ -45,8 +45,10 @@ class BilledUsageStream(ExportStream):
     def _is_recent(self, invoice_id: str, state: dict[str, Any]) -> bool:
         """Whether the invoice's billing month is within ``recheck_months`` of today."""
         months = int(self.config["recheck_months"])
+        if months == 0:
+            return False
         month = state.get("billing_month") or self.tap.invoice_month(invoice_id)
-        if months == 0 or not month:
+        if not month:
             return False
         this_month = self.services.calendar().strftime("%Y%m")
         return str(month) >= shift_month(this_month, -months)

@@ -17,11 +17,11 @@ LEGACY_TOTAL = Decimal("1234.50")
 
 def invoice_page(sandbox: Sandbox, continuation: str | None) -> dict[str, Any]:
     """One page of the invoice list; ``continuation`` comes from the previous page's link."""
-    items = invoice_items(sandbox)
+    listed = _listed(sandbox)
     start = int(continuation) if continuation and continuation.isdigit() else 0
     size = max(1, sandbox.config.invoice_page_size)
     links: dict[str, Any] = {"self": {"uri": "/invoices", "method": "GET", "headers": []}}
-    if start + size < len(items):
+    if start + size < len(listed):
         # Partner Center writes next links relative to its /v1 root.
         links["next"] = {
             "uri": f"/invoices?size={size}",
@@ -29,8 +29,8 @@ def invoice_page(sandbox: Sandbox, continuation: str | None) -> dict[str, Any]:
             "headers": [{"key": CONTINUATION_HEADER, "value": str(start + size)}],
         }
     return {
-        "totalCount": len(items),
-        "items": items[start : start + size],
+        "totalCount": len(listed),
+        "items": [_item(sandbox, invoice) for invoice in listed[start : start + size]],
         "links": links,
         "attributes": {"objectType": "Collection"},
     }
@@ -38,26 +38,33 @@ def invoice_page(sandbox: Sandbox, continuation: str | None) -> dict[str, Any]:
 
 def invoice_items(sandbox: Sandbox) -> list[dict[str, Any]]:
     """Every invoice: the ones with export data (totals from their blobs), then legacy ones."""
+    return [_item(sandbox, invoice) for invoice in _listed(sandbox)]
+
+
+def _listed(sandbox: Sandbox) -> list[str]:
     config = sandbox.config
-    invoices = dict(config.invoices)
-    items = []
-    for invoice, spec in sorted(invoices.items()):
-        total = (
-            sandbox.billed_truth(invoice).pretax_total
-            + sandbox.billed_truth(invoice, dataset="reconciliation").pretax_total
-        )
-        amendments = [
-            {"id": other, "documentType": other_spec.document_type}
-            for other, other_spec in sorted(invoices.items())
-            if other_spec.amends == invoice
-        ]
-        item = _invoice_item(invoice, spec.billing_month, spec.document_type, total, amendments)
-        if spec.amends:
-            item["amendsOf"] = spec.amends
-        items.append(item)
-    for invoice, month in sorted(config.legacy_invoices.items()):
-        items.append(_invoice_item(invoice, month, "invoice", LEGACY_TOTAL, []))
-    return items
+    return sorted(config.invoices) + sorted(config.legacy_invoices)
+
+
+def _item(sandbox: Sandbox, invoice: str) -> dict[str, Any]:
+    """One list entry; only this reads the invoice's data (for its total)."""
+    config = sandbox.config
+    spec = config.invoices.get(invoice)
+    if spec is None:  # a legacy invoice: listed, no export data
+        return _invoice_item(invoice, config.legacy_invoices[invoice], "invoice", LEGACY_TOTAL, [])
+    total = (
+        sandbox.billed_truth(invoice).pretax_total
+        + sandbox.billed_truth(invoice, dataset="reconciliation").pretax_total
+    )
+    amendments = [
+        {"id": other, "documentType": other_spec.document_type}
+        for other, other_spec in sorted(config.invoices.items())
+        if other_spec.amends == invoice
+    ]
+    item = _invoice_item(invoice, spec.billing_month, spec.document_type, total, amendments)
+    if spec.amends:
+        item["amendsOf"] = spec.amends
+    return item
 
 
 def _invoice_item(
