@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import msal
 import requests
 
-from tap_partner_billing.errors import AuthenticationError
-from tap_partner_billing.http import RETRIABLE_STATUSES, RetryPolicy, parse_retry_after
+from tap_partner_billing.errors import AuthenticationError, TransientHTTPError, UrlPolicyError
+from tap_partner_billing.http import TRANSIENT_EXCEPTIONS, Outcome, RetryPolicy, classify
+from tap_partner_billing.redact import redact_text, register_secret
+from tap_partner_billing.urls import CheckedSession, UrlPolicy, redirect_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,24 +22,37 @@ LOGGER = logging.getLogger(__name__)
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # OAuth 2.0 error codes for throttling and outages (RFC 6749 §5.2); worth another try.
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+_RETRIED: tuple[type[Exception], ...] = (msal.exceptions.MsalServiceError, *TRANSIENT_EXCEPTIONS)
 
 
-class _StatusRecordingSession(requests.Session):
-    """MSAL hides HTTP statuses from its caller; this remembers the last one it saw."""
+class _StatusRecordingSession(CheckedSession):
+    """MSAL's HTTP client: only the authority's origin, no redirects, statuses remembered.
+
+    MSAL hides HTTP statuses from its caller, and follows the token endpoint that the
+    authority's metadata names; the URL policy keeps the client secret on the authority's
+    origin whatever that metadata says.
+    """
 
     last_status: int | None = None
     last_retry_after: str | None = None
 
-    def request(
-        self,
-        method: str | bytes,
-        url: str | bytes,
-        *args: Any,  # noqa: ANN401 - requests' own signature
-        **kwargs: Any,  # noqa: ANN401
-    ) -> requests.Response:
-        response = super().request(method, url, *args, **kwargs)
+    def answered_transiently(self) -> bool:
+        """Whether the last answer was a 429/5xx."""
+        status = self.last_status
+        return status is not None and classify(status) is Outcome.TRANSIENT
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        response = super().send(request, **kwargs)
         self.last_status = response.status_code
         self.last_retry_after = response.headers.get("Retry-After")
+        if classify(response.status_code) is Outcome.REDIRECT:
+            target = redirect_target(response)
+            response.close()
+            msg = (
+                f"the token endpoint answered HTTP {response.status_code}, a redirect to "
+                f"{target}; not followed"
+            )
+            raise AuthenticationError(msg)
         return response
 
 
@@ -79,7 +94,9 @@ class TokenProvider:
         self._scope = scope
         self._sleep = sleep
         self._policy = policy or RetryPolicy()
-        self._http = _StatusRecordingSession()
+        self._http = _StatusRecordingSession(UrlPolicy.for_base(authority_url, "authority_url"))
+        if credentials.client_secret:
+            register_secret(credentials.client_secret)
         self._app: msal.ConfidentialClientApplication | None = None
 
     def _application(self) -> msal.ConfidentialClientApplication:
@@ -107,40 +124,38 @@ class TokenProvider:
         Raises:
             AuthenticationError: When Entra refuses the credentials or stays unavailable.
         """
-        for attempt in range(1, self._policy.max_attempts + 1):
+        budget = self._policy.budget("token request", sleep=self._sleep)
+        while True:
             self._http.last_status = self._http.last_retry_after = None
             try:
                 result: dict[str, Any] = self._application().acquire_token_for_client(
                     scopes=[self._scope]
                 )
-            except (msal.exceptions.MsalServiceError, requests.RequestException) as err:
+            except UrlPolicyError as err:
+                raise AuthenticationError(f"token request: {err}") from None
+            except _RETRIED as err:
                 # MSAL raises on a 5xx from the token endpoint and does not retry on its own.
                 reason = f"{type(err).__name__} (HTTP {self._http.last_status})"
-            except ValueError as err:  # MSAL's word for an authority it cannot use
-                msg = f"cannot use the authority {self._authority}: {err}"
+            except (requests.RequestException, ValueError) as err:
+                # ValueError is MSAL's word for an authority it cannot use.
+                msg = f"cannot use the authority {self._authority}: {redact_text(str(err))[:300]}"
                 raise AuthenticationError(msg) from None
             else:
                 if "access_token" in result:
-                    return str(result["access_token"])
-                error = str(result.get("error", "unknown_error"))
-                reason = (
-                    f"HTTP {self._http.last_status}, {error}: {result.get('error_description', '')}"
-                )
-                if (
-                    error not in _TRANSIENT_ERRORS
-                    and self._http.last_status not in RETRIABLE_STATUSES
-                ):
+                    token = str(result["access_token"])
+                    register_secret(token)
+                    return token
+                error = str(result.get("error", "unknown_error"))[:80]
+                description = str(result.get("error_description", ""))[:300]
+                reason = redact_text(f"HTTP {self._http.last_status}, {error}: {description}")
+                if error not in _TRANSIENT_ERRORS and not self._http.answered_transiently():
                     msg = (
                         f"Entra ID refused a token for client {self._credentials.client_id} "
                         f"in tenant {self._credentials.tenant_id}: {reason.strip()}"
                     )
                     raise AuthenticationError(msg)
             self._app = None
-            if attempt == self._policy.max_attempts:
-                break
-            retry_after = parse_retry_after(self._http.last_retry_after)
-            delay = self._policy.backoff_seconds(attempt) if retry_after is None else retry_after
-            LOGGER.warning("Token request failed (%s); retrying in %.1f s", reason, delay)
-            self._sleep(delay)
-        msg = f"no token after {self._policy.max_attempts} attempts: {reason}"
-        raise AuthenticationError(msg)
+            try:
+                budget.failed(reason, self._http.last_retry_after)
+            except TransientHTTPError as err:
+                raise AuthenticationError(f"no token: {err}") from None

@@ -15,15 +15,29 @@ import tempfile
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import requests
-import urllib3
 
-from tap_partner_billing.errors import BlobDataError, SasExpiredError, ServiceError
-from tap_partner_billing.http import RetryPolicy, send
-from tap_partner_billing.redact import redact_text
+from tap_partner_billing.errors import (
+    BlobDataError,
+    ResourceLimitError,
+    SasExpiredError,
+    ServiceError,
+    TransientHTTPError,
+)
+from tap_partner_billing.http import (
+    READ_ERRORS,
+    Outcome,
+    RetryBudget,
+    RetryPolicy,
+    classify,
+    describe_failure,
+    send,
+)
+from tap_partner_billing.urls import CheckedSession, UrlPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -31,18 +45,26 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
     from tap_partner_billing.manifest import BlobRef, Manifest
+    from tap_partner_billing.spool_dir import SpoolFolder
 
 LOGGER = logging.getLogger(__name__)
 MAX_SAS_RENEWALS = 2  # per blob download
 CHUNK_BYTES = 1 << 20  # download reads
-INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes inflated at a time: about 1 MB of lines
+INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes read at a time
+OUTPUT_CHUNK_BYTES = 1 << 20  # inflated bytes produced at a time, whatever the ratio
+MAX_BLOCK_LINES = 1024  # a block of 1024 empty lines still makes 1024 full records
+DEFAULT_MAX_LINE_BYTES = 16 << 20
+DEFAULT_MAX_INFLATION_RATIO = 200  # JSON lines gzip 5-30x; deflate's ceiling is about 1030x
+RATIO_JUDGED_AFTER_BYTES = 1 << 20  # small blobs are never judged by their ratio
 
 
 def new_blob_session() -> requests.Session:
-    """A session for blob storage: no auth, and no credentials picked up from ``.netrc``."""
-    session = requests.Session()
-    session.auth = lambda request: request  # overrides netrc lookup; adds nothing
-    return session
+    """A session for blob storage: no token ever, no ``.netrc``, no redirects, https only.
+
+    Which host a blob lives on is the manifest's word (each manifest names its storage
+    account); :meth:`BlobFetcher.fill` holds every URL to its manifest's ``rootDirectory``.
+    """
+    return CheckedSession(UrlPolicy.any_https("blob storage"))
 
 
 class Spool:
@@ -135,17 +157,27 @@ class BlobFetcher:
         sleep: Callable[[float], None],
         policy: RetryPolicy | None = None,
         spool_dir: str | None = None,
+        spool_folder: SpoolFolder | None = None,
     ) -> None:
         self._session = session
         self._sleep = sleep
         self._policy = policy or RetryPolicy()
-        self.spool_dir = spool_dir
+        self._spool_dir = spool_dir
+        self._spool_folder = spool_folder
+
+    @property
+    def spool_dir(self) -> str | None:
+        """Where spool files go: the given folder, else this run's own (made on first use)."""
+        if self._spool_dir is None and self._spool_folder is not None:
+            self._spool_dir = str(self._spool_folder.path)
+        return self._spool_dir
 
     def download(self, url: str, label: str) -> Path:
         """Fetch ``url`` completely into a file and return its path (the caller deletes it)."""
         spool = Spool(self.spool_dir)
         try:
-            self.fill(spool, url, label)
+            policy = UrlPolicy.any_https("blob storage")
+            self.fill(spool, url, policy, self.budget(label))
         except BaseException as err:
             spool.finish(err)
             spool.remove()
@@ -153,31 +185,33 @@ class BlobFetcher:
         spool.finish()
         return spool.path
 
-    def fill(self, spool: Spool, url: str, label: str) -> None:
-        """Write the blob at ``url`` into ``spool``.
+    def budget(self, label: str) -> RetryBudget:
+        """The retry budget of one blob: shared by its requests, resumes and SAS renewals."""
+        return self._policy.budget(f"{label}: download", sleep=self._sleep)
+
+    def fill(self, spool: Spool, url: str, policy: UrlPolicy, budget: RetryBudget) -> None:
+        """Write the blob at ``url`` into ``spool``, resuming a broken transfer with Range.
+
+        ``url`` must lie under the manifest's ``rootDirectory`` (``policy``), as written and
+        as requests prepares it (which would resolve ``..`` segments).
 
         Raises:
             SasExpiredError: Storage answered 403 (the SAS is expired or invalid).
             ServiceError: Any other unexpected answer, or the transfer kept failing.
         """
-        for attempt in range(1, self._policy.max_attempts + 1):
+        what = budget.what
+        policy.check(url, what)
+        policy.check(str(requests.Request("GET", url).prepare().url), what)
+        while True:
             received = spool.size
             headers = {"Range": f"bytes={received}-"} if received else {}
-            response = send(
-                self._session,
-                "GET",
-                url,
-                what=f"{label}: download",
-                sleep=self._sleep,
-                policy=self._policy,
-                headers=headers,
-                stream=True,
-            )
+            response = send(self._session, "GET", url, budget=budget, headers=headers, stream=True)
             with response:
-                if response.status_code == 403:  # noqa: PLR2004
-                    raise SasExpiredError(f"{label}: blob storage refused the SAS (HTTP 403)")
-                if response.status_code not in {200, 206}:
-                    msg = f"{label}: blob storage answered HTTP {response.status_code}"
+                outcome = classify(response.status_code)
+                if outcome is Outcome.FORBIDDEN:
+                    raise SasExpiredError(f"{what}: blob storage refused the SAS (HTTP 403)")
+                if outcome is not Outcome.OK or response.status_code not in {200, 206}:
+                    msg = f"{what}: blob storage answered HTTP {response.status_code}"
                     raise ServiceError(msg)
                 resumed = response.status_code == 206 and response.headers.get(  # noqa: PLR2004
                     "Content-Range", ""
@@ -186,7 +220,7 @@ class BlobFetcher:
                     # The server ignored the Range. Lines already read from this blob came
                     # from the same bytes, so starting over cannot change them; but a reader
                     # following the file must not see it shrink, so this is an error.
-                    msg = f"{label}: storage ignored a Range request after a dropped connection"
+                    msg = f"{what}: storage ignored a Range request after a dropped connection"
                     raise ServiceError(msg)
                 try:
                     length = response.headers.get("Content-Length")
@@ -198,34 +232,47 @@ class BlobFetcher:
                         spool.write(chunk)
                     if expected is not None and spool.size < expected:
                         msg = f"body ended after {spool.size} of {expected} bytes"
-                        raise ConnectionError(msg)  # noqa: TRY301 - handled just below
-                except (
-                    urllib3.exceptions.HTTPError,
-                    requests.RequestException,
-                    ConnectionError,
-                    TimeoutError,
-                ) as err:
-                    reason = redact_text(f"{type(err).__name__}: {err}")
-                    if attempt == self._policy.max_attempts:
-                        msg = f"{label}: download kept breaking off ({reason})"
-                        raise ServiceError(msg) from None
+                        raise ConnectionError(msg)
+                except READ_ERRORS as err:
+                    reason = describe_failure(err)
                     LOGGER.warning(
                         "%s: connection lost after %d bytes (%s); resuming with a Range request",
-                        label,
+                        what,
                         spool.size,
                         reason,
                     )
-                    self._sleep(self._policy.backoff_seconds(attempt))
+                    try:
+                        budget.failed(reason)
+                    except TransientHTTPError as exhausted:
+                        msg = f"{what}: download kept breaking off ({exhausted})"
+                        raise ServiceError(msg) from None
                     continue
                 return
 
 
-def iter_line_blocks(spool_or_path: Spool | Path, label: str) -> Iterator[list[bytes]]:
+@dataclass(frozen=True)
+class BlobLimits:
+    """Bounds on what a blob may inflate to (settings of the same names)."""
+
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_inflation_ratio: int = DEFAULT_MAX_INFLATION_RATIO
+
+
+def iter_line_blocks(
+    spool_or_path: Spool | Path, label: str, limits: BlobLimits | None = None
+) -> Iterator[list[bytes]]:
     """Yield the lines of a gzip JSON-lines blob in blocks, in order, as the blob arrives.
+
+    Memory stays bounded whatever the blob holds: at most ``OUTPUT_CHUNK_BYTES`` are
+    inflated at a time, a block holds at most ``MAX_BLOCK_LINES`` lines, a line may not
+    exceed ``max_line_bytes``, and a blob that inflates more than ``max_inflation_ratio``
+    times its compressed size (a decompression bomb) is refused before its lines go out.
 
     Raises:
         BlobDataError: Corrupt or truncated gzip (naming how many lines came before).
+        ResourceLimitError: A limit was exceeded (naming the line and the setting).
     """
+    limits = limits or BlobLimits()
     if isinstance(spool_or_path, Path):
         source: io.RawIOBase = io.FileIO(spool_or_path, "rb")
     else:
@@ -235,20 +282,38 @@ def iter_line_blocks(spool_or_path: Spool | Path, label: str) -> Iterator[list[b
     lines_before = 0
     tail = b""
     seen_bytes = False
-    finished = True
+    consumed = inflated = 0
     try:
         with source:
             while compressed := source.read(INFLATE_CHUNK_BYTES):
                 seen_bytes = True
-                while compressed:
-                    lines = (tail + inflate.decompress(compressed)).split(b"\n")
-                    compressed = inflate.unused_data
-                    if compressed:  # another gzip member follows
+                pending = compressed
+                while True:
+                    if inflate.eof and pending:  # another gzip member follows
                         inflate = zlib.decompressobj(wbits=47)
+                    out = inflate.decompress(pending, OUTPUT_CHUNK_BYTES)
+                    left = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
+                    consumed += len(pending) - len(left)
+                    inflated += len(out)
+                    pending = left
+                    if inflated >= RATIO_JUDGED_AFTER_BYTES and (
+                        inflated > limits.max_inflation_ratio * max(consumed, 1)
+                    ):
+                        msg = (
+                            f"{label}: after line {lines_before} the blob inflates more than "
+                            f"{limits.max_inflation_ratio} times its compressed size "
+                            f"({consumed} → {inflated} bytes), which looks like a decompression "
+                            "bomb (setting max_inflation_ratio)"
+                        )
+                        raise ResourceLimitError(msg)
+                    lines = (tail + out).split(b"\n")
                     tail = lines.pop()
-                    if lines:
-                        yield lines
-                        lines_before += len(lines)
+                    _check_lengths(lines, tail, lines_before, label, limits.max_line_bytes)
+                    for at in range(0, len(lines), MAX_BLOCK_LINES):
+                        yield lines[at : at + MAX_BLOCK_LINES]
+                    lines_before += len(lines)
+                    if not pending and len(out) < OUTPUT_CHUNK_BYTES:
+                        break
         finished = inflate.eof or not seen_bytes  # a zero-byte blob counts as an empty one
     except (OSError, EOFError, zlib.error) as err:
         msg = f"{label}: gzip data is corrupt or truncated after line {lines_before} ({err})"
@@ -260,6 +325,20 @@ def iter_line_blocks(spool_or_path: Spool | Path, label: str) -> Iterator[list[b
         raise BlobDataError(msg)
     if tail.strip():
         yield [tail]
+
+
+def _check_lengths(
+    lines: list[bytes], tail: bytes, lines_before: int, label: str, limit: int
+) -> None:
+    """Refuse a line (complete, or still growing in ``tail``) longer than ``limit`` bytes."""
+    too_long = len(tail) > limit
+    number = lines_before + len(lines) + 1
+    if lines and max(map(len, lines)) > limit:
+        too_long = True
+        number = lines_before + 1 + next(i for i, line in enumerate(lines) if len(line) > limit)
+    if too_long:
+        msg = f"{label}, line {number}: the line is longer than max_line_bytes ({limit} bytes)"
+        raise ResourceLimitError(msg)
 
 
 class BlobUrls:
@@ -279,10 +358,11 @@ class BlobUrls:
         self._lock = threading.Lock()
         self.generation = 0
 
-    def current(self, blob: BlobRef) -> tuple[str, int]:
-        """The blob's URL with the newest SAS, and that SAS's generation."""
+    def current(self, blob: BlobRef) -> tuple[str, UrlPolicy, int]:
+        """The blob's URL with the newest SAS, where it may be, and that SAS's generation."""
         with self._lock:
-            return self._manifest.blob_url(blob), self.generation
+            manifest = self._manifest
+            return manifest.blob_url(blob), manifest.url_policy, self.generation
 
     def renew(self, seen: int) -> None:
         """Get a fresh SAS unless another download already did since ``seen``.
@@ -362,11 +442,12 @@ def download_in_order(
 def _download(
     fetcher: BlobFetcher, spool: Spool, urls: BlobUrls, blob: BlobRef, label: str
 ) -> None:
+    budget = fetcher.budget(label)  # one budget for every request this blob takes
     try:
         for renewal in range(MAX_SAS_RENEWALS + 1):
-            url, generation = urls.current(blob)
+            url, policy, generation = urls.current(blob)
             try:
-                fetcher.fill(spool, url, label)  # resumes with Range from what the spool holds
+                fetcher.fill(spool, url, policy, budget)  # resumes from what the spool holds
             except SasExpiredError:
                 if renewal == MAX_SAS_RENEWALS:
                     raise

@@ -11,7 +11,12 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_partner_billing.blobs import BlobUrls, download_in_order, iter_line_blocks
-from tap_partner_billing.errors import ExportFailedError, OperationGoneError
+from tap_partner_billing.errors import (
+    ExportFailedError,
+    OperationGoneError,
+    StateError,
+    UrlPolicyError,
+)
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, to_datetime_text
 from tap_partner_billing.ledger import Ledger
@@ -187,6 +192,7 @@ class ExportStream(Stream):
         exports = self.services.exports
         saved = pending.get(key)
         if isinstance(saved, dict) and saved.get("operation_url"):
+            self._check_saved_url(str(saved["operation_url"]), request.label, pending, key)
             self.logger.info("%s: resuming the saved export operation", request.label)
             try:
                 return exports.poll(saved["operation_url"], request.label)
@@ -199,6 +205,26 @@ class ExportStream(Stream):
             "%s: export started, operation %s", request.label, url.rstrip("/").rsplit("/", 1)[-1]
         )
         return exports.poll(url, request.label)
+
+    def _check_saved_url(self, url: str, label: str, pending: dict[str, Any], key: str) -> None:
+        """Refuse a saved operation URL off graph_url's origin, and drop it from state.
+
+        Whoever can write the state backend could otherwise aim the Graph token anywhere.
+
+        Raises:
+            StateError: Naming the stream and partition, and how to go on.
+        """
+        try:
+            self.services.exports.url_policy.check(url, f"{label}: saved operation URL")
+        except UrlPolicyError as err:
+            pending.pop(key, None)
+            self.checkpoint()
+            msg = (
+                f"{err}. The state was edited, or graph_url changed since it was saved. The "
+                "URL is removed from the state this run wrote, so the next run starts a new "
+                "export; if you did not change graph_url, check who can write your state."
+            )
+            raise StateError(msg) from None
 
     def emit_manifest(
         self,
@@ -260,7 +286,7 @@ class ExportStream(Stream):
                 keys.index("line_ordinal"),
             )
             line_number = 1
-            for lines in iter_line_blocks(spool, where):
+            for lines in iter_line_blocks(spool, where, self.services.limits):
                 last = ordinal + len(lines) - 1
                 if ledger.needs_high_water(last):
                     ledger.raise_high_water(last)

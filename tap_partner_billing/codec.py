@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 MAX_SPELLINGS = 32
 # Plain decimal text that fits DECIMAL(38, 18) as it stands; anything else goes the long way.
-_NUMBER = r'"?-?\d{1,20}(?:\.\d{1,18})?"?'
+_NUMBER = r'"?-?[0-9]{1,20}(?:\.[0-9]{1,18})?"?'
 _PLAIN_DECIMAL = re.compile(_NUMBER.replace('"?', "")).fullmatch
 _PLAIN_DECIMALS = re.compile(rf"(?:{_NUMBER}(?:\x1f{_NUMBER})*)?".encode()).fullmatch
 _RAW_OBJECT: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder(

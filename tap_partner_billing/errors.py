@@ -27,6 +27,10 @@ class ServiceError(PartnerBillingError):
     """The service answered in a way the tap cannot continue from."""
 
 
+class UrlPolicyError(ServiceError):
+    """A URL is not one the tap may send a credential to or fetch data from (see urls.py)."""
+
+
 class ExportFailedError(ServiceError):
     """An export operation ended as failed, skipped or with an unknown status."""
 
@@ -53,3 +57,15 @@ class BlobDataError(PartnerBillingError):
 
 class RecordValueError(PartnerBillingError):
     """A field of a line holds a value that does not fit its declared type."""
+
+
+class ResourceLimitError(BlobDataError):
+    """A blob or line is larger, more compressed or deeper than the configured limits allow."""
+
+
+class StateError(PartnerBillingError):
+    """The saved state holds something the tap refuses to use (the message says how to recover)."""
+
+
+class TerminatedError(BaseException):
+    """The run was asked to stop (SIGTERM); raised between messages, never inside one."""

@@ -9,25 +9,38 @@ naming the operation; ``GET`` on it answers 200 with a status and, while running
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from tap_partner_billing.errors import (
     ExportFailedError,
     ExportTimeoutError,
     OperationGoneError,
     ServiceError,
+    TransientHTTPError,
 )
-from tap_partner_billing.http import RetryPolicy, parse_retry_after, send
+from tap_partner_billing.http import (
+    Outcome,
+    RetryPolicy,
+    clamp_wait,
+    classify,
+    parse_retry_after,
+    read_body,
+    send,
+)
 from tap_partner_billing.manifest import Manifest
+from tap_partner_billing.redact import redact_text
+from tap_partner_billing.urls import CheckedSession, UrlPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import requests
+
+    from tap_partner_billing.http import RetryBudget
 
 LOGGER = logging.getLogger(__name__)
 BILLING_PATH = "/reports/partners/billing"
@@ -81,33 +94,28 @@ class ExportResult:
     operation_url: str = ""  # re-read it for a fresh SAS
 
 
-def same_origin(url: str, base_url: str) -> bool:
-    """True when ``url`` is https and on the scheme, host and port of ``base_url``."""
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (
-        a.scheme == "https"
-        and b.scheme == "https"
-        and (a.hostname or "").lower() == (b.hostname or "").lower()
-        and (a.port or 443) == (b.port or 443)
-    )
+MAX_ERROR_BODY_CHARS = 300
 
 
 def graph_error(response: requests.Response) -> str:
-    """Describe a Graph error response: status, error code and message, request ids."""
+    """Describe a Graph error response: status, error code and message, request ids.
+
+    The body is the service's text: it is cut short and redacted before it goes anywhere.
+    """
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(read_body(response, "error answer"))
+    except (ValueError, RecursionError, ServiceError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     parts = [f"HTTP {response.status_code}"]
     if code or message:
-        parts.append(f"{code}: {message}")
+        parts.append(f"{str(code)[:60]}: {str(message)[:MAX_ERROR_BODY_CHARS]}")
     for header in ("request-id", "client-request-id"):
         if response.headers.get(header):
-            parts.append(f"{header} {response.headers[header]}")
-    return ", ".join(parts)
+            parts.append(f"{header} {response.headers[header][:60]}")
+    return redact_text(", ".join(parts))
 
 
 class ExportClient:
@@ -115,7 +123,6 @@ class ExportClient:
 
     def __init__(
         self,
-        session: requests.Session,
         *,
         graph_url: str,
         token: Callable[[], str],
@@ -126,9 +133,10 @@ class ExportClient:
         policy: RetryPolicy | None = None,
         renew_token: Callable[[], None] | None = None,
     ) -> None:
-        self._session = session
+        self.url_policy = UrlPolicy.for_base(graph_url, "graph_url")
+        # The token is attached per request, after the URL passed the policy.
+        self._session = CheckedSession(self.url_policy, bearer=token)
         self._graph_url = graph_url.rstrip("/")
-        self._token = token
         self._renew_token = renew_token
         self._clock = clock
         self._sleep = sleep
@@ -136,35 +144,37 @@ class ExportClient:
         self._timeout = poll_timeout_seconds
         self._policy = policy or RetryPolicy()
 
-    def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
-        if not same_origin(url, self._graph_url):
-            # Checked before the token is attached: a bearer token only ever goes to graph_url.
-            where = url.split("?", maxsplit=1)[0]
-            msg = f"{what}: refusing {where!r}, which is not on the origin of graph_url"
-            raise ServiceError(msg)
-        response = self._send(method, url, what, **kwargs)
-        if response.status_code == 401 and self._renew_token is not None:  # noqa: PLR2004
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        deadline: float | None = None,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> requests.Response:
+        self.url_policy.check(url, what)  # where it arrived; the session checks it again
+        budget = self._policy.budget(what, sleep=self._sleep, clock=self._clock, deadline=deadline)
+        response = self._send(method, url, budget, **kwargs)
+        if classify(response.status_code) is Outcome.TOKEN_REFUSED and self._renew_token:
             # A token refused before its expiry (revoked, clock skew): one retry with a new one.
             LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", what)
             response.close()
             self._renew_token()
-            response = self._send(method, url, what, **kwargs)
+            response = self._send(method, url, budget, **kwargs)
         return response
 
-    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
-        headers = {
-            "Authorization": f"Bearer {self._token()}",
-            "client-request-id": str(uuid.uuid4()),
-        }
+    def _send(
+        self,
+        method: str,
+        url: str,
+        budget: RetryBudget,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> requests.Response:
+        headers = {"client-request-id": str(uuid.uuid4())}
+        # Streamed, so that read_body can bound what a body may hold.
         return send(
-            self._session,
-            method,
-            url,
-            what=what,
-            sleep=self._sleep,
-            policy=self._policy,
-            headers=headers,
-            **kwargs,
+            self._session, method, url, budget=budget, headers=headers, stream=True, **kwargs
         )
 
     def start(self, request: ExportRequest) -> str:
@@ -181,13 +191,8 @@ class ExportClient:
             msg = f"{request.label}: export request answered {graph_error(response)}"
             raise ServiceError(msg)
         location = response.headers.get("Location", "")
-        if not same_origin(location, self._graph_url):
-            msg = (
-                f"{request.label}: export answered 202 with Location {location.split('?')[0]!r},"
-                " which is not an https URL on the origin of graph_url; refusing to follow it"
-            )
-            raise ServiceError(msg)
-        return location
+        response.close()
+        return self.url_policy.check(location, f"{request.label}: export answered 202, Location")
 
     def poll(self, operation_url: str, label: str) -> ExportResult:
         """Poll until the operation ends or the deadline passes (``label`` names it in logs).
@@ -200,14 +205,23 @@ class ExportClient:
         started = self._clock()
         deadline = started + self._timeout
         last_status: OperationStatus | None = None
+        self.url_policy.check(operation_url, f"{label}: operation URL")
         while True:
-            response = self._request("GET", operation_url, what=f"{label}: operation poll")
+            try:
+                response = self._request(
+                    "GET", operation_url, what=f"{label}: operation poll", deadline=deadline
+                )
+            except TransientHTTPError as err:
+                if self._clock() < deadline:
+                    raise
+                msg = f"{err} (poll_timeout_seconds={self._timeout:g}); the next run resumes it"
+                raise ExportTimeoutError(msg) from None
             if response.status_code in {404, 410}:
                 raise OperationGoneError(f"{label}: operation answered {graph_error(response)}")
             if response.status_code != 200:  # noqa: PLR2004
                 raise ServiceError(f"{label}: operation poll answered {graph_error(response)}")
-            body = response.json()
-            operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])
+            body = _json_object(response, f"{label}: operation poll")
+            operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])[:200]
             status = OperationStatus.parse(body.get("status"))
             LOGGER.debug("%s: operation %s polled: %s", label, operation_id, body.get("status"))
             if status != last_status:
@@ -218,8 +232,10 @@ class ExportClient:
                 return ExportResult(operation_id, manifest, operation_url=operation_url)
             if not status.is_waiting:
                 return self._ended_without_data(body, operation_id, label)
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            wait = self._interval if wait is None else wait
+            # Retry-After is honoured within [1 s, 300 s]: 0 would poll in a tight loop, a
+            # billion would never come back.
+            asked = parse_retry_after(response.headers.get("Retry-After"))
+            wait = clamp_wait(asked, self._interval)
             now = self._clock()
             if now >= deadline:
                 msg = (
@@ -256,7 +272,8 @@ class ExportClient:
     ) -> ExportResult:
         raw_error = body.get("error")
         error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        code, message = str(error.get("code", "")), str(error.get("message", ""))
+        code = str(error.get("code", ""))[:60]
+        message = redact_text(str(error.get("message", ""))[:MAX_ERROR_BODY_CHARS])
         if (
             OperationStatus.parse(body.get("status")) is OperationStatus.FAILED
             and code == NO_DATA_ERROR_CODE
@@ -290,4 +307,20 @@ class ExportClient:
             raise OperationGoneError(f"{label}: manifest answered {graph_error(response)}")
         if response.status_code != 200:  # noqa: PLR2004
             raise ServiceError(f"{label}: manifest request answered {graph_error(response)}")
-        return Manifest.parse(response.json(), where=label)
+        return Manifest.parse(_json_object(response, f"{label}: manifest"), where=label)
+
+
+def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
+    """The JSON object of a 200 answer.
+
+    Raises:
+        ServiceError: The body is not a JSON object.
+    """
+    try:
+        body = json.loads(read_body(response, what))
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        msg = f"{what}: the answer is not a JSON object"
+        raise ServiceError(msg)
+    return body

@@ -12,7 +12,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from tap_partner_billing.errors import RecordValueError
@@ -21,6 +21,10 @@ DECIMAL_PRECISION = 38
 DECIMAL_SCALE = 18  # unit prices and exchange rates carry 8-12 fraction digits in practice
 _MAX_INTEGER_DIGITS = DECIMAL_PRECISION - DECIMAL_SCALE
 _SCALE_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
+# Wide enough for any value DECIMAL(38, 18) holds, whatever the thread's default context says
+# (its 28 digits made quantize() fail on valid 19-fraction-digit values).
+_CONTEXT = Context(prec=2 * DECIMAL_PRECISION, Emax=999_999, Emin=-999_999)
+MAX_NUMBER_CHARS = 100
 EXTRA_FIELDS_COLUMN = "_extra_fields"
 
 
@@ -129,8 +133,12 @@ def to_decimal_text(value: object) -> str:
     elif isinstance(value, int) and not isinstance(value, bool):
         number = Decimal(value)
     elif isinstance(value, str):
+        text = value.strip()
+        # Decimal() also reads Arabic-Indic and other Unicode digits; a money field may not.
+        if not text.isascii() or len(text) > MAX_NUMBER_CHARS:
+            raise RecordValueError(f"{value[:40]!r} is not a decimal number")
         try:
-            number = Decimal(value.strip())
+            number = Decimal(text)
         except InvalidOperation:
             raise RecordValueError(f"{value[:40]!r} is not a decimal number") from None
     else:
@@ -140,15 +148,18 @@ def to_decimal_text(value: object) -> str:
     if not number.is_finite():
         raise RecordValueError(f"{value!r} is not a finite decimal number")
     exponent = number.as_tuple().exponent
+    if number.adjusted() >= _MAX_INTEGER_DIGITS:
+        msg = f"{number:.6e} has more than {_MAX_INTEGER_DIGITS} integer digits"
+        raise RecordValueError(msg)
     if isinstance(exponent, int) and exponent < -DECIMAL_SCALE:
-        rounded = number.quantize(_SCALE_QUANTUM)
+        try:
+            rounded = number.quantize(_SCALE_QUANTUM, context=_CONTEXT)
+        except InvalidOperation:
+            rounded = Decimal(0)  # far too many fraction digits: refused just below
         if rounded != number:
             msg = f"{number} has more than {DECIMAL_SCALE} fraction digits; refusing to round"
             raise RecordValueError(msg)
         number = rounded
-    if number.adjusted() >= _MAX_INTEGER_DIGITS:
-        msg = f"{number} has more than {_MAX_INTEGER_DIGITS} integer digits"
-        raise RecordValueError(msg)
     return format(number, "f")
 
 
@@ -184,7 +195,10 @@ def to_datetime_text(value: str) -> str:
             raise RecordValueError(f"{value[:40]!r} is not a valid date") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).isoformat()
+    try:
+        return parsed.astimezone(timezone.utc).isoformat()
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        raise RecordValueError(f"{value[:40]!r} is out of range once converted to UTC") from None
 
 
 @dataclass(frozen=True)

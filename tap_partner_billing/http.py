@@ -1,56 +1,173 @@
-"""One place for HTTP retries: 429, 5xx and dropped connections, honouring ``Retry-After``."""
+"""One retry and classification policy for every request the tap sends.
+
+:func:`classify` says what an answer (or a failure to get one) means; a :class:`RetryBudget`,
+one per operation (a token request, an export request, one poll, one blob download with its
+resumes), owns how often and how long that operation may be retried; :func:`send` is the one
+loop that uses both. ``Retry-After`` is honoured but clamped to ``[1 s, 300 s]`` and never
+past an operation's deadline: a server cannot make the tap wait forever, nor hammer it.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import enum
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
+import urllib3
 
-from tap_partner_billing.errors import TransientHTTPError
+from tap_partner_billing.errors import ServiceError, TransientHTTPError, UrlPolicyError
 from tap_partner_billing.redact import redact_text
+from tap_partner_billing.urls import redirect_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 LOGGER = logging.getLogger(__name__)
 REQUEST_TIMEOUT_SECONDS = (30.0, 300.0)  # (connect, read)
-RETRIABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MIN_WAIT_SECONDS = 1.0  # also the floor of a poll interval, whatever Retry-After says
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+class Outcome(enum.Enum):
+    """What an HTTP answer means to the caller."""
+
+    OK = "ok"  # 2xx
+    REDIRECT = "redirect"  # 3xx: never followed
+    TOKEN_REFUSED = "token refused"  # 401  # noqa: S105 - not a password
+    FORBIDDEN = "forbidden"  # 403: a missing permission (Graph) or a refused SAS (storage)
+    GONE = "gone"  # 404, 410
+    TRANSIENT = "transient"  # 408, 429, 5xx, a dropped connection
+    FATAL = "fatal"  # any other answer
+
+
+_BY_STATUS = {
+    401: Outcome.TOKEN_REFUSED,
+    403: Outcome.FORBIDDEN,
+    404: Outcome.GONE,
+    410: Outcome.GONE,
+    408: Outcome.TRANSIENT,
+    429: Outcome.TRANSIENT,
+}
+_BY_FAMILY = {2: Outcome.OK, 3: Outcome.REDIRECT, 5: Outcome.TRANSIENT}
+
+
+def classify(status: int) -> Outcome:
+    """The :class:`Outcome` of an HTTP status code."""
+    return _BY_STATUS.get(status) or _BY_FAMILY.get(status // 100, Outcome.FATAL)
+
+
+# Failures to get an answer at all: worth another try. Anything else requests raises
+# (InvalidURL, InvalidSchema, …) is a bug or bad input, and never retried.
+TRANSIENT_EXCEPTIONS: tuple[type[Exception], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+# What reading a body can raise: the transient failures and requests' own errors.
+READ_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_EXCEPTIONS, requests.RequestException)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (integer seconds or an HTTP date).
+
+    Returns:
+        The seconds, not yet clamped; ``None`` when absent, unreadable or out of range.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit() and value.isascii():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when - current)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry a transient failure."""
+    """How often and how long one operation may be retried."""
 
     max_attempts: int = 6
     base_delay_seconds: float = 1.0
     max_delay_seconds: float = 120.0
 
     def backoff_seconds(self, attempt: int) -> float:
-        """Exponential backoff for ``attempt`` (1-based), capped."""
+        """Exponential backoff after failed ``attempt`` (1-based), capped."""
         return float(min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1)))
 
+    def budget(
+        self,
+        what: str,
+        *,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float] = time.monotonic,
+        deadline: float | None = None,
+    ) -> RetryBudget:
+        """A fresh budget for one operation (``deadline`` on ``clock``'s scale)."""
+        return RetryBudget(self, what, sleep, clock, deadline)
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header: integer seconds (``0`` = now) or an HTTP date.
 
-    Returns:
-        Seconds to wait, or ``None`` when the header is absent or unreadable.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+def clamp_wait(seconds: float | None, fallback: float, *, remaining: float | None = None) -> float:
+    """``seconds`` (or ``fallback`` when unknown) within ``[1 s, 300 s]`` and ``remaining``."""
+    wait = fallback if seconds is None else seconds
+    wait = min(max(wait, MIN_WAIT_SECONDS), MAX_RETRY_AFTER_SECONDS)
+    return wait if remaining is None else max(0.0, min(wait, remaining))
+
+
+@dataclass
+class RetryBudget:
+    """The attempts left to one operation; :meth:`failed` waits or gives up."""
+
+    policy: RetryPolicy
+    what: str
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    deadline: float | None = None
+    attempts: int = field(default=0)
+
+    def failed(self, reason: str, retry_after: str | None = None) -> None:
+        """Record a transient failure; wait before the next attempt.
+
+        Raises:
+            TransientHTTPError: The attempts are used up, or waiting would pass the deadline.
+        """
+        self.attempts += 1
+        if self.attempts >= self.policy.max_attempts:
+            msg = f"{self.what} failed after {self.attempts} attempts: {reason}"
+            raise TransientHTTPError(msg)
+        remaining = None if self.deadline is None else self.deadline - self.clock()
+        delay = clamp_wait(
+            parse_retry_after(retry_after),
+            self.policy.backoff_seconds(self.attempts),
+            remaining=remaining,
+        )
+        if remaining is not None and remaining <= 0:
+            msg = f"{self.what} failed ({reason}) and its deadline has passed"
+            raise TransientHTTPError(msg)
+        LOGGER.warning(
+            "%s: %s; retrying in %.1f s (attempt %d of %d)",
+            self.what,
+            reason,
+            delay,
+            self.attempts + 1,
+            self.policy.max_attempts,
+        )
+        self.sleep(delay)
+
+
+def describe_failure(err: BaseException) -> str:
+    """A secret-free one-line description of an exception raised while sending."""
+    return redact_text(f"{type(err).__name__}: {err}")[:500]
 
 
 def send(
@@ -58,52 +175,66 @@ def send(
     method: str,
     url: str,
     *,
-    what: str,
-    sleep: Callable[[float], None],
-    policy: RetryPolicy,
+    budget: RetryBudget,
     **kwargs: Any,  # noqa: ANN401 - passed through to requests
 ) -> requests.Response:
-    """Send a request, retrying transient failures; return the first non-transient response.
+    """Send a request, retrying transient failures within ``budget``.
 
-    Args:
-        session: The session to send with (its headers decide what credentials go along).
-        method: HTTP method.
-        url: Absolute URL.
-        what: A short, secret-free description used in logs and errors.
-        sleep: Called with the seconds to wait between attempts.
-        policy: Retry limits.
-        **kwargs: Passed to ``session.request``.
+    The session decides the URL policy and credentials (see ``urls.CheckedSession``).
 
     Returns:
-        The response, whose status is not 429/5xx.
+        The first answer that is not transient, and not a redirect.
 
     Raises:
-        TransientHTTPError: When every attempt failed transiently.
+        TransientHTTPError: The budget ran out.
+        ServiceError: A redirect, a refused URL or a request that cannot be sent.
     """
     kwargs.setdefault("timeout", REQUEST_TIMEOUT_SECONDS)
-    for attempt in range(1, policy.max_attempts + 1):
-        retry_after: float | None = None
+    what = budget.what
+    while True:
         try:
             response = session.request(method, url, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as err:
-            reason = redact_text(f"{type(err).__name__}: {err}")
-        else:
-            if response.status_code not in RETRIABLE_STATUSES:
-                return response
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            reason = f"HTTP {response.status_code}"
+        except UrlPolicyError:
+            raise
+        except TRANSIENT_EXCEPTIONS as err:
+            budget.failed(describe_failure(err))
+            continue
+        except (requests.RequestException, ValueError) as err:
+            # InvalidURL, InvalidSchema, a bad port…: its text may hold the whole URL.
+            msg = f"{what}: the request cannot be sent ({describe_failure(err)})"
+            raise ServiceError(msg) from None
+        outcome = classify(response.status_code)
+        if outcome is Outcome.REDIRECT:
+            target = redirect_target(response)
             response.close()
-        if attempt == policy.max_attempts:
-            msg = f"{what} failed after {attempt} attempts: {reason}"
-            raise TransientHTTPError(msg, retry_after_seconds=retry_after)
-        delay = policy.backoff_seconds(attempt) if retry_after is None else retry_after
-        LOGGER.warning(
-            "%s: %s; retrying in %.1f s (attempt %d of %d)",
-            what,
-            reason,
-            delay,
-            attempt + 1,
-            policy.max_attempts,
-        )
-        sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+            status = response.status_code
+            msg = f"{what}: answered HTTP {status}, a redirect to {target}; not followed"
+            raise ServiceError(msg)
+        if outcome is not Outcome.TRANSIENT:
+            return response
+        retry_after = response.headers.get("Retry-After")
+        response.close()
+        budget.failed(f"HTTP {response.status_code}", retry_after)
+
+
+MAX_BODY_BYTES = 16 << 20  # an operation, manifest or invoice page is a few kilobytes
+
+
+def read_body(response: requests.Response, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body of a (streamed) answer, refusing one larger than ``limit`` bytes.
+
+    Raises:
+        ServiceError: The body is larger than ``limit`` or breaks off.
+    """
+    data = bytearray()
+    try:
+        for chunk in response.iter_content(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                response.close()
+                msg = f"{what}: the answer is larger than {limit} bytes; refused"
+                raise ServiceError(msg)
+    except READ_ERRORS as err:
+        msg = f"{what}: the answer broke off ({describe_failure(err)})"
+        raise ServiceError(msg) from None
+    return bytes(data)

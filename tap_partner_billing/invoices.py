@@ -16,19 +16,21 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.errors import RecordValueError, ServiceError
-from tap_partner_billing.export import graph_error, same_origin
+from tap_partner_billing.export import graph_error
 from tap_partner_billing.fields import to_datetime_text, to_decimal_text
-from tap_partner_billing.http import RetryPolicy, send
+from tap_partner_billing.http import Outcome, RetryPolicy, classify, read_body, send
+from tap_partner_billing.urls import CheckedSession, UrlPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-
-    import requests
 
 LOGGER = logging.getLogger(__name__)
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 INVOICES_PATH = "/v1/invoices"
 MAX_PAGES = 1_000
+MAX_HEADERS = 8
+# A next link may carry a continuation header; never one that could replace ours.
+_RESERVED_HEADERS = frozenset({"authorization", "host", "cookie", "content-length"})
 # Modern (new commerce) invoices are "G" + digits; only they have Graph export data. Legacy
 # recurring licence invoices start with "D" (reference §7).
 _EXPORTABLE = re.compile(r"^G[0-9]+$")
@@ -146,16 +148,15 @@ class InvoiceClient:
 
     def __init__(
         self,
-        session: requests.Session,
         *,
         base_url: str,
         token: Callable[[], str],
         sleep: Callable[[float], None],
         policy: RetryPolicy | None = None,
     ) -> None:
-        self._session = session
+        self._url_policy = UrlPolicy.for_base(base_url, "partner_center_url")
+        self._session = CheckedSession(self._url_policy, bearer=token)
         self._base = base_url.rstrip("/")
-        self._token = token
         self._sleep = sleep
         self._policy = policy or RetryPolicy()
 
@@ -171,31 +172,22 @@ class InvoiceClient:
         invoices: list[Invoice] = []
         for page in range(1, MAX_PAGES + 1):
             assert url is not None  # noqa: S101 - the loop ends when it becomes None
-            if not same_origin(url, self._base):
-                msg = f"Partner Center invoice list: page {page} is on another origin; refused"
-                raise ServiceError(msg)
             where = f"Partner Center invoice list, page {page}"
-            response = send(
-                self._session,
-                "GET",
-                url,
-                what=where,
-                sleep=self._sleep,
-                policy=self._policy,
-                headers={**headers, "Authorization": f"Bearer {self._token()}"},
-            )
+            self._url_policy.check(url, where)
+            budget = self._policy.budget(where, sleep=self._sleep)
+            response = send(self._session, "GET", url, budget=budget, headers=headers, stream=True)
             if response.status_code != 200:  # noqa: PLR2004
                 hint = (
                     " (the app needs Partner Center API access; set discover_invoices to false "
                     "to export invoice_ids only)"
-                    if response.status_code in {401, 403}
+                    if classify(response.status_code) in {Outcome.TOKEN_REFUSED, Outcome.FORBIDDEN}
                     else ""
                 )
                 msg = f"{where}: {graph_error(response)}{hint}"
                 raise ServiceError(msg)
             try:
-                body = json.loads(response.text, parse_float=Decimal)
-            except ValueError:
+                body = json.loads(read_body(response, where), parse_float=Decimal)
+            except (ValueError, RecursionError):
                 msg = f"{where}: the body is not JSON"
                 raise ServiceError(msg) from None
             items = body.get("items") if isinstance(body, dict) else None
@@ -219,11 +211,15 @@ def _next_page(body: dict[str, Any], base: str) -> tuple[str | None, dict[str, s
     if not isinstance(nxt, dict) or not nxt.get("uri"):
         return None, {}
     uri = str(nxt["uri"])
+    raw_headers = nxt.get("headers") or []
     headers = {
         str(h["key"]): str(h["value"])
-        for h in nxt.get("headers") or []
+        for h in (raw_headers if isinstance(raw_headers, list) else [])
         if isinstance(h, dict) and "key" in h and "value" in h
     }
+    if any(key.lower() in _RESERVED_HEADERS for key in headers) or len(headers) > MAX_HEADERS:
+        msg = "Partner Center invoice list: a next link asks for headers the tap does not send"
+        raise ServiceError(msg)
     if "://" in uri:
         return uri, headers  # the caller checks the origin before sending the token
     # Partner Center writes next links relative to its /v1 root ("/invoices?size=…").

@@ -8,12 +8,31 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tap_partner_billing.errors import ManifestError
+from tap_partner_billing.errors import ManifestError, UrlPolicyError
+from tap_partner_billing.redact import register_sas
+from tap_partner_billing.urls import UrlPolicy
 
 # Both spellings are in circulation: the Graph docs say compressedJSONLines, real responses
 # and the doc example say compressedJSON. Both mean gzip + JSON Lines.
 SUPPORTED_DATA_FORMATS = frozenset({"compressedjson", "compressedjsonlines"})
 _SEGMENT = re.compile(r"(?i)^(BillingMonth|InvoiceId|InvoiceVersion|Currency|Fragment)=(.+)$")
+MAX_BLOBS = 100_000
+MAX_BLOB_NAME_CHARS = 1024  # Azure's own limit for a blob name
+# A blob name is a relative path below rootDirectory: printable, no backslash, no scheme.
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f\\?#]|://")
+
+
+def blob_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be fetched below ``rootDirectory`` (``None``: it can)."""
+    if not name or len(name) > MAX_BLOB_NAME_CHARS:
+        return "is empty or too long"
+    if _UNSAFE_NAME.search(name):
+        return "holds a control character, backslash, ?, # or a scheme"
+    if name.startswith("/"):
+        return "is absolute"
+    if any(segment in {"", ".", ".."} for segment in name.split("/")):
+        return "has an empty, . or .. path segment"
+    return None
 
 
 @dataclass(frozen=True)
@@ -60,14 +79,22 @@ class Manifest:
                 f"{where}: manifest dataFormat {data_format!r} is not gzip JSON lines"
             )
         root = str(body["rootDirectory"]).rstrip("/")
-        if urlsplit(root).scheme != "https":
-            raise ManifestError(f"{where}: manifest rootDirectory is not an https URL")
+        try:
+            UrlPolicy.for_base(root, "manifest rootDirectory", folder=True)
+        except UrlPolicyError as err:
+            raise ManifestError(f"{where}: {err}") from None
         raw_blobs = body["blobs"]
         if not isinstance(raw_blobs, list) or not all(
             isinstance(b, dict) and isinstance(b.get("name"), str) and b["name"] for b in raw_blobs
         ):
             raise ManifestError(f"{where}: manifest blobs must be objects with a name")
+        if len(raw_blobs) > MAX_BLOBS:
+            raise ManifestError(f"{where}: manifest lists more than {MAX_BLOBS} blobs")
         names = [b["name"] for b in raw_blobs]
+        for name in names:
+            if problem := blob_name_problem(name):
+                shown = repr(name[:80])
+                raise ManifestError(f"{where}: manifest blob name {shown} {problem}; refused")
         if len(set(names)) != len(names):
             raise ManifestError(f"{where}: manifest lists a blob name twice")
         count = body.get("blobCount")
@@ -80,12 +107,14 @@ class Manifest:
             BlobRef(b["name"], b.get("partitionValue"))
             for b in sorted(raw_blobs, key=lambda b: str(b["name"]))
         )
+        sas_token = str(body["sasToken"]).lstrip("?")
+        register_sas(sas_token)
         return cls(
-            id=str(body.get("id") or ""),
+            id=str(body.get("id") or "")[:200],
             etag=str(body.get("eTag") or ""),
             created=body.get("createdDateTime"),
             root_directory=root,
-            sas_token=str(body["sasToken"]).lstrip("?"),
+            sas_token=sas_token,
             blobs=blobs,
             schema_version=body.get("schemaVersion"),
         )
@@ -116,6 +145,11 @@ class Manifest:
         joined = "\n".join(b.name for b in self.blobs).encode()
         return hashlib.sha256(joined).hexdigest()[:16]
 
+    @property
+    def url_policy(self) -> UrlPolicy:
+        """Where this manifest's blobs may be fetched from: below ``rootDirectory``."""
+        return UrlPolicy.for_base(self.root_directory, "manifest rootDirectory", folder=True)
+
     def blob_url(self, blob: BlobRef) -> str:
-        """``rootDirectory/name?sasToken`` — secret: never log it, use :meth:`blob_label`."""
+        """``rootDirectory/name?sasToken`` — secret: never log it (redact_text masks it)."""
         return f"{self.root_directory}/{quote(blob.name)}?{self.sas_token}"

@@ -1,10 +1,28 @@
-"""Keep SAS signatures, bearer tokens and client secrets out of every log line and error."""
+"""Keep SAS signatures, bearer tokens and client secrets out of every log line and traceback.
+
+Two layers, both applied to every log record the process creates (a log record factory, so
+no handler or logger configured later escapes it):
+
+- **known values**: the client secret, every token acquired and every SAS handed out are
+  registered the moment the tap learns them, and masked wherever they appear, in whatever
+  words a service echoed them;
+- **shapes**: URL query strings (where a SAS lives), ``Bearer …`` and secret form fields.
+
+A record's traceback is redacted too: its exceptions are replaced by stand-ins of the same
+type name whose text went through :func:`redact_text`, so neither the plain formatter nor the
+SDK's structured one (which prints chained exceptions even after ``raise … from None``) can
+repeat a secret an exception carried.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit, urlunsplit
+import sys
+import threading
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote
 
 # A URL query string may be a SAS token (sig=..., skoid=...); we never need it in a message.
 _QUERY = re.compile(r"\?[^\s\"'<>]+")
@@ -13,50 +31,124 @@ _FORM_SECRET = re.compile(
     r"(?i)\b(client_secret|client_assertion|access_token|refresh_token|sig)([=:]\s*\"?)[^&\s\"',]+"
 )
 REDACTED = "<redacted>"
+MIN_SECRET_CHARS = 6  # shorter values would mask ordinary words
+_SECRETS: set[str] = set()
+_LOCK = threading.Lock()
 
-# Loggers of the libraries that may print URLs or request bodies at DEBUG.
-_LIBRARY_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "msal", "azure", "requests")
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` (and its URL-encoded forms) in everything redacted from now on."""
+    if len(value) < MIN_SECRET_CHARS:
+        return
+    forms = {value, quote(value, safe=""), quote_plus(value), unquote(value)}
+    with _LOCK:
+        _SECRETS.update(form for form in forms if len(form) >= MIN_SECRET_CHARS)
+
+
+def register_sas(sas_token: str) -> None:
+    """Register a SAS token and its signature."""
+    register_secret(sas_token)
+    for part in sas_token.split("&"):
+        key, _, value = part.partition("=")
+        if key.lower() == "sig" and value:
+            register_secret(value)
 
 
 def redact_text(text: str) -> str:
-    """Return ``text`` with query strings, bearer tokens and secret form fields masked."""
+    """Return ``text`` with known secrets, query strings, bearer tokens and secret fields masked."""
+    with _LOCK:
+        known = sorted(_SECRETS, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     text = _QUERY.sub("?" + REDACTED, text)
     text = _BEARER.sub("Bearer " + REDACTED, text)
     return _FORM_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` without its query string (where a SAS token lives)."""
-    parts = urlsplit(url)
-    query = REDACTED if parts.query else ""
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+class RedactedException(Exception):
+    """Stands in for an exception in a log record: same type name, redacted text."""
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that rewrites each record's message through :func:`redact_text`."""
+_STAND_INS: dict[tuple[str, str], type[RedactedException]] = {}
 
-    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+
+def _stand_in(exc: BaseException, depth: int = 0) -> BaseException:
+    """A redacted copy of ``exc`` and of the exceptions it was raised from."""
+    key = (type(exc).__module__, type(exc).__qualname__)
+    kind = _STAND_INS.get(key)
+    if kind is None:
+        kind = _STAND_INS[key] = type(type(exc).__name__, (RedactedException,), {})
+        kind.__module__ = key[0]
+        kind.__qualname__ = key[1]
+    copy = kind(redact_text(str(exc)))
+    copy.__traceback__ = exc.__traceback__
+    copy.__suppress_context__ = exc.__suppress_context__
+    if depth < 10:  # noqa: PLR2004 - chains longer than this are cut
+        if exc.__cause__ is not None:
+            copy.__cause__ = _stand_in(exc.__cause__, depth + 1)
+        if exc.__context__ is not None and not exc.__suppress_context__:
+            copy.__context__ = _stand_in(exc.__context__, depth + 1)
+    return copy
+
+
+def redact_exc_info(
+    exc_info: tuple[type[BaseException], BaseException, TracebackType | None],
+) -> tuple[type[BaseException], BaseException, TracebackType | None]:
+    """``exc_info`` with its exception (chain) replaced by redacted stand-ins."""
+    copy = _stand_in(exc_info[1])
+    return type(copy), copy, exc_info[2]
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Redact a log record in place: message, arguments, traceback and stack."""
+    try:
         message = record.getMessage()
-        cleaned = redact_text(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
-        return True
+    except (TypeError, ValueError):  # a bad format string: keep what we can show
+        message = str(record.msg)
+    record.msg, record.args = redact_text(message), None
+    if record.exc_info:
+        kind, value, tb = record.exc_info
+        if kind is not None and value is not None:
+            record.exc_info = redact_exc_info((kind, value, tb))
+            record.exc_text = None
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    return record
 
 
-_FILTER = RedactingFilter()
+_BASE_FACTORY = logging.getLogRecordFactory()
 
 
-def install_log_redaction(*extra_loggers: str) -> None:
-    """Attach the redacting filter to library loggers and to every handler of the root logger.
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:  # noqa: ANN401
+    return redact_record(_BASE_FACTORY(*args, **kwargs))
 
-    Logger filters only see records logged directly on that logger, so the filter is also put
-    on the root handlers, which every propagated record passes through.
+
+class _RedactingExcepthook:
+    """Wraps an excepthook (the SDK's logs through the tap's logger) with redaction."""
+
+    def __init__(self, inner: Any) -> None:  # noqa: ANN401 - sys.excepthook's type
+        self.inner = inner
+
+    def __call__(
+        self, kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        self.inner(*redact_exc_info((kind, value, tb)))
+
+
+def _thread_hook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        sys.__excepthook__(*redact_exc_info((args.exc_type, args.exc_value, args.exc_traceback)))
+
+
+def install_redaction() -> None:
+    """Redact every log record and every traceback Python prints.
+
+    Idempotent; call it again after something else replaced ``sys.excepthook`` (the SDK's
+    CLI installs its own when it starts) to wrap that one too.
     """
-    for name in (*_LIBRARY_LOGGERS, *extra_loggers):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
-    for handler in logging.getLogger().handlers:
-        if _FILTER not in handler.filters:
-            handler.addFilter(_FILTER)
+    if logging.getLogRecordFactory() is not _redacting_factory:
+        logging.setLogRecordFactory(_redacting_factory)
+    if not isinstance(sys.excepthook, _RedactingExcepthook):
+        sys.excepthook = _RedactingExcepthook(sys.excepthook)
+    threading.excepthook = _thread_hook

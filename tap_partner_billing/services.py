@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import requests
-
 from tap_partner_billing.auth import ClientCredentials, TokenProvider
-from tap_partner_billing.blobs import BlobFetcher, new_blob_session
+from tap_partner_billing.blobs import BlobFetcher, BlobLimits, new_blob_session
 from tap_partner_billing.export import ExportClient
 from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE, InvoiceClient
+from tap_partner_billing.spool_dir import SpoolFolder
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ class Services:
     blobs: BlobFetcher
     invoices: InvoiceClient
     max_parallel_downloads: int
+    limits: BlobLimits
     clock: Callable[[], float]
     calendar: Callable[[], datetime]  # today's date decides which billing months are recent
 
@@ -35,19 +35,13 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _api_session() -> requests.Session:
-    """A session for one API: its own connection pool, and our User-Agent."""
-    session = requests.Session()
-    session.headers["User-Agent"] = "tap-partner-billing"
-    return session
-
-
 def build_services(
     config: Mapping[str, Any],
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     calendar: Callable[[], datetime] = _utc_now,
+    spool_parent: str | None = None,
 ) -> Services:
     """Create the clients for ``config`` (already validated)."""
     credentials = ClientCredentials(
@@ -59,7 +53,6 @@ def build_services(
     )
     tokens = TokenProvider(credentials, authority_url=config["authority_url"], sleep=sleep)
     exports = ExportClient(
-        _api_session(),
         graph_url=config["graph_url"],
         token=tokens.token,
         renew_token=tokens.renew,
@@ -73,7 +66,6 @@ def build_services(
         credentials, authority_url=config["authority_url"], scope=PARTNER_CENTER_SCOPE, sleep=sleep
     )
     invoices = InvoiceClient(
-        _api_session(),
         base_url=config["partner_center_url"],
         token=partner_tokens.token,
         sleep=sleep,
@@ -81,9 +73,15 @@ def build_services(
     return Services(
         tokens=tokens,
         exports=exports,
-        blobs=BlobFetcher(new_blob_session(), sleep=sleep),
+        blobs=BlobFetcher(new_blob_session(), sleep=sleep, spool_folder=SpoolFolder(spool_parent)),
         invoices=invoices,
         max_parallel_downloads=int(config["max_parallel_downloads"]),
+        limits=BlobLimits(
+            max_line_bytes=int(config.get("max_line_bytes") or BlobLimits.max_line_bytes),
+            max_inflation_ratio=int(
+                config.get("max_inflation_ratio") or BlobLimits.max_inflation_ratio
+            ),
+        ),
         clock=clock,
         calendar=calendar,
     )

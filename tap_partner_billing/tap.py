@@ -6,7 +6,6 @@ import json
 import sys
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from singer_sdk import Stream, Tap, about
 from singer_sdk import typing as th
@@ -15,14 +14,16 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from tap_partner_billing.blobs import DEFAULT_MAX_INFLATION_RATIO, DEFAULT_MAX_LINE_BYTES
 from tap_partner_billing.client import restore_decimal_details
-from tap_partner_billing.errors import PartnerBillingError
+from tap_partner_billing.errors import PartnerBillingError, UrlPolicyError
 from tap_partner_billing.invoice_stream import InvoicesStream
 from tap_partner_billing.invoices import Invoice, invoices_to_export
 from tap_partner_billing.output import batch_settings_problems
-from tap_partner_billing.redact import install_log_redaction
+from tap_partner_billing.redact import install_redaction, register_secret
 from tap_partner_billing.services import Services, build_services
 from tap_partner_billing.streams import STREAM_TYPES
+from tap_partner_billing.urls import UrlPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -182,6 +183,22 @@ SETTINGS = th.PropertiesList(
         "How many blobs of a partition are downloaded at once.",
         default=4,
     ),
+    _setting(
+        "max_line_bytes",
+        th.IntegerType(minimum=1024, maximum=1 << 30),
+        "Maximum line size (bytes)",
+        "A blob line longer than this stops the run with an error naming blob and line "
+        "(memory stays bounded whatever a blob holds).",
+        default=DEFAULT_MAX_LINE_BYTES,
+    ),
+    _setting(
+        "max_inflation_ratio",
+        th.IntegerType(minimum=10, maximum=100_000),
+        "Maximum inflation ratio",
+        "A blob that inflates more than this many times its compressed size is refused as a "
+        "decompression bomb (JSON lines usually gzip 5-30x).",
+        default=DEFAULT_MAX_INFLATION_RATIO,
+    ),
 )
 
 
@@ -198,10 +215,10 @@ def settings_problems(config: Mapping[str, Any]) -> list[str]:
     """Rules JSON Schema cannot express well; each message names the setting."""
     problems = []
     for name in ("authority_url", "graph_url", "partner_center_url"):
-        value = str(config.get(name, ""))
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            problems.append(f"{name} must be an https:// URL, got {value!r}")
+        try:
+            UrlPolicy.for_base(str(config.get(name, "")), name)
+        except UrlPolicyError as err:
+            problems.append(str(err))
     has_secret = bool(config.get("client_secret"))
     has_cert = bool(config.get("client_certificate_path"))
     if has_secret == has_cert:
@@ -252,8 +269,10 @@ class TapPartnerBilling(Tap):
     ]
 
     def __init__(self, *args: Any, validate_config: bool = True, **kwargs: Any) -> None:  # noqa: ANN401
-        install_log_redaction("tap-partner-billing", "tap_partner_billing")
+        install_redaction()
         super().__init__(*args, validate_config=validate_config, **kwargs)
+        if self.config.get("client_secret"):
+            register_secret(str(self.config["client_secret"]))
         if validate_config and (problems := settings_problems(self.config)):
             raise ConfigValidationError("Config validation failed", errors=problems)
 

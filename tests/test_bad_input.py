@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from typing import Any
 
 import pytest
@@ -95,7 +96,10 @@ def test_bad_input_stops_with_a_named_error_and_the_partition_stays_open(
 
 
 def test_an_empty_blob_and_a_two_megabyte_line_are_just_data(graph: FakeGraph) -> None:
-    big = json.dumps({"CustomerId": "big", "AdditionalInfo": {"x": "y" * 2_000_000}})
+    # Text that compresses as real data does (a run of one letter would be refused as a
+    # decompression bomb: see test_blob_limits).
+    noise = random.Random(7).randbytes(1_000_000).hex()
+    big = json.dumps({"CustomerId": "big", "AdditionalInfo": {"x": noise}})
     blobs = {"a.json.gz": gz_lines(*GOOD), "b.json.gz": gzip.compress(b""), "c.json.gz": b""}
     blobs["d.json.gz"] = gz_lines(big)
     graph.add("G000000001", Export(blobs))

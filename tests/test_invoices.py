@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import pytest
-import requests
 import responses
 
 from tap_partner_billing.errors import ServiceError
@@ -35,9 +34,7 @@ def months_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
 
 
 def _client(sleeps: list[float]) -> InvoiceClient:
-    return InvoiceClient(
-        requests.Session(), base_url=PARTNER_CENTER, token=lambda: "pc-token", sleep=sleeps.append
-    )
+    return InvoiceClient(base_url=PARTNER_CENTER, token=lambda: "pc-token", sleep=sleeps.append)
 
 
 @responses.activate
@@ -73,7 +70,7 @@ def test_invoice_list_follows_next_links_with_their_continuation_header() -> Non
 def test_invoice_list_refuses_a_next_link_on_another_origin() -> None:
     body = {"items": [], "links": {"next": {"uri": "https://elsewhere.test/v1/invoices"}}}
     responses.get(f"{PARTNER_CENTER}/v1/invoices", json=body)
-    with pytest.raises(ServiceError, match="page 2 is on another origin"):
+    with pytest.raises(ServiceError, match=r"page 2: refusing 'https://elsewhere\.test"):
         _client([]).list_invoices()
     assert len(responses.calls) == 1
 
