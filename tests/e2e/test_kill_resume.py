@@ -68,7 +68,7 @@ def test_kill_and_resume_lands_every_line_exactly_once(
         target_cmd = postgres_target(meltano, postgres, SCHEMA, tmp_path)
         env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}
         state_file = tmp_path / "state.json"
-        rng = random.Random(20261123)  # noqa: S311 - kill points, not secrets
+        rng = random.Random(20261123)
         changes = {5: "shrink", 11: "reissue", 14: "roll over", 17: "grow"}
         killed_runs, run = 0, 0
         closed = None
