@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tap_partner_billing.errors import BlobDataError, RecordValueError
+from tap_partner_billing.errors import BlobDataError, RecordValueError, ResourceLimitError
 from tap_partner_billing.fields import Kind, to_datetime_text, to_decimal_text
 
 if TYPE_CHECKING:
     from tap_partner_billing.fields import Field, FieldSet
 
 MAX_SPELLINGS = 32
+MAX_NESTING_DEPTH = 64  # of a value kept in _extra_fields (targets store it as JSON/VARIANT)
 # Plain decimal text that fits DECIMAL(38, 18) as it stands; anything else goes the long way.
 _NUMBER = r'"?-?[0-9]{1,20}(?:\.[0-9]{1,18})?"?'
 _PLAIN_DECIMAL = re.compile(_NUMBER.replace('"?', "")).fullmatch
@@ -61,6 +62,19 @@ def string_from_raw(raw: msgspec.Raw) -> str | None:
     if data == b"null":
         return None
     return data.decode("utf-8")
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (a scalar is 0)."""
+    depth, level = 0, [(value, 0)]
+    while level:
+        item, at = level.pop()
+        if isinstance(item, dict | list):
+            depth = max(depth, at + 1)
+            level.extend(
+                (child, at + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return depth
 
 
 def _span(fields: tuple[Field, ...], kind: Kind) -> slice:
@@ -130,6 +144,8 @@ class LineCodec:
             return self._values_slowly(line)
         except msgspec.DecodeError as err:
             raise BlobDataError(f"not valid JSON ({err})") from None
+        except RecursionError:
+            raise ResourceLimitError("JSON nested deeper than the decoder allows") from None
         if self._alias_at:
             for slot, index in self._alias_at:
                 if values[slot] is not None:
@@ -168,6 +184,12 @@ class LineCodec:
 
     def _values_slowly(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
         try:
+            return self._decode_slowly(line)
+        except RecursionError:
+            raise ResourceLimitError("JSON nested deeper than the decoder allows") from None
+
+    def _decode_slowly(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
+        try:
             raw = _RAW_OBJECT.decode(line)
         except msgspec.ValidationError:
             # msgspec reports "not an object" before it has read the rest of the line.
@@ -188,6 +210,9 @@ class LineCodec:
                 if extra is None:
                     extra = {}
                 extra[key] = _EXACT.decode(value)  # numbers as exact text
+                if nesting_depth(extra[key]) > MAX_NESTING_DEPTH:
+                    msg = f"key {key[:60]!r} is nested deeper than {MAX_NESTING_DEPTH} levels"
+                    raise ResourceLimitError(msg)
                 continue
             index, field = found
             names[index] = key

@@ -67,5 +67,5 @@ class StateError(PartnerBillingError):
     """The saved state holds something the tap refuses to use (the message says how to recover)."""
 
 
-class TerminatedError(BaseException):
+class TerminatedError(SystemExit):
     """The run was asked to stop (SIGTERM); raised between messages, never inside one."""

@@ -220,6 +220,8 @@ def _next_page(body: dict[str, Any], base: str) -> tuple[str | None, dict[str, s
     if any(key.lower() in _RESERVED_HEADERS for key in headers) or len(headers) > MAX_HEADERS:
         msg = "Partner Center invoice list: a next link asks for headers the tap does not send"
         raise ServiceError(msg)
+    if uri.startswith("//"):  # a network-path reference names a host: the policy judges it
+        return f"https:{uri}", headers
     if "://" in uri:
         return uri, headers  # the caller checks the origin before sending the token
     # Partner Center writes next links relative to its /v1 root ("/invoices?size=…").

@@ -22,6 +22,7 @@ from tap_partner_billing.invoices import Invoice, invoices_to_export
 from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.redact import install_redaction, register_secret
 from tap_partner_billing.services import Services, build_services
+from tap_partner_billing.shutdown import handle_sigterm, install_sigterm_guard
 from tap_partner_billing.streams import STREAM_TYPES
 from tap_partner_billing.urls import UrlPolicy
 
@@ -271,10 +272,17 @@ class TapPartnerBilling(Tap):
     def __init__(self, *args: Any, validate_config: bool = True, **kwargs: Any) -> None:  # noqa: ANN401
         install_redaction()
         super().__init__(*args, validate_config=validate_config, **kwargs)
+        handle_sigterm()
         if self.config.get("client_secret"):
             register_secret(str(self.config["client_secret"]))
         if validate_config and (problems := settings_problems(self.config)):
             raise ConfigValidationError("Config validation failed", errors=problems)
+
+    @classmethod
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's CLI signature
+        """Run the tap from the command line, with SIGTERM handled between messages."""
+        install_sigterm_guard()
+        super().invoke(*args, **kwargs)
 
     @classmethod
     def print_about(cls, output_format: str | None = None) -> None:

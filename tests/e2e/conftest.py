@@ -19,7 +19,7 @@ import pytest
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
-from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
+from tap_partner_billing.sandbox.tls import TlsFiles
 from tests.e2e.services import (
     ROOT,
     WORK,
@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 MELTANO = WORK / "meltano" / "bin" / "meltano"
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

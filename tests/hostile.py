@@ -1,0 +1,218 @@
+"""A hostile service: an HTTPS server on 127.0.0.1 whose every answer a test chooses.
+
+It is not the sandbox: it knows nothing of the tap beyond the wire protocol. By default it
+plays just enough of Entra ID, Graph and blob storage for one billed-usage export of one
+invoice to succeed; a test replaces any answer (``routes``) to attack one step, and reads
+``seen`` to learn exactly what the tap sent where. A second instance on another origin plays
+the attacker, who must never receive a credential.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from tap_partner_billing.sandbox.tls import TlsFiles
+
+TENANT = "hostile.test"
+CLIENT_SECRET = "hostile-client-secret-3f9a0c"  # noqa: S105 - the test's own fake secret
+TOKEN = "eyJhbGciOiJub25lIn0.hostile-graph-token-77c1"  # noqa: S105
+SIG = "HostileSasSignature%2Bq7"
+SAS = f"sv=2024-01-01&sr=d&sp=rl&se=2099-01-01T00%3A00%3A00Z&sig={SIG}"
+INVOICE = "G000000001"
+EXPORT_PATH = "/v1.0/reports/partners/billing/usage/billed/export"
+OPERATION_PATH = "/v1.0/reports/partners/billing/operations/op-1"
+BLOB_ROOT = "/blobs/billed/InvoiceId=G000000001"
+LINES = (
+    '{"CustomerId": "c1", "BillingPreTaxTotal": 1.25, "Quantity": "2"}',
+    '{"CustomerId": "c2", "BillingPreTaxTotal": "0.000000000000000001", "Quantity": 3}',
+)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it arrived."""
+
+    server: str
+    method: str
+    target: str  # the request target exactly as sent (path and query)
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        """The path, without the query."""
+        return urlsplit(self.target).path
+
+
+Reply = tuple[int, dict[str, str], bytes]
+Route = Callable[[Seen], Reply]
+
+
+def json_reply(status: int, body: Any, **headers: str) -> Reply:  # noqa: ANN401
+    """A JSON answer."""
+    return status, {"Content-Type": "application/json", **headers}, json.dumps(body).encode()
+
+
+@dataclass
+class HostileServer:
+    """An HTTPS server whose answers are the test's ``routes``."""
+
+    name: str
+    tls: TlsFiles
+    host: str = "127.0.0.1"
+    routes: dict[tuple[str, str], Route | Reply] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def origin(self) -> str:
+        """``https://host:port``."""
+        assert self._server is not None
+        return f"https://{self.host}:{self._server.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def start(self) -> HostileServer:
+        """Listen on a free port of 127.0.0.1."""
+        outer = self
+
+        class Handler(_Handler):
+            server_of: ClassVar[HostileServer] = outer
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls.server_cert, self.tls.server_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def answer(self, seen: Seen) -> Reply:
+        """The reply to ``seen`` (404 when no route matches)."""
+        self.seen.append(seen)
+        route = self.routes.get((seen.method, seen.path))
+        if route is None:
+            return json_reply(404, {"error": {"code": "NotFound", "message": seen.path}})
+        return route(seen) if callable(route) else route
+
+    def credentials_seen(self) -> list[Seen]:
+        """Requests that carried a bearer token or the client secret."""
+        return [
+            s
+            for s in self.seen
+            if "authorization" in {k.lower() for k in s.headers} or CLIENT_SECRET.encode() in s.body
+        ]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_of: ClassVar[HostileServer]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401
+        """Quiet."""
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.server_of.name, self.command, self.path, dict(self.headers), body)
+        status, headers, payload = self.server_of.answer(seen)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _handle  # noqa: N815 - http.server's names
+
+
+def blob_bytes(*lines: str) -> bytes:
+    """Gzip JSON lines."""
+    return gzip.compress("".join(line + "\n" for line in lines).encode())
+
+
+def manifest(origin: str, names: tuple[str, ...] = ("part-0.json.gz",)) -> dict[str, Any]:
+    """A manifest whose blobs lie under ``BLOB_ROOT`` of ``origin``."""
+    return {
+        "id": "manifest-1",
+        "eTag": "etag-1",
+        "createdDateTime": "2026-11-02T00:00:00Z",
+        "blobCount": len(names),
+        "dataFormat": "compressedJSON",
+        "rootDirectory": f"{origin}{BLOB_ROOT}",
+        "sasToken": SAS,
+        "blobs": [{"name": name, "partitionValue": "default"} for name in names],
+    }
+
+
+def succeeded(origin: str, **change: Any) -> dict[str, Any]:  # noqa: ANN401
+    """A succeeded operation with the manifest inline."""
+    body = {
+        "id": "op-1",
+        "status": "succeeded",
+        "createdDateTime": "2026-11-02T00:00:00Z",
+        "resourceLocation": manifest(origin),
+    }
+    body.update(change)
+    return body
+
+
+def play_billing(server: HostileServer) -> None:
+    """Routes for one successful billed-usage export of ``INVOICE``."""
+    origin = server.origin
+    tenant_base = f"{origin}/{TENANT}"
+    server.routes.update(
+        {
+            ("GET", f"/{TENANT}/v2.0/.well-known/openid-configuration"): json_reply(
+                200,
+                {
+                    "token_endpoint": f"{tenant_base}/oauth2/v2.0/token",
+                    "issuer": f"{tenant_base}/v2.0",
+                    "authorization_endpoint": f"{tenant_base}/oauth2/v2.0/authorize",
+                },
+            ),
+            ("POST", f"/{TENANT}/oauth2/v2.0/token"): json_reply(
+                200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}
+            ),
+            ("POST", EXPORT_PATH): (202, {"Location": f"{origin}{OPERATION_PATH}"}, b""),
+            ("GET", OPERATION_PATH): json_reply(200, succeeded(origin)),
+            ("GET", f"{BLOB_ROOT}/part-0.json.gz"): (200, {}, blob_bytes(*LINES)),
+        }
+    )
+
+
+def tap_config(server: HostileServer, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+    """A tap config aimed at ``server`` for every service, discovery off."""
+    config: dict[str, Any] = {
+        "tenant_id": TENANT,
+        "client_id": "hostile-client",
+        "client_secret": CLIENT_SECRET,
+        "authority_url": server.origin,
+        "graph_url": f"{server.origin}/v1.0",
+        "partner_center_url": server.origin,
+        "discover_invoices": False,
+        "invoice_ids": [INVOICE],
+        "poll_interval_seconds": 1,
+    }
+    config.update(overrides)
+    return config
