@@ -13,9 +13,9 @@ import gzip
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from tap_partner_billing.sandbox.tls import TlsFiles
 
 TENANT = "hostile.test"
-CLIENT_SECRET = "hostile-client-secret-3f9a0c"  # noqa: S105 - the test's own fake secret
-TOKEN = "eyJhbGciOiJub25lIn0.hostile-graph-token-77c1"  # noqa: S105
+CLIENT_SECRET = "hostile-client-secret-3f9a0c"
+TOKEN = "eyJhbGciOiJub25lIn0.hostile-graph-token-77c1"
 SIG = "HostileSasSignature%2Bq7"
 SAS = f"sv=2024-01-01&sr=d&sp=rl&se=2099-01-01T00%3A00%3A00Z&sig={SIG}"
 INVOICE = "G000000001"
@@ -143,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _handle  # noqa: N815 - http.server's names
+    do_GET = do_POST = _handle
 
 
 def blob_bytes(*lines: str) -> bytes:

@@ -200,6 +200,6 @@ def test_blob_names_outside_the_root_directory_are_refused(
     origin.routes["GET", OPERATION_PATH] = json_reply(
         200, {**succeeded(origin.origin), "resourceLocation": manifest(origin.origin, (name,))}
     )
-    with pytest.raises(ServiceError, match="manifest blob name .* refused"):
+    with pytest.raises(ServiceError, match=r"manifest blob name .* refused"):
         run_tap(tap_config(origin), streams=("billed_usage",))
     assert not [s for s in origin.seen if not s.path.startswith(("/v1.0/", f"/{TENANT}/"))]
