@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tap_partner_billing.sandbox.tls import TlsFiles
 
 TENANT = "hostile.test"
@@ -29,6 +31,12 @@ SIG = "HostileSasSignature%2Bq7"
 SAS = f"sv=2024-01-01&sr=d&sp=rl&se=2099-01-01T00%3A00%3A00Z&sig={SIG}"
 INVOICE = "G000000001"
 EXPORT_PATH = "/v1.0/reports/partners/billing/usage/billed/export"
+# Every export answers with the same operation: a whole run of any stream gets its data.
+EXPORT_PATHS = tuple(
+    f"/v1.0/reports/partners/billing/{dataset}/{period}/export"
+    for dataset in ("usage", "reconciliation")
+    for period in ("billed", "unbilled")
+)
 OPERATION_PATH = "/v1.0/reports/partners/billing/operations/op-1"
 BLOB_ROOT = "/blobs/billed/InvoiceId=G000000001"
 LINES = (
@@ -194,11 +202,21 @@ def play_billing(server: HostileServer) -> None:
             ("POST", f"/{TENANT}/oauth2/v2.0/token"): json_reply(
                 200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}
             ),
-            ("POST", EXPORT_PATH): (202, {"Location": f"{origin}{OPERATION_PATH}"}, b""),
+            **{
+                ("POST", path): (202, {"Location": f"{origin}{OPERATION_PATH}"}, b"")
+                for path in EXPORT_PATHS
+            },
             ("GET", OPERATION_PATH): json_reply(200, succeeded(origin)),
             ("GET", f"{BLOB_ROOT}/part-0.json.gz"): (200, {}, blob_bytes(*LINES)),
         }
     )
+
+
+def write_config(server: HostileServer, folder: Path, **overrides: Any) -> Path:  # noqa: ANN401
+    """A config file for a command-line run against ``server``."""
+    path = folder / "hostile-tap.json"
+    path.write_text(json.dumps(tap_config(server, **overrides)))
+    return path
 
 
 def tap_config(server: HostileServer, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
@@ -216,3 +234,54 @@ def tap_config(server: HostileServer, **overrides: Any) -> dict[str, Any]:  # no
     }
     config.update(overrides)
     return config
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """What a command-line run of the tap left behind."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+    peak_rss_mb: float
+
+
+def run_cli(
+    config: Path, *, env: dict[str, str] | None = None, stdout_to: Path | None = None
+) -> CliRun:
+    """Run ``python -m tap_partner_billing --config …``; measure the child's peak RSS."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    out_path = stdout_to or config.with_suffix(".out")
+    with out_path.open("wb") as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tap_partner_billing", "--config", str(config)],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        peak_kb = 0
+        # VmHWM, the process's own high-water mark (the kernel's ru_maxrss of a child also
+        # counts the parent's memory at fork, so it would measure the test runner).
+        while process.poll() is None:
+            peak_kb = max(peak_kb, _vm_hwm_kb(process.pid))
+            time.sleep(0.02)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    return CliRun(process.returncode, out_path.read_bytes(), stderr, peak_kb / 1024)
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -1,0 +1,227 @@
+"""What arrives over the network is bounded: blob sizes, line lengths, depths and waits.
+
+Bombs run through the command line against the hostile server, with the child's peak RSS
+measured by the kernel (``wait4``); the goal is 150 MB for any blob. Waits run in-process
+with a fake clock, so a billion-second ``Retry-After`` is seen, not slept.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tap_partner_billing.errors import (
+    ExportTimeoutError,
+    RecordValueError,
+    ResourceLimitError,
+    ServiceError,
+    TransientHTTPError,
+)
+from tests.helpers import run_tap
+from tests.hostile import (
+    BLOB_ROOT,
+    EXPORT_PATH,
+    OPERATION_PATH,
+    TENANT,
+    HostileServer,
+    Reply,
+    Route,
+    Seen,
+    blob_bytes,
+    json_reply,
+    run_cli,
+    succeeded,
+    tap_config,
+    write_config,
+)
+
+MAX_RSS_MB = 150
+BLOB = ("GET", f"{BLOB_ROOT}/part-0.json.gz")
+LINE = (
+    '{"PartnerId": "p", "CustomerId": "c", "CustomerName": "Contoso", "BillingPreTaxTotal": '
+    '12.5, "Quantity": "3", "UsageDate": "2026-10-01T00:00:00Z", "MeterName": "D2 v3"}'
+)
+
+
+def _member(data: bytes) -> bytes:
+    """One gzip member; members may be chained, as the gzip format allows."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return deflate.compress(data) + deflate.flush()
+
+
+def _gzip_repeated(unit: bytes, total: int) -> bytes:
+    """``unit`` (whole lines) repeated to about ``total`` bytes: one member, chained."""
+    per_member = unit * max(1, (1 << 20) // len(unit))
+    return _member(per_member) * max(1, total // len(per_member))
+
+
+def _one_long_line(size: int) -> bytes:
+    """A single line of ``size`` bytes (no newline until the end)."""
+    filler = _member(b"a" * (1 << 20))
+    return _member(b'{"Tags": "') + filler * (size >> 20) + _member(b'"}\n')
+
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    return {
+        "1 GB of {} lines": _gzip_repeated(b"{}\n", 1 << 30),
+        "2 GB of one repeated line": _gzip_repeated(LINE.encode() + b"\n", 2 << 30),
+        "one 500 MB line": _one_long_line(500 << 20),
+    }
+
+
+@pytest.mark.parametrize(
+    ("bomb", "settings", "message"),
+    [
+        ("1 GB of {} lines", {}, "inflates more than 200 times"),
+        ("2 GB of one repeated line", {}, "inflates more than 200 times"),
+        ("one 500 MB line", {}, "inflates more than 200 times"),
+        ("one 500 MB line", {"max_inflation_ratio": 100_000}, "line 1: the line is longer"),
+    ],
+)
+def test_bombs_are_refused_in_bounded_memory(
+    bomb: str,
+    settings: dict[str, int],
+    message: str,
+    *,
+    bombs: dict[str, bytes],
+    origin: HostileServer,
+    tmp_path: Path,
+) -> None:
+    origin.routes[BLOB] = (200, {}, bombs[bomb])
+    run = run_cli(write_config(origin, tmp_path, **settings))
+    print(f"{bomb} {settings}: peak RSS {run.peak_rss_mb:.0f} MB")
+    assert run.returncode == 1
+    assert message in run.stderr
+    assert "blob part-0.json.gz" in run.stderr  # names dataset, partition and blob
+    assert run.peak_rss_mb <= MAX_RSS_MB
+
+
+def test_a_highly_compressed_blob_is_data_when_the_ratio_is_raised(
+    origin: HostileServer, tmp_path: Path
+) -> None:
+    unit = LINE.encode() + b"\n"
+    per_member = (1 << 20) // len(unit)
+    lines = per_member * ((8 << 20) // (per_member * len(unit)))
+    origin.routes[BLOB] = (200, {}, _gzip_repeated(unit, 8 << 20))
+    config = write_config(origin, tmp_path, max_inflation_ratio=100_000)
+    out = tmp_path / "records.jsonl"
+    run = run_cli(config, stdout_to=out)
+    print(f"{lines} repeated lines: peak RSS {run.peak_rss_mb:.0f} MB")
+    assert run.returncode == 0, run.stderr[-2000:]
+    with out.open("rb") as records:
+        count = sum(
+            1 for line in records if line.startswith(b'{"type":"RECORD","stream":"billed_usage"')
+        )
+    assert count == lines
+    assert run.peak_rss_mb <= MAX_RSS_MB
+    out.unlink()
+
+
+def _blob_of(origin: HostileServer, *lines: str) -> None:
+    origin.routes[BLOB] = (200, {}, blob_bytes(*lines))
+
+
+@pytest.mark.parametrize(
+    ("line", "error", "named"),
+    [
+        ('{"BillingPreTaxTotal": "١٢٣.٤"}', RecordValueError, "field BillingPreTaxTotal"),
+        ('{"UsageDate": "0001-01-01T00:00:00+05:00"}', RecordValueError, "field UsageDate"),
+        ('{"Unknown": ' + "[" * 100_000 + "]" * 100_000 + "}", ResourceLimitError, "nested"),
+        ('{"Tags": ' + "[" * 100_000 + "]" * 100_000 + "}", ResourceLimitError, "nested"),
+        ('{"NewKey": ' + "[" * 70 + "]" * 70 + "}", ResourceLimitError, "'NewKey' is nested"),
+    ],
+)
+def test_bad_values_are_named_by_blob_line_and_field(
+    line: str, error: type[Exception], named: str, origin: HostileServer
+) -> None:
+    _blob_of(origin, '{"CustomerId": "ok"}', line)
+    with pytest.raises(error) as raised:
+        run_tap(tap_config(origin), streams=("billed_usage",))
+    assert "blob part-0.json.gz, line 2" in str(raised.value)
+    assert named in str(raised.value)
+
+
+def test_wide_decimals_are_exact(origin: HostileServer) -> None:
+    _blob_of(
+        origin,
+        '{"BillingPreTaxTotal": "1.1234567890123456780", "Quantity": '
+        "12345678901234567890.1234567890123456780}",
+    )
+    (record,) = run_tap(tap_config(origin), streams=("billed_usage",)).records()
+    assert record["billing_pre_tax_total"] == "1.123456789012345678"
+    assert record["quantity"] == "12345678901234567890.123456789012345678"
+
+
+def _sequence(*replies: Reply) -> Route:
+    answers = iter(replies)
+    last = replies[-1]
+
+    def route(seen: Seen) -> Reply:
+        del seen
+        return next(answers, last)
+
+    return route
+
+
+def test_retry_after_on_errors_is_clamped(origin: HostileServer) -> None:
+    origin.routes["POST", EXPORT_PATH] = _sequence(
+        json_reply(429, {}, **{"Retry-After": "1000000000"}),
+        json_reply(503, {}, **{"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}),
+        json_reply(503, {}, **{"Retry-After": "0"}),
+        json_reply(503, {}, **{"Retry-After": "soon"}),
+        (202, {"Location": f"{origin.origin}{OPERATION_PATH}"}, b""),
+    )
+    token = ("POST", f"/{TENANT}/oauth2/v2.0/token")
+    good_token = origin.routes[token]
+    assert isinstance(good_token, tuple)
+    origin.routes[token] = _sequence(
+        json_reply(503, {"error": "temporarily_unavailable"}, **{"Retry-After": "99999999999"}),
+        good_token,
+    )
+    result = run_tap(tap_config(origin), streams=("billed_usage",))
+    assert len(result.records()) == 2
+    # token 300 (cap); export: 300 (cap), 300 (cap), 1 (floor), backoff 8 (unreadable)
+    assert result.clock.sleeps == [300, 300, 300, 1, 8]
+
+
+def test_poll_intervals_have_a_floor_and_a_cap(origin: HostileServer) -> None:
+    running = {"id": "op-1", "status": "running"}
+    origin.routes["GET", OPERATION_PATH] = _sequence(
+        json_reply(200, running, **{"Retry-After": "0"}),
+        json_reply(200, running, **{"Retry-After": "0"}),
+        json_reply(200, running, **{"Retry-After": "1000000000"}),
+        json_reply(200, succeeded(origin.origin)),
+    )
+    result = run_tap(tap_config(origin), streams=("billed_usage",))
+    assert len(result.records()) == 2
+    assert result.clock.sleeps == [1, 1, 60, 60, 60, 60, 60]  # 300 s, in heartbeat chunks
+
+
+def test_no_wait_passes_the_poll_deadline(origin: HostileServer) -> None:
+    origin.routes["GET", OPERATION_PATH] = _sequence(
+        json_reply(200, {"id": "op-1", "status": "running"}, **{"Retry-After": "1000000000"}),
+        json_reply(429, {}, **{"Retry-After": "1000000000"}),
+    )
+    with pytest.raises(ExportTimeoutError) as raised:
+        run_tap(tap_config(origin, poll_timeout_seconds=400), streams=("billed_usage",))
+    assert "next run resumes" in str(raised.value)
+    # 300 s (capped) after the first poll, then 429s until the deadline: 100 s more, no more.
+    polls = [s for s in origin.seen if s.path == OPERATION_PATH]
+    assert len(polls) <= 4
+
+
+def test_one_budget_per_blob(origin: HostileServer) -> None:
+    origin.routes[BLOB] = json_reply(503, {})
+    with pytest.raises(TransientHTTPError, match=r"blob part-0\.json\.gz: download failed after 6"):
+        run_tap(tap_config(origin), streams=("billed_usage",))
+    assert len([s for s in origin.seen if s.path.startswith(BLOB_ROOT)]) == 6
+
+
+def test_oversized_service_answers_are_refused(origin: HostileServer) -> None:
+    huge = b'{"id": "op-1", "status": "running", "pad": "' + b"x" * (17 << 20) + b'"}'
+    origin.routes["GET", OPERATION_PATH] = (200, {"Content-Type": "application/json"}, huge)
+    with pytest.raises(ServiceError, match="larger than 16777216 bytes"):
+        run_tap(tap_config(origin), streams=("billed_usage",))
