@@ -151,4 +151,5 @@ def install_redaction() -> None:
         logging.setLogRecordFactory(_redacting_factory)
     if not isinstance(sys.excepthook, _RedactingExcepthook):
         sys.excepthook = _RedactingExcepthook(sys.excepthook)
-    threading.excepthook = _thread_hook
+    if threading.excepthook is threading.__excepthook__:  # leave a test runner's hook alone
+        threading.excepthook = _thread_hook

@@ -134,10 +134,10 @@ def test_a_live_runs_spool_folder_is_left_alone(tmp_path: Path) -> None:
     with (live / LOCK_NAME).open("wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running tap holds it
         (dead / LOCK_NAME).write_bytes(b"")
-        folder = SpoolFolder(str(tmp_path))
-        mine = folder.path
+        spool = SpoolFolder(str(tmp_path))
+        mine = spool.path
         assert live.exists()
         assert not dead.exists()
         assert mine.parent == base
-        folder.remove()
+        spool.remove()
         assert not mine.exists()
