@@ -21,6 +21,16 @@ def _redaction() -> None:
     register_secret(SECRET)
 
 
+def _fail() -> None:
+    try:
+        try:
+            raise ValueError(f"inner {SECRET}")
+        except ValueError:
+            raise KeyError(f"https://h/x?sig={SECRET}") from None  # context suppressed
+    except KeyError as err:
+        raise RuntimeError(f"outer {SECRET}") from err
+
+
 def _log_through(formatter: logging.Formatter) -> str:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -28,13 +38,7 @@ def _log_through(formatter: logging.Formatter) -> str:
     logger = logging.getLogger("redaction-test")
     logger.addHandler(handler)
     try:
-        try:
-            try:
-                raise ValueError(f"inner {SECRET}")
-            except ValueError:
-                raise KeyError(f"https://h/x?sig={SECRET}") from None  # context suppressed
-        except KeyError as err:
-            raise RuntimeError(f"outer {SECRET}") from err
+        _fail()
     except RuntimeError:
         logger.exception("failed with %s", SECRET)
     finally:
