@@ -21,12 +21,20 @@ def _redaction() -> None:
     register_secret(SECRET)
 
 
+def _inner() -> None:
+    raise ValueError(f"inner {SECRET}")
+
+
+def _middle() -> None:
+    try:
+        _inner()
+    except ValueError:
+        raise KeyError(f"https://h/x?sig={SECRET}") from None  # context suppressed
+
+
 def _fail() -> None:
     try:
-        try:
-            raise ValueError(f"inner {SECRET}")
-        except ValueError:
-            raise KeyError(f"https://h/x?sig={SECRET}") from None  # context suppressed
+        _middle()
     except KeyError as err:
         raise RuntimeError(f"outer {SECRET}") from err
 
