@@ -18,7 +18,7 @@ from tap_partner_billing.errors import (
     UrlPolicyError,
 )
 from tap_partner_billing.export import ExportRequest, ExportResult
-from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, to_datetime_text
+from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN
 from tap_partner_billing.ledger import Ledger
 from tap_partner_billing.output import RecordSink
 from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout
@@ -248,9 +248,7 @@ class ExportStream(Stream):
             "_operation_id": result.operation_id,
             "_manifest_id": manifest.id,
             "_manifest_etag": manifest.etag,
-            "_manifest_created_at": to_datetime_text(manifest.created)
-            if manifest.created
-            else None,
+            "_manifest_created_at": manifest.created,  # UTC text, checked when parsed
             "_invoice_version": manifest.invoice_version,
         }
         for key, value in provenance.items():

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tap_partner_billing.errors import ManifestError, UrlPolicyError
+from tap_partner_billing.errors import ManifestError, RecordValueError, UrlPolicyError
+from tap_partner_billing.fields import to_datetime_text
 from tap_partner_billing.redact import register_sas
 from tap_partner_billing.urls import UrlPolicy
 
@@ -33,6 +34,10 @@ def blob_name_problem(name: str) -> str | None:
     if any(segment in {"", ".", ".."} for segment in name.split("/")):
         return "has an empty, . or .. path segment"
     return None
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)[:200]
 
 
 @dataclass(frozen=True)
@@ -83,40 +88,18 @@ class Manifest:
             UrlPolicy.for_base(root, "manifest rootDirectory", folder=True)
         except UrlPolicyError as err:
             raise ManifestError(f"{where}: {err}") from None
-        raw_blobs = body["blobs"]
-        if not isinstance(raw_blobs, list) or not all(
-            isinstance(b, dict) and isinstance(b.get("name"), str) and b["name"] for b in raw_blobs
-        ):
-            raise ManifestError(f"{where}: manifest blobs must be objects with a name")
-        if len(raw_blobs) > MAX_BLOBS:
-            raise ManifestError(f"{where}: manifest lists more than {MAX_BLOBS} blobs")
-        names = [b["name"] for b in raw_blobs]
-        for name in names:
-            if problem := blob_name_problem(name):
-                shown = repr(name[:80])
-                raise ManifestError(f"{where}: manifest blob name {shown} {problem}; refused")
-        if len(set(names)) != len(names):
-            raise ManifestError(f"{where}: manifest lists a blob name twice")
-        count = body.get("blobCount")
-        if count is not None and count != len(raw_blobs):
-            raise ManifestError(
-                f"{where}: manifest blobCount {count} does not match its {len(raw_blobs)} blobs"
-            )
-        # Ordinals are assigned over blobs in name order, so the order is part of the key.
-        blobs = tuple(
-            BlobRef(b["name"], b.get("partitionValue"))
-            for b in sorted(raw_blobs, key=lambda b: str(b["name"]))
-        )
+        blobs = _blob_refs(body["blobs"], body.get("blobCount"), where)
+        created = _created(body.get("createdDateTime"), where)
         sas_token = str(body["sasToken"]).lstrip("?")
         register_sas(sas_token)
         return cls(
             id=str(body.get("id") or "")[:200],
             etag=str(body.get("eTag") or ""),
-            created=body.get("createdDateTime"),
+            created=created,
             root_directory=root,
             sas_token=sas_token,
             blobs=blobs,
-            schema_version=body.get("schemaVersion"),
+            schema_version=_text_or_none(body.get("schemaVersion")),
         )
 
     def path_segments(self) -> dict[str, str]:
@@ -153,3 +136,49 @@ class Manifest:
     def blob_url(self, blob: BlobRef) -> str:
         """``rootDirectory/name?sasToken`` — secret: never log it (redact_text masks it)."""
         return f"{self.root_directory}/{quote(blob.name)}?{self.sas_token}"
+
+
+def _blob_refs(raw: Any, count: Any, where: str) -> tuple[BlobRef, ...]:  # noqa: ANN401
+    """The manifest's blobs, validated, in name order.
+
+    Raises:
+        ManifestError: Naming what is wrong with the blob list.
+    """
+    if not isinstance(raw, list) or not all(
+        isinstance(b, dict) and isinstance(b.get("name"), str) and b["name"] for b in raw
+    ):
+        raise ManifestError(f"{where}: manifest blobs must be objects with a name")
+    if len(raw) > MAX_BLOBS:
+        raise ManifestError(f"{where}: manifest lists more than {MAX_BLOBS} blobs")
+    names = [b["name"] for b in raw]
+    for name in names:
+        if problem := blob_name_problem(name):
+            shown = repr(name[:80])
+            raise ManifestError(f"{where}: manifest blob name {shown} {problem}; refused")
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{where}: manifest lists a blob name twice")
+    if count is not None and count != len(raw):
+        raise ManifestError(
+            f"{where}: manifest blobCount {count} does not match its {len(raw)} blobs"
+        )
+    # Ordinals are assigned over blobs in name order, so the order is part of the key.
+    return tuple(
+        BlobRef(b["name"], _text_or_none(b.get("partitionValue")))
+        for b in sorted(raw, key=lambda b: str(b["name"]))
+    )
+
+
+def _created(created: Any, where: str) -> str | None:  # noqa: ANN401
+    """``createdDateTime`` as UTC text.
+
+    Raises:
+        ManifestError: It is not a date.
+    """
+    if created is None:
+        return None
+    if not isinstance(created, str):
+        raise ManifestError(f"{where}: manifest createdDateTime is not a string")
+    try:
+        return to_datetime_text(created)
+    except RecordValueError as err:
+        raise ManifestError(f"{where}: manifest createdDateTime: {err}") from None
