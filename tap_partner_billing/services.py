@@ -27,7 +27,6 @@ class Services:
     invoices: InvoiceClient
     max_parallel_downloads: int
     limits: BlobLimits
-    clock: Callable[[], float]
     calendar: Callable[[], datetime]  # today's date decides which billing months are recent
 
 
@@ -82,6 +81,5 @@ def build_services(
                 config.get("max_inflation_ratio") or BlobLimits.max_inflation_ratio
             ),
         ),
-        clock=clock,
         calendar=calendar,
     )
