@@ -9,10 +9,13 @@ and lets a dropped connection resume with an HTTP ``Range`` request instead of a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import socket
 import tempfile
 import threading
+import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +59,8 @@ MAX_BLOCK_LINES = 1024  # a block of 1024 empty lines still makes 1024 full reco
 DEFAULT_MAX_LINE_BYTES = 16 << 20
 DEFAULT_MAX_INFLATION_RATIO = 200  # JSON lines gzip 5-30x; deflate's ceiling is about 1030x
 RATIO_JUDGED_AFTER_BYTES = 1 << 20  # small blobs are never judged by their ratio
+PACE_WINDOW_SECONDS = 60.0
+MIN_BYTES_PER_WINDOW = 64 << 10  # slower than this is a stalled transfer: resumed with Range
 
 
 def new_blob_session() -> requests.Session:
@@ -81,6 +86,24 @@ class Spool:
         self.done = False
         self.cancelled = False
         self.error: BaseException | None = None
+        self._socket: socket.socket | None = None
+
+    def attach(self, response: requests.Response) -> None:
+        """Remember the connection this spool is read from, so :meth:`cancel` can cut it."""
+        connection = getattr(response.raw, "connection", None)
+        self._socket = getattr(connection, "sock", None)
+
+    def cancel(self) -> None:
+        """Stop the download: at its next write, or at once if it waits on the network.
+
+        A thread blocked in a socket read would otherwise hold the run (and its exit after
+        SIGTERM) for up to the read timeout.
+        """
+        self.cancelled = True
+        sock = self._socket
+        if sock is not None and not self.done:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def write(self, chunk: bytes) -> None:
         """Append downloaded bytes (a cancelled spool stops its download here)."""
@@ -206,6 +229,7 @@ class BlobFetcher:
             received = spool.size
             headers = {"Range": f"bytes={received}-"} if received else {}
             response = send(self._session, "GET", url, budget=budget, headers=headers, stream=True)
+            spool.attach(response)
             with response:
                 outcome = classify(response.status_code)
                 if outcome is Outcome.FORBIDDEN:
@@ -228,8 +252,10 @@ class BlobFetcher:
                     # read1 hands over bytes as they arrive (a broken connection loses nothing
                     # already received) and leaves them as stored: the gzip is ours to decode
                     # even if storage labels the blob Content-Encoding: gzip.
+                    pace = _Pace()
                     while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
                         spool.write(chunk)
+                        pace.check(len(chunk))
                     if expected is not None and spool.size < expected:
                         msg = f"body ended after {spool.size} of {expected} bytes"
                         raise ConnectionError(msg)
@@ -248,6 +274,28 @@ class BlobFetcher:
                         raise ServiceError(msg) from None
                     continue
                 return
+
+
+class _Pace:
+    """Refuses a transfer that trickles: under ``MIN_BYTES_PER_WINDOW`` in a window.
+
+    The read timeout only catches a connection that sends nothing at all; one byte every
+    few seconds would keep a download (and the run) going for days.
+    """
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._bytes = 0
+
+    def check(self, received: int) -> None:
+        self._bytes += received
+        now = time.monotonic()
+        if now - self._started < PACE_WINDOW_SECONDS:
+            return
+        if self._bytes < MIN_BYTES_PER_WINDOW:
+            msg = f"the transfer stalled: {self._bytes} bytes in {now - self._started:.0f} s"
+            raise ConnectionError(msg)
+        self._started, self._bytes = now, 0
 
 
 @dataclass(frozen=True)
@@ -427,11 +475,11 @@ def download_in_order(
                 yield index, spool
                 futures.pop(index).result()  # surface a failure the reader did not see
             finally:
-                spool.cancelled = True  # if the reader stopped early, so does the download
+                spool.cancel()  # if the reader stopped early, so does the download
                 spool.remove()
     finally:
         for spool in spools.values():
-            spool.cancelled = True
+            spool.cancel()
         for future in futures.values():
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 MAX_SPELLINGS = 32
 MAX_NESTING_DEPTH = 64  # of a value kept in _extra_fields (targets store it as JSON/VARIANT)
+# Unknown keys become Python objects (tens of times their JSON size): bounded per line, so a
+# line within max_line_bytes cannot take memory past the tap's budget.
+MAX_EXTRA_BYTES = 1 << 20
+MAX_KEYS = 4096
+_LONG_LINE_BYTES = 1 << 16
 # Plain decimal text that fits DECIMAL(38, 18) as it stands; anything else goes the long way.
 _NUMBER = r'"?-?[0-9]{1,20}(?:\.[0-9]{1,18})?"?'
 _PLAIN_DECIMAL = re.compile(_NUMBER.replace('"?', "")).fullmatch
@@ -75,6 +80,27 @@ def nesting_depth(value: object) -> int:
                 (child, at + 1) for child in (item.values() if isinstance(item, dict) else item)
             )
     return depth
+
+
+def _unknown_value(key: str, value: msgspec.Raw, bytes_so_far: int) -> Any:  # noqa: ANN401
+    """An unknown key's value, decoded for ``_extra_fields`` (numbers as exact text).
+
+    Raises:
+        ResourceLimitError: Too large (with the line's other unknown keys) or too deep.
+        BlobDataError: A value msgspec refuses (an integer of thousands of digits).
+    """
+    shown = repr(key[:60])
+    if bytes_so_far > MAX_EXTRA_BYTES:
+        raise ResourceLimitError(
+            f"unknown keys hold more than {MAX_EXTRA_BYTES} bytes (at {shown})"
+        )
+    try:
+        decoded = _EXACT.decode(value)
+    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        raise BlobDataError(f"key {shown}: {err}") from None
+    if nesting_depth(decoded) > MAX_NESTING_DEPTH:
+        raise ResourceLimitError(f"key {shown} is nested deeper than {MAX_NESTING_DEPTH} levels")
+    return decoded
 
 
 def _span(fields: tuple[Field, ...], kind: Kind) -> slice:
@@ -189,6 +215,8 @@ class LineCodec:
             raise ResourceLimitError("JSON nested deeper than the decoder allows") from None
 
     def _decode_slowly(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
+        if len(line) > _LONG_LINE_BYTES and line.count(b'":') > MAX_KEYS:
+            raise ResourceLimitError(f"the line has more than {MAX_KEYS} keys")
         try:
             raw = _RAW_OBJECT.decode(line)
         except msgspec.ValidationError:
@@ -203,16 +231,13 @@ class LineCodec:
         values: list[Any] = [None] * len(self.fields)
         names = [f.source for f in self.fields]
         raw_json: set[int] = set()
-        extra: dict[str, Any] | None = None
+        extra: dict[str, Any] = {}
+        extra_bytes = 0
         for key, value in raw.items():
             found = self._by_lower.get(key.lower())
             if found is None:
-                if extra is None:
-                    extra = {}
-                extra[key] = _EXACT.decode(value)  # numbers as exact text
-                if nesting_depth(extra[key]) > MAX_NESTING_DEPTH:
-                    msg = f"key {key[:60]!r} is nested deeper than {MAX_NESTING_DEPTH} levels"
-                    raise ResourceLimitError(msg)
+                extra_bytes += len(value)
+                extra[key] = _unknown_value(key, value, extra_bytes)
                 continue
             index, field = found
             names[index] = key
@@ -226,7 +251,7 @@ class LineCodec:
                 values[index] = string_from_raw(value)
         self._type(values)
         self._learn(names, raw_json)
-        return values, extra
+        return values, extra or None
 
     def _learn(self, names: list[str], raw_json: set[int]) -> None:
         """Teach the fast decoder this line's key spellings and raw JSON-text fields."""

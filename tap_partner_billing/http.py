@@ -21,13 +21,12 @@ import urllib3
 
 from tap_partner_billing.errors import ServiceError, TransientHTTPError, UrlPolicyError
 from tap_partner_billing.redact import redact_text
-from tap_partner_billing.urls import redirect_target
+from tap_partner_billing.urls import REQUEST_TIMEOUT_SECONDS, redirect_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 LOGGER = logging.getLogger(__name__)
-REQUEST_TIMEOUT_SECONDS = (30.0, 300.0)  # (connect, read)
 MIN_WAIT_SECONDS = 1.0  # also the floor of a poll interval, whatever Retry-After says
 MAX_RETRY_AFTER_SECONDS = 300.0
 
@@ -218,21 +217,29 @@ def send(
 
 
 MAX_BODY_BYTES = 16 << 20  # an operation, manifest or invoice page is a few kilobytes
+BODY_DEADLINE_SECONDS = 120.0  # the read timeout restarts with every byte; this does not
 
 
 def read_body(response: requests.Response, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body of a (streamed) answer, refusing one larger than ``limit`` bytes.
+    """The body of a (streamed) answer, refusing one too large or too slow to arrive.
 
     Raises:
-        ServiceError: The body is larger than ``limit`` or breaks off.
+        ServiceError: The body is larger than ``limit``, takes longer than
+            ``BODY_DEADLINE_SECONDS``, or breaks off.
     """
     data = bytearray()
+    ends = time.monotonic() + BODY_DEADLINE_SECONDS
     try:
-        for chunk in response.iter_content(1 << 16):
+        # read1 returns what has arrived, so a body sent a byte at a time meets the deadline.
+        while chunk := response.raw.read1(1 << 16, decode_content=True):
             data += chunk
             if len(data) > limit:
                 response.close()
                 msg = f"{what}: the answer is larger than {limit} bytes; refused"
+                raise ServiceError(msg)
+            if time.monotonic() > ends:
+                response.close()
+                msg = f"{what}: the answer took over {BODY_DEADLINE_SECONDS:.0f} s to arrive"
                 raise ServiceError(msg)
     except READ_ERRORS as err:
         msg = f"{what}: the answer broke off ({describe_failure(err)})"

@@ -170,11 +170,12 @@ class InvoiceClient:
         url: str | None = f"{self._base}{INVOICES_PATH}"
         headers: dict[str, str] = {}
         invoices: list[Invoice] = []
+        # One budget for the whole list: transient failures are counted over all its pages.
+        budget = self._policy.budget("Partner Center invoice list", sleep=self._sleep)
         for page in range(1, MAX_PAGES + 1):
             assert url is not None  # noqa: S101 - the loop ends when it becomes None
             where = f"Partner Center invoice list, page {page}"
             self._url_policy.check(url, where)
-            budget = self._policy.budget(where, sleep=self._sleep)
             response = send(self._session, "GET", url, budget=budget, headers=headers, stream=True)
             if response.status_code != 200:  # noqa: PLR2004
                 hint = (

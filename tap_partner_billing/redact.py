@@ -106,7 +106,9 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except (TypeError, ValueError):  # a bad format string: keep what we can show
         message = str(record.msg)
-    record.msg, record.args = redact_text(message), None
+    cleaned = redact_text(message)
+    if cleaned != message:  # untouched records keep their arguments (the SDK's METRIC points)
+        record.msg, record.args = cleaned, None
     if record.exc_info:
         kind, value, tb = record.exc_info
         if kind is not None and value is not None:

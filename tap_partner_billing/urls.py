@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 HTTPS_PORT = 443
+REQUEST_TIMEOUT_SECONDS = (30.0, 300.0)  # (connect, read): every request, MSAL's included
 # Control characters, whitespace and backslash: parsers disagree about all of them.
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 
@@ -181,6 +182,8 @@ class CheckedSession(requests.Session):
         if self._bearer is not None:
             request.headers["Authorization"] = f"Bearer {self._bearer()}"
         kwargs["allow_redirects"] = False
+        if kwargs.get("timeout") is None:  # MSAL passes timeout=None
+            kwargs["timeout"] = REQUEST_TIMEOUT_SECONDS
         return super().send(request, **kwargs)
 
 

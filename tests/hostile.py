@@ -13,6 +13,7 @@ import gzip
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,7 +62,22 @@ class Seen:
         return urlsplit(self.target).path
 
 
-Reply = tuple[int, dict[str, str], bytes]
+@dataclass(frozen=True)
+class Trickle:
+    """A body sent ``step`` bytes at a time, ``pause`` seconds apart (after ``head`` bytes)."""
+
+    data: bytes
+    head: int = 0
+    step: int = 1
+    pause: float = 0.5
+
+    def chunks(self) -> list[bytes]:
+        """The pieces after the head."""
+        rest = self.data[self.head :]
+        return [rest[at : at + self.step] for at in range(0, len(rest), self.step)]
+
+
+Reply = tuple[int, dict[str, str], "bytes | Trickle"]
 Route = Callable[[Seen], Reply]
 
 
@@ -144,12 +160,24 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         seen = Seen(self.server_of.name, self.command, self.path, dict(self.headers), body)
         status, headers, payload = self.server_of.answer(seen)
+        data = payload.data if isinstance(payload, Trickle) else payload
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(payload)
+        if not isinstance(payload, Trickle):
+            self.wfile.write(payload)
+            return
+        try:
+            self.wfile.write(data[: payload.head])
+            self.wfile.flush()
+            for piece in payload.chunks():
+                time.sleep(payload.pause)
+                self.wfile.write(piece)
+                self.wfile.flush()
+        except OSError:
+            return  # the client went away
 
     do_GET = do_POST = _handle
 
@@ -254,7 +282,6 @@ def run_cli(
     import subprocess
     import sys
     import tempfile
-    import time
 
     out_path = stdout_to or config.with_suffix(".out")
     with out_path.open("wb") as out, tempfile.TemporaryFile() as err:

@@ -7,12 +7,14 @@ with a fake clock, so a billion-second ``Retry-After`` is seen, not slept.
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
 import pytest
 
 from tap_partner_billing.errors import (
+    BlobDataError,
     ExportTimeoutError,
     RecordValueError,
     ResourceLimitError,
@@ -29,6 +31,7 @@ from tests.hostile import (
     Reply,
     Route,
     Seen,
+    Trickle,
     blob_bytes,
     json_reply,
     run_cli,
@@ -225,3 +228,63 @@ def test_oversized_service_answers_are_refused(origin: HostileServer) -> None:
     origin.routes["GET", OPERATION_PATH] = (200, {"Content-Type": "application/json"}, huge)
     with pytest.raises(ServiceError, match="larger than 16777216 bytes"):
         run_tap(tap_config(origin), streams=("billed_usage",))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # Within max_line_bytes, but as Python objects they would be hundreds of megabytes.
+        ('{"CustomerId": "c", "Junk": [' + ",".join(["0.1"] * 4_000_000) + "]}", "more than"),
+        ('{"CustomerId": "c", ' + ",".join(f'"k{n}": 0' for n in range(1_200_000)) + "}", "keys"),
+    ],
+    ids=["16 MB of floats in an unknown key", "1.2 million unknown keys"],
+)
+def test_a_long_line_of_unknown_values_stays_in_bounded_memory(
+    line: str, message: str, origin: HostileServer, tmp_path: Path
+) -> None:
+    origin.routes[BLOB] = (200, {}, blob_bytes(line))
+    # Repetitive on purpose: the ratio limit is raised so that the unknown-value bound is seen.
+    run = run_cli(write_config(origin, tmp_path, max_inflation_ratio=100_000))
+    print(f"{len(line)} byte line: peak RSS {run.peak_rss_mb:.0f} MB")
+    assert run.returncode == 1
+    assert "blob part-0.json.gz, line 1" in run.stderr
+    assert message in run.stderr
+    assert run.peak_rss_mb <= MAX_RSS_MB
+
+
+def test_an_integer_msgspec_cannot_hold_is_a_named_error(origin: HostileServer) -> None:
+    _blob_of(origin, '{"CustomerId": "c", "SomeNewId": 1' + "0" * 5000 + "}")
+    with pytest.raises(BlobDataError, match="line 1: key 'SomeNewId'"):
+        run_tap(tap_config(origin), streams=("billed_usage",))
+
+
+def test_a_trickling_answer_meets_a_deadline(
+    origin: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tap_partner_billing.http.BODY_DEADLINE_SECONDS", 1.0)
+    body = json.dumps({"id": "op-1", "status": "running", "pad": "x" * 100}).encode()
+    origin.routes["GET", OPERATION_PATH] = (200, {}, Trickle(body, step=4, pause=0.2))
+    with pytest.raises(ServiceError, match="operation poll: the answer took over 1 s"):
+        run_tap(tap_config(origin), streams=("billed_usage",))
+
+
+def test_a_trickling_blob_is_resumed_from_the_byte_reached(
+    origin: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tap_partner_billing.blobs.PACE_WINDOW_SECONDS", 0.5)
+    data = blob_bytes(*(f'{{"CustomerId": "c{n}"}}' for n in range(3_000)))
+
+    def blob(seen: Seen) -> Reply:
+        asked = seen.headers.get("Range")
+        if asked is None:  # the first attempt trickles: a stalled transfer
+            return 200, {}, Trickle(data, head=100, step=10, pause=0.2)
+        start = int(asked.removeprefix("bytes=").rstrip("-"))
+        return 206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}, data[start:]
+
+    origin.routes[BLOB] = blob
+    result = run_tap(tap_config(origin), streams=("billed_usage",))
+    assert len(result.records()) == 3_000
+    ranges = [s.headers.get("Range") for s in origin.seen if s.path.startswith(BLOB_ROOT)]
+    assert ranges[0] is None
+    assert ranges[1] is not None
+    assert int(ranges[1].removeprefix("bytes=").rstrip("-")) >= 100

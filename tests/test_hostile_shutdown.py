@@ -11,12 +11,16 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from tap_partner_billing.spool_dir import LOCK_NAME, SpoolFolder
+import pytest
+
+from tap_partner_billing.errors import ConfigurationError
+from tap_partner_billing.spool_dir import LOCK_NAME, SpoolFolder, spool_base
 from tests.hostile import (
     BLOB_ROOT,
     OPERATION_PATH,
     HostileServer,
     Seen,
+    Trickle,
     blob_bytes,
     json_reply,
     write_config,
@@ -110,7 +114,7 @@ def test_a_killed_runs_spool_files_are_removed_by_the_next_run(
     origin.routes["GET", f"{BLOB_ROOT}/part-0.json.gz"] = slow_blob
     env = {"TMPDIR": str(tmp_path)}
     config = write_config(origin, tmp_path)
-    base = tmp_path / "tap-partner-billing"
+    base = spool_base(str(tmp_path))
     tap = _start(config, env)
     _wait_for(lambda: any(base.glob("run-*/*.json.gz")))  # a spool file exists
     tap.kill()
@@ -126,7 +130,7 @@ def test_a_killed_runs_spool_files_are_removed_by_the_next_run(
 
 
 def test_a_live_runs_spool_folder_is_left_alone(tmp_path: Path) -> None:
-    base = tmp_path / "tap-partner-billing"
+    base = spool_base(str(tmp_path))
     live, dead = base / "run-live", base / "run-dead"
     for folder in (live, dead):
         folder.mkdir(parents=True)
@@ -141,3 +145,28 @@ def test_a_live_runs_spool_folder_is_left_alone(tmp_path: Path) -> None:
         assert mine.parent == base
         spool.remove()
         assert not mine.exists()
+
+
+def test_a_spool_folder_made_by_someone_else_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    spool_base(str(tmp_path)).symlink_to(elsewhere)  # planted before the tap ran
+    with pytest.raises(ConfigurationError, match="not this user's own"):
+        _ = SpoolFolder(str(tmp_path)).path
+
+
+def test_sigterm_while_a_download_stalls_exits_promptly(
+    origin: HostileServer, tmp_path: Path
+) -> None:
+    data = blob_bytes(*(LINE % n for n in range(100)))
+    blob = f"{BLOB_ROOT}/part-0.json.gz"
+    origin.routes["GET", blob] = (200, {}, Trickle(data, head=5, step=1, pause=600))
+    tap = _start(write_config(origin, tmp_path))
+    _wait_for(lambda: any(s.path == blob for s in origin.seen))
+    time.sleep(0.5)
+    started = time.monotonic()
+    tap.send_signal(signal.SIGTERM)
+    stdout, _ = tap.communicate(timeout=60)
+    assert time.monotonic() - started < 10  # not the 300 s read timeout
+    assert tap.returncode == SIGTERM_EXIT
+    _all_lines_whole(stdout)

@@ -7,10 +7,21 @@ import json
 import logging
 
 import pytest
+import requests
+import responses
 from singer_sdk.logging import StructuredFormatter
 
-from tap_partner_billing.http import Outcome, clamp_wait, classify, parse_retry_after
+from tap_partner_billing.errors import ServiceError
+from tap_partner_billing.http import (
+    Outcome,
+    RetryPolicy,
+    clamp_wait,
+    classify,
+    parse_retry_after,
+    send,
+)
 from tap_partner_billing.redact import install_redaction, redact_text, register_sas, register_secret
+from tap_partner_billing.urls import REQUEST_TIMEOUT_SECONDS, CheckedSession, UrlPolicy
 
 SECRET = "s3cr3t-value-for-redaction-tests"
 
@@ -109,3 +120,49 @@ def test_retry_after_is_clamped(header: str | None, expected: float) -> None:
 
 def test_a_wait_never_passes_the_remaining_time() -> None:
     assert clamp_wait(300.0, 30.0, remaining=12.5) == 12.5
+
+
+def test_an_untouched_record_keeps_its_arguments() -> None:
+    """The SDK's structured formatter needs a METRIC record's point object in ``args``."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("redaction-test-metrics")
+    handler = Keep()
+    logger.addHandler(handler)
+    point = ["record_count", 3]  # any object: the SDK's is a metrics.Point
+    try:
+        logger.warning("METRIC: %s", point)
+        logger.warning("leaked %s", SECRET)
+    finally:
+        logger.removeHandler(handler)
+    assert seen[0].args == (point,)
+    assert seen[1].args is None
+    assert SECRET not in seen[1].getMessage()
+
+
+def test_a_request_that_cannot_be_sent_is_named_without_its_url() -> None:
+    class Refusing(requests.Session):
+        def request(self, *args: object, **kwargs: object) -> requests.Response:
+            msg = f"Invalid URL 'https://acct.blob.test:99999/x?sig={SECRET}': bad port"
+            raise requests.exceptions.InvalidURL(msg)
+
+    budget = RetryPolicy().budget("blob part-0: download", sleep=lambda _: None)
+    with pytest.raises(
+        ServiceError, match="blob part-0: download: the request cannot be sent"
+    ) as raised:
+        send(Refusing(), "GET", "https://acct.blob.test/x", budget=budget)
+    assert SECRET not in str(raised.value)
+    assert "sig=" not in str(raised.value) or "<redacted>" in str(raised.value)
+
+
+def test_every_request_gets_a_timeout_even_when_the_caller_passes_none() -> None:
+    session = CheckedSession(UrlPolicy.for_base("https://login.test", "authority_url"))
+    with responses.RequestsMock() as mock:
+        mock.get("https://login.test/x", json={})
+        session.get("https://login.test/x", timeout=None)  # as MSAL does
+        sent = mock.calls[0].request
+        assert sent.req_kwargs["timeout"] == REQUEST_TIMEOUT_SECONDS  # type: ignore[attr-defined]  # responses records it
