@@ -49,13 +49,19 @@ def test_duckdb_models_reconcile_then_name_a_planted_discrepancy(
     statuses = {status for *_, status in expected_invoices(sb).values()}
     assert statuses == {"reconciled", "not_loaded"}  # the sandbox reconciles by construction
 
-    # Partner Center now lists G000000002 12.34 above its lines. The next run appends the
-    # invoice list to invoices.jsonl again (the last message per key wins); the lines are
-    # unchanged, so no blob is read again.
+    # G000000002 is re-issued with fewer lines and the current snapshot shrinks: the next run
+    # appends their new lines and tombstones to the files (the last message per key wins).
+    # And Partner Center now lists G000000002 12.34 above its lines (the invoice list is
+    # appended again too).
+    sb.reissue_invoice("G000000002", lines=111)
+    sb.set_unbilled_lines("current", "USD", 47)
     sb.config.total_discrepancies["G000000002"] = Decimal("12.34")
     meltano.run(*RUN, "tap-partner-billing", "target-jsonl", env=env)
     listed = (output / "invoices.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(listed) == 2 * len(expected_invoices(sb))
+    usage = (output / "billed_usage.jsonl").read_text(encoding="utf-8")
+    assert '"_sdc_deleted_at": null' in usage
+    assert usage.count('"_sdc_deleted_at": "') == 180 - 111  # the surplus keys' tombstones
     # `dbt build` rebuilds the models and fails on the test; `dbt test` on the rebuilt
     # tables fails the same way. Both name the invoice, and only that one.
     for command in ("build", "test"):
