@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import signal
 import threading
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from tap_partner_billing.sandbox.config import SandboxConfig
@@ -26,6 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After while running (s)")
     parser.add_argument("--polls", type=int, default=2, help="polls before an export succeeds")
     parser.add_argument("--manifest-mode", choices=["inline", "linked"], default="inline")
+    parser.add_argument(
+        "--plant-discrepancy",
+        action="append",
+        default=[],
+        metavar="INVOICE=AMOUNT",
+        help="list INVOICE's total AMOUNT above the sum of its lines (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     tls = make_tls_files(args.state_dir / "tls")
@@ -34,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         retry_after_seconds=args.retry_after,
         polls_before_success=args.polls,
         manifest_mode=args.manifest_mode,
+        total_discrepancies=dict(_discrepancy(text) for text in args.plant_discrepancy),
     )
     server = SandboxServer(Sandbox(config), tls).start()
     sandbox = server.sandbox
@@ -56,6 +65,14 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     server.stop()
+
+
+def _discrepancy(text: str) -> tuple[str, Decimal]:
+    invoice, _, amount = text.partition("=")
+    try:
+        return invoice, Decimal(amount)
+    except InvalidOperation:
+        raise SystemExit(f"--plant-discrepancy {text!r}: expected INVOICE=AMOUNT") from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 
 from tap_partner_billing.invoices import shift_month
 
@@ -68,6 +69,9 @@ class SandboxConfig:
     token_lifetime_seconds: int = 3600
     bandwidth_bytes_per_second: int | None = None
     invoice_page_size: int = 3  # the invoice list is paged with a continuation token
+    # A planted discrepancy: invoice id → amount Partner Center's listed total is off from the
+    # sum of the invoice's reconciliation lines. Empty (the default): every invoice reconciles.
+    total_discrepancies: dict[str, Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.invoices:

@@ -37,6 +37,18 @@ def _guid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+def customer_pool(count: int) -> list[tuple[str, str, str, str]]:
+    """The first ``count`` customers: (id, name, domain, Azure plan subscription).
+
+    The same in every partition, so a customer's usage, licences, invoices and months line up.
+    """
+    rng = random.Random(stable_seed("customers"))
+    return [
+        (_guid(rng), f"Contoso Demo Customer {i + 1}", f"contoso-demo-{i + 1}.example", _guid(rng))
+        for i in range(max(1, count))
+    ]
+
+
 @dataclass
 class PartitionData:
     """The blobs of one export partition, as served."""
@@ -92,10 +104,7 @@ def iter_usage_lines(
     """Like :func:`usage_lines`, one line at a time (for data larger than memory)."""
     rng = random.Random(seed)
     partner_id = _guid(random.Random(stable_seed("partner")))
-    people = [
-        (_guid(rng), f"Contoso Demo Customer {i + 1}", f"contoso-demo-{i + 1}.example", _guid(rng))
-        for i in range(max(1, customers))
-    ]
+    people = customer_pool(customers)
     year, month = int(billing_month[:4]), int(billing_month[4:])
     produced = 0
     while produced < count:
@@ -197,6 +206,8 @@ _PRODUCTS = (
     ("DG7GMGF0G49X", "0003", "Dynamics 365 Sales Enterprise", "Dynamics", "Monthly"),
     ("DZH318Z0BXWD", "0001", "Contoso Demo Marketplace SaaS", "Marketplace", "Monthly"),
 )
+# Customers with licences; the first four (``usage_lines``' default) also have Azure plans.
+LICENCE_CUSTOMERS = 6
 _CHARGE_TYPES = ("New", "Renew", "Cycle fee", "Cycle fee", "Cancel")
 _CREDIT_REASONS = ("Service credit", "Customer billing dispute", "Incorrect quantity billed")
 
@@ -214,13 +225,16 @@ def reconciliation_lines(
     """``count`` JSON lines of invoice reconciliation (licences, reservations, SaaS).
 
     A credit note (an adjustment note amending an invoice) holds only credits: cancelled
-    charges with a credit reason and negative amounts.
+    charges with a credit reason and negative amounts. The Azure plan lines that bill an
+    invoice's usage come from :func:`~tap_partner_billing.sandbox.azure_plan.azure_plan_lines`.
     """
     rng = random.Random(seed)
     partner_id = _guid(random.Random(stable_seed("partner")))
+    people = customer_pool(LICENCE_CUSTOMERS)
     year, month = int(billing_month[:4]), int(billing_month[4:])
     lines: list[bytes] = []
     for index in range(count):
+        customer_id, customer_name, _, _ = people[rng.randrange(len(people))]
         product, sku, name, category, frequency = _PRODUCTS[rng.randrange(len(_PRODUCTS))]
         charge = _CHARGE_TYPES[rng.randrange(len(_CHARGE_TYPES))]
         if credit_note:
@@ -232,8 +246,8 @@ def reconciliation_lines(
         tax = (subtotal * Decimal("0.21")).quantize(Decimal("0.01"))
         line: dict[str, object] = {
             "PartnerId": partner_id,
-            "CustomerId": _guid(rng),
-            "CustomerName": f"Contoso Demo Customer {rng.randrange(1, 41)}",
+            "CustomerId": customer_id,
+            "CustomerName": customer_name,
             "CustomerDomainName": "contoso-demo.example",
             "CustomerCountry": "NL",
             "InvoiceNumber": invoice or "",

@@ -52,10 +52,11 @@ def _item(sandbox: Sandbox, invoice: str) -> dict[str, Any]:
     spec = config.invoices.get(invoice)
     if spec is None:  # a legacy invoice: listed, no export data
         return _invoice_item(invoice, config.legacy_invoices[invoice], "invoice", LEGACY_TOTAL, [])
-    total = (
-        sandbox.billed_truth(invoice).pretax_total
-        + sandbox.billed_truth(invoice, dataset="reconciliation").pretax_total
-    )
+    # An invoice's total is the sum of its reconciliation lines (licences, fees and the Azure
+    # plan lines that bill its usage), read back from the served blobs; plus the planted
+    # discrepancy, if any.
+    total = sandbox.billed_truth(invoice, dataset="reconciliation").pretax_total
+    total += config.total_discrepancies.get(invoice, Decimal(0))
     amendments = [
         {"id": other, "documentType": other_spec.document_type}
         for other, other_spec in sorted(config.invoices.items())

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tap_partner_billing.invoices import previous_month, shift_month
+from tap_partner_billing.sandbox.azure_plan import azure_plan_lines
 from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
 from tap_partner_billing.sandbox.credentials import SasSigner, TokenIssuer
 from tap_partner_billing.sandbox.data import (
@@ -54,6 +55,8 @@ class Sandbox:
         self.clock_offset_seconds = 0.0
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, ...], PartitionData] = {}
+        # Data version of each invoice (its usage and reconciliation change together).
+        self._invoice_versions: dict[str, int] = {}
         self._operations: dict[str, Operation] = {}
         self.tokens = TokenIssuer(self.now, lambda: self.config.token_lifetime_seconds)
         self.sas = SasSigner(self.now)
@@ -92,7 +95,8 @@ class Sandbox:
         """The data of a partition, generated on first use."""
         with self._lock:
             if key not in self._partitions:
-                self._partitions[key] = self._generate(key, version=1)
+                version = self._invoice_versions.get(key[1], 1) if key[0].endswith("/billed") else 1
+                self._partitions[key] = self._generate(key, version=version)
             return self._partitions[key]
 
     def _generate(self, key: tuple[str, ...], *, version: int) -> PartitionData:
@@ -124,6 +128,13 @@ class Sandbox:
             lines = reconciliation_lines(
                 count=max(1, count // 4), credit_note=credit_note, **common
             )
+            if billed and not credit_note:
+                # The invoice also bills its Azure plan usage: the usage of the same version.
+                usage_seed = stable_seed(self.config.seed, "usage/billed", *key[1:], version)
+                usage = usage_lines(count=count, **{**common, "seed": usage_seed})
+                lines += azure_plan_lines(
+                    usage, currency=currency, attribute_set=common["attribute_set"]
+                )
         else:
             lines = usage_lines(count=count, **common)
         etag = base64.urlsafe_b64encode(hashlib.sha256(f"{seed}".encode()).digest()[:12]).decode()
@@ -164,12 +175,12 @@ class Sandbox:
             spec = self.config.invoices[invoice]
             if lines is not None:
                 spec.lines = lines
+            version = self._invoice_versions.get(invoice, 1) + 1
+            self._invoice_versions[invoice] = version
             for key in [
                 k for k in self._partitions if k[0].endswith("/billed") and k[1] == invoice
             ]:
-                self._partitions[key] = self._generate(
-                    key, version=self._partitions[key].version + 1
-                )
+                self._partitions[key] = self._generate(key, version=version)
 
     def billed_truth(
         self, invoice: str, attribute_set: str = "full", dataset: str = "usage"

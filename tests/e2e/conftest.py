@@ -101,6 +101,7 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
     (root / "meltano.yml").write_text(
         text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8"
     )
+    (root / "transform").symlink_to(ROOT / "transform")  # the dbt project (utility dbt)
     project = MeltanoProject(root)
     project.run("--environment=sandbox", "install")
     return project

@@ -1,4 +1,7 @@
-"""The whole ledger via Meltano into PostgreSQL: five streams, re-checks, re-issues, roll-over."""
+"""The whole ledger via Meltano into PostgreSQL: five streams, re-checks, re-issues, roll-over.
+
+At the end the reconciliation models (dbt through Meltano) are built on the same tables.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from tests.e2e.conftest import (
     sandbox_env,
 )
 from tests.e2e.services import Postgres
+from tests.e2e.warehouse import assert_models_match_sandbox, dbt, postgres_models_env
 
 pytestmark = pytest.mark.e2e
 SCHEMA = "ledger"
@@ -100,3 +104,8 @@ def test_whole_ledger_into_postgres_with_rechecks_reissue_and_roll_over(
         assert closed not in months
         assert invoice in live(postgres, f"billed_{dataset}", "invoice_id", money)
     assert_warehouse_equals_sandbox(postgres, sb)
+
+    # The reconciliation models on these tables see the live rows only: the re-issued
+    # invoice's last version, no unbilled rows of the invoiced month, the new invoice.
+    dbt(meltano, "build", {**env, **postgres_models_env(SCHEMA)})
+    assert_models_match_sandbox(lambda sql: query(postgres, sql), f"{SCHEMA}_models", sb)
