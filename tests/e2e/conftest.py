@@ -108,7 +108,9 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
         text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8"
     )
     project = MeltanoProject(root)
-    project.run("--environment=sandbox", "install")
+    # Bytecode at install time: with PYTHONDONTWRITEBYTECODE set, every plugin run would
+    # otherwise compile its whole venv again (seconds per target-snowflake run).
+    project.run("--environment=sandbox", "install", env={"UV_COMPILE_BYTECODE": "1"})
     return project
 
 

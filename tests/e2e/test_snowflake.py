@@ -15,6 +15,9 @@ way (the harness's docstring has the details; the README lists them too):
 4. ``REMOVE`` of the staged files: deleted from the emulator's stage folder.
 5. ``DROP FILE FORMAT``: skipped.
 
+And in the session: no schema named means PUBLIC (as in Snowflake; fakesnow has none), and
+one statement runs at a time (fakesnow cannot run two at once; the target uses threads).
+
 Not emulated: authentication (the target still loads the key-pair private key), warehouses,
 roles, and Snowflake's own query engine (DuckDB runs the statements). fakesnow's ``SUM`` over
 NUMBER goes through DOUBLE, so sums cast to ``number(38,18)`` first, and every live value is

@@ -26,6 +26,12 @@ execute; each is adapted in the narrowest way, in :class:`EmulatorConnector`:
    deleted from the stage's folder and the table of step 2 is dropped.
 5. ``DROP FILE FORMAT``: not parsed by fakesnow; skipped (the emulator keeps the format).
 
+Two differences are in the session, not in a statement: a session that names a database and
+no schema starts in PUBLIC, as Snowflake's do (fakesnow's start in none, and then cannot run
+a MERGE); and statements run one at a time (fakesnow's connections share one DuckDB
+connection, which refuses a second statement while one runs; the target drains streams in
+threads).
+
 Authentication is not emulated: fakesnow accepts any account and user. The target still
 reads and converts the private key of key-pair auth before it connects, as it would for
 Snowflake.
