@@ -98,12 +98,15 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
         pytest.fail(f"Meltano is not installed at {MELTANO}; scripts/bootstrap installs it")
     root = tmp_path_factory.mktemp("meltano")
     text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    # Local packages (the tap, the Snowflake emulator harness) are paths in this repository.
     (root / "meltano.yml").write_text(
         text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8"
     )
     (root / "transform").symlink_to(ROOT / "transform")  # the dbt project (utility dbt)
     project = MeltanoProject(root)
-    project.run("--environment=sandbox", "install")
+    # Bytecode at install time: with PYTHONDONTWRITEBYTECODE set, every plugin run would
+    # otherwise compile its whole venv again (seconds per target-snowflake run).
+    project.run("--environment=sandbox", "install", env={"UV_COMPILE_BYTECODE": "1"})
     return project
 
 
