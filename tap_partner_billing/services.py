@@ -23,19 +23,21 @@ class Services:
     """The collaborators of the streams; tests swap clock and sleep."""
 
     tokens: TokenProvider
+    partner_tokens: TokenProvider  # the Partner Center audience (the invoice list)
     exports: ExportClient
     blobs: BlobFetcher
     invoices: InvoiceClient
     max_parallel_downloads: int
     clock: Callable[[], float]
     calendar: Callable[[], datetime]  # today's date decides which billing months are recent
+    sleep: Callable[[float], None] = time.sleep
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _api_session() -> requests.Session:
+def api_session() -> requests.Session:
     """A session for one API: its own connection pool, and our User-Agent."""
     session = requests.Session()
     session.headers["User-Agent"] = "tap-partner-billing"
@@ -59,7 +61,7 @@ def build_services(
     )
     tokens = TokenProvider(credentials, authority_url=config["authority_url"], sleep=sleep)
     exports = ExportClient(
-        _api_session(),
+        api_session(),
         graph_url=config["graph_url"],
         token=tokens.token,
         renew_token=tokens.renew,
@@ -73,17 +75,19 @@ def build_services(
         credentials, authority_url=config["authority_url"], scope=PARTNER_CENTER_SCOPE, sleep=sleep
     )
     invoices = InvoiceClient(
-        _api_session(),
+        api_session(),
         base_url=config["partner_center_url"],
         token=partner_tokens.token,
         sleep=sleep,
     )
     return Services(
         tokens=tokens,
+        partner_tokens=partner_tokens,
         exports=exports,
         blobs=BlobFetcher(new_blob_session(), sleep=sleep),
         invoices=invoices,
         max_parallel_downloads=int(config["max_parallel_downloads"]),
         clock=clock,
         calendar=calendar,
+        sleep=sleep,
     )

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After while running (s)")
     parser.add_argument("--polls", type=int, default=2, help="polls before an export succeeds")
     parser.add_argument("--manifest-mode", choices=["inline", "linked"], default="inline")
+    parser.add_argument(
+        "--without-permission",
+        action="store_true",
+        help="Graph tokens lack PartnerBilling.Read.All (an app without admin consent)",
+    )
     args = parser.parse_args(argv)
 
     tls = make_tls_files(args.state_dir / "tls")
@@ -34,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         retry_after_seconds=args.retry_after,
         polls_before_success=args.polls,
         manifest_mode=args.manifest_mode,
+        graph_roles=() if args.without_permission else ("PartnerBilling.Read.All",),
     )
     server = SandboxServer(Sandbox(config), tls).start()
     sandbox = server.sandbox

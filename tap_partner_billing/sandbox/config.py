@@ -68,6 +68,9 @@ class SandboxConfig:
     token_lifetime_seconds: int = 3600
     bandwidth_bytes_per_second: int | None = None
     invoice_page_size: int = 3  # the invoice list is paged with a continuation token
+    # The application permissions in Graph tokens; () is an app without admin consent,
+    # whose exports and operation reads Graph answers 403.
+    graph_roles: tuple[str, ...] = ("PartnerBilling.Read.All",)
 
     def __post_init__(self) -> None:
         if not self.invoices:

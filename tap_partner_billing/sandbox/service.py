@@ -55,7 +55,11 @@ class Sandbox:
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, ...], PartitionData] = {}
         self._operations: dict[str, Operation] = {}
-        self.tokens = TokenIssuer(self.now, lambda: self.config.token_lifetime_seconds)
+        self.tokens = TokenIssuer(
+            self.now,
+            lambda: self.config.token_lifetime_seconds,
+            lambda: self.config.graph_roles,
+        )
         self.sas = SasSigner(self.now)
         self.login_url = self.graph_url = self.blob_url = self.partner_center_url = ""
         self.azurite: Any = None  # an AzuriteStore when blobs are placed in Azurite
