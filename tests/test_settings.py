@@ -190,3 +190,16 @@ def test_every_problem_is_listed_at_once(rsps: responses.RequestsMock) -> None:
         "currency_codes lists a value twice",
     ]
     assert len(rsps.calls) == 0
+
+
+def test_the_example_config_and_env_files_name_real_settings() -> None:
+    example = json.loads((ROOT / "config.example.json").read_text(encoding="utf-8"))
+    assert set(example) <= tap_settings()
+    TapPartnerBilling(config=example)  # valid as it stands: only the values are placeholders
+    names = [
+        line.lstrip("# ").split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+        if "=" in line and line.lstrip("# ").startswith("TAP_PARTNER_BILLING_")
+    ]
+    assert names
+    assert {n.removeprefix("TAP_PARTNER_BILLING_").lower() for n in names} <= tap_settings()
