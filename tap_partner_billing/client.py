@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from singer_sdk import Stream
+from singer_sdk import Stream, metrics
 from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.mapper import SameRecordTransform
 
@@ -22,6 +22,7 @@ from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN
 from tap_partner_billing.ledger import Ledger
 from tap_partner_billing.output import RecordSink
 from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout
+from tap_partner_billing.summary import StreamSummary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.tap import TapPartnerBilling
 
 TOMBSTONE_BLOCK = 1000
+REPLICATION_INCREMENTAL = "INCREMENTAL"
 _STRING = {"type": ["string", "null"]}
 _KEY_STRING = {"type": ["string"]}
 _INTEGER = {"type": ["integer", "null"]}
@@ -86,6 +88,23 @@ class ExportStream(Stream):
         super().__init__(tap=tap, schema=self.declared_schema())
         self.row_keys = tuple(self.declared_schema()["properties"])
         self._sink: RecordSink | None = None
+        # Incremental by partition bookmarks (README, State), not by a replication key: the
+        # SDK's catalog and its "Beginning … sync" line then say what the stream does.
+        self.forced_replication_method = REPLICATION_INCREMENTAL
+        self._record_counter: metrics.Counter | None = None
+
+    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:  # noqa: ANN401
+        """Nothing to do: the ledger keeps the bookmarks, there is no replication key."""
+
+    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:  # noqa: ANN401
+        """The SDK's ``record_count`` counter, kept so the direct and BATCH routes count too."""
+        self._record_counter = super().get_record_counter(**kwargs)
+        return self._record_counter
+
+    @property
+    def summary(self) -> StreamSummary:
+        """This stream's counters for the end-of-run summary."""
+        return self.tap.summary_of(self.name)
 
     def direct_output_possible(self) -> bool:
         """True when the SDK's per-record path would pass our records through unchanged."""
@@ -119,9 +138,10 @@ class ExportStream(Stream):
         """BATCH mode: run the partitions; the sink writes files and their BATCH messages."""
         del batch_config  # read from the config by open_sink()
         partitions: list[Context | None] = [context] if context else [*(self.partitions or [])]
-        for partition in partitions or [None]:
-            for _ in self.get_records(partition):
-                pass  # nothing is yielded in batch mode
+        with self.get_record_counter():  # the SDK counts no records on its BATCH route
+            for partition in partitions or [None]:
+                for _ in self.get_records(partition):
+                    pass  # nothing is yielded in batch mode
         return ()
 
     def deliver(self, blocks: Iterator[LineBlock | list[list[Any]]]) -> Iterator[dict[str, Any]]:
@@ -129,7 +149,24 @@ class ExportStream(Stream):
         if self._sink is None:
             self.open_sink()
         assert self._sink is not None  # noqa: S101 - for mypy: open_sink() just set it
-        yield from self._sink.deliver(blocks)
+        # The SDK counts what it writes itself; the other routes are counted here.
+        counter = None if self._sink.mode == "sdk" else self._record_counter
+        yield from self._sink.deliver(self._counted(blocks, counter))
+
+    def _counted(
+        self, blocks: Iterator[LineBlock | list[list[Any]]], counter: metrics.Counter | None
+    ) -> Iterator[LineBlock | list[list[Any]]]:
+        summary = self.summary
+        for block in blocks:
+            if isinstance(block, list):
+                count = len(block)
+                summary.tombstones += count
+            else:
+                count = len(block.lines)
+                summary.records += count
+            yield block
+            if counter is not None:
+                counter.increment(count)
 
     def flush_records(self) -> None:
         """Put out every record handed over so far (closing a batch file)."""
@@ -189,6 +226,13 @@ class ExportStream(Stream):
     def _poll_or_start(
         self, request: ExportRequest, pending: dict[str, Any], key: str
     ) -> ExportResult:
+        started = time.monotonic()
+        try:
+            return self._export(request, pending, key)
+        finally:
+            self.summary.polling_seconds += time.monotonic() - started
+
+    def _export(self, request: ExportRequest, pending: dict[str, Any], key: str) -> ExportResult:
         exports = self.services.exports
         saved = pending.get(key)
         if isinstance(saved, dict) and saved.get("operation_url"):
@@ -270,6 +314,7 @@ class ExportStream(Stream):
         downloads = download_in_order(
             self.services.blobs, jobs, urls, max_parallel=self.services.max_parallel_downloads
         )
+        phase_started = time.monotonic()
         for index, spool in downloads:
             where, started, first = jobs[index][0], time.monotonic(), ordinal
             if self._sink is not None:
@@ -294,6 +339,7 @@ class ExportStream(Stream):
                 line_number += len(lines)
                 ordinal += len(lines)
             self.flush_records()  # before the state says so, also for a STATE on SIGTERM
+            self.summary.bytes_downloaded += spool.size
             ledger.blob_done(start.blobs_done + index + 1, ordinal)
             self.checkpoint()
             elapsed = max(time.monotonic() - started, 1e-9)
@@ -304,6 +350,7 @@ class ExportStream(Stream):
                 elapsed,
                 (ordinal - first) / elapsed,
             )
+        self.summary.downloading_seconds += time.monotonic() - phase_started
         surplus = ledger.surplus(ordinal)
         if surplus:
             self.logger.info(
@@ -317,6 +364,7 @@ class ExportStream(Stream):
         yield from self._tombstones(surplus, template, blob_at)
         self.flush_records()
         ledger.complete(manifest, ordinal, **bookmark)
+        self.summary.exported += 1
         self.checkpoint()
         self.logger.info("%s: complete, %d lines", label, ordinal)
 

@@ -69,3 +69,18 @@ class StateError(PartnerBillingError):
 
 class TerminatedError(SystemExit):
     """The run was asked to stop (SIGTERM); raised between messages, never inside one."""
+
+
+# What an app without the Graph permission must do; used by --test and a 403 at run time.
+REQUIRED_ROLE = "PartnerBilling.Read.All"
+PERMISSION_HINT = (
+    f"the app registration needs the Microsoft Graph application permission {REQUIRED_ROLE} "
+    "with admin consent: Microsoft Entra admin center → App registrations → (the app) → "
+    f"API permissions → Add a permission → Microsoft Graph → Application permissions → "
+    f"{REQUIRED_ROLE}, then 'Grant admin consent for (the partner tenant)'; a token issued "
+    "before the consent lacks the role for up to an hour (see the README's Permissions section)"
+)
+
+
+class MissingPermissionError(ServiceError):
+    """Graph refused the app for want of its permission (403), or the token lacks the role."""

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.errors import (
+    PERMISSION_HINT,
     ExportFailedError,
     ExportTimeoutError,
+    MissingPermissionError,
     OperationGoneError,
     ServiceError,
     TransientHTTPError,
@@ -187,6 +189,9 @@ class ExportClient:
         response = self._request(
             "POST", url, what=f"{request.label}: export request", json=request.body
         )
+        if response.status_code == 403:  # noqa: PLR2004 - Graph: the app lacks its permission
+            msg = f"{request.label}: export request answered {graph_error(response)}; "
+            raise MissingPermissionError(msg + PERMISSION_HINT)
         if response.status_code != 202:  # noqa: PLR2004 - the documented answer
             msg = f"{request.label}: export request answered {graph_error(response)}"
             raise ServiceError(msg)

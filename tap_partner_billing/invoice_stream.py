@@ -27,6 +27,7 @@ class InvoicesStream(Stream):
 
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
         super().__init__(tap=tap, schema=self.declared_schema())
+        self.forced_replication_method = "FULL_TABLE"  # the whole list, every run
 
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:

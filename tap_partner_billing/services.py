@@ -22,12 +22,14 @@ class Services:
     """The collaborators of the streams; tests swap clock and sleep."""
 
     tokens: TokenProvider
+    partner_tokens: TokenProvider  # the Partner Center audience (the invoice list)
     exports: ExportClient
     blobs: BlobFetcher
     invoices: InvoiceClient
     max_parallel_downloads: int
     limits: BlobLimits
     calendar: Callable[[], datetime]  # today's date decides which billing months are recent
+    sleep: Callable[[float], None] = time.sleep
 
 
 def _utc_now() -> datetime:
@@ -71,6 +73,7 @@ def build_services(
     )
     return Services(
         tokens=tokens,
+        partner_tokens=partner_tokens,
         exports=exports,
         blobs=BlobFetcher(new_blob_session(), sleep=sleep, spool_folder=SpoolFolder(spool_parent)),
         invoices=invoices,
@@ -82,4 +85,5 @@ def build_services(
             ),
         ),
         calendar=calendar,
+        sleep=sleep,
     )

@@ -53,6 +53,12 @@ class BilledUsageStream(ExportStream):
         this_month = self.services.calendar().strftime("%Y%m")
         return str(month) >= shift_month(this_month, -months)
 
+    def _note_type(self, invoice_id: str) -> str | None:
+        """The document type of a usage partition's credit/adjustment note (else None)."""
+        invoice = self.tap.invoice(invoice_id)
+        kind = (invoice.document_type or "invoice") if invoice else "invoice"
+        return None if self.dataset != "usage" or kind.lower() == "invoice" else kind
+
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """Export one invoice unless it was emitted completely before and is not recent."""
         if context is None:  # the SDK passes None when there are no partitions
@@ -64,6 +70,15 @@ class BilledUsageStream(ExportStream):
         state = self.get_context_state(context)
         ledger = Ledger(state, label)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
+        if state.get("no_usage") and not pending:
+            self.logger.info(
+                "%s: documentType %s has no usage (its export answered 'no data' before); "
+                "not asked again",
+                label,
+                state["no_usage"],
+            )
+            self.summary.not_rechecked += 1
+            return
         if "etag" in state and "progress" not in state and not pending:
             if not self._is_recent(invoice_id, state):
                 self.logger.info(
@@ -72,6 +87,7 @@ class BilledUsageStream(ExportStream):
                     state["etag"],
                     state.get("line_count"),
                 )
+                self.summary.not_rechecked += 1
                 return
             self.logger.info(
                 "%s: billing month %s is recent; checking for re-issued data",
@@ -83,8 +99,14 @@ class BilledUsageStream(ExportStream):
         )
         result = self.run_export(request, pending, "export")
         if result.manifest is None:
-            # 5000 "No data available" is not "done": billed data lags about a day.
+            # 5000 "No data available" is not "done": billed data lags about a day. But a
+            # credit or adjustment note never has usage: asked once, remembered.
             pending.clear()
+            self.summary.no_data += 1
+            note = self._note_type(invoice_id)
+            if note is not None:
+                state["no_usage"] = note
+                self.logger.info("%s: documentType %s has no usage; not asked again", label, note)
             self.checkpoint()
             return
         manifest = result.manifest
@@ -95,6 +117,7 @@ class BilledUsageStream(ExportStream):
         }
         if ledger.is_unchanged(manifest):
             self.logger.info("%s: unchanged since the last run (eTag %s)", label, manifest.etag)
+            self.summary.unchanged += 1
         else:
             records = self.emit_manifest(
                 result,
@@ -156,7 +179,9 @@ class UnbilledUsageStream(ExportStream):
             )
             result = self.run_export(request, pending, period)
             manifest = result.manifest
-            if manifest is not None:
+            if manifest is None:
+                self.summary.no_data += 1
+            else:
                 month = manifest.billing_month
                 if month is None:
                     month = _fallback_month(period)
@@ -185,6 +210,7 @@ class UnbilledUsageStream(ExportStream):
                         self.logger.info(
                             "%s: month %s unchanged (eTag %s)", label, month, manifest.etag
                         )
+                        self.summary.unchanged += 1
                     else:
                         records = self.emit_manifest(result, manifest, ledger, identity)
                         yield from self.deliver(records)
@@ -214,6 +240,7 @@ class UnbilledUsageStream(ExportStream):
                 "attribute_set": attribute_set,
             }
             yield from self.deliver(self.retire_all(ledger, identity))
+            self.summary.retired += 1
             del months[month]
             self.checkpoint()
 

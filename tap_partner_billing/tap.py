@@ -1,206 +1,44 @@
-"""TapPartnerBilling: settings, validation and the list of streams."""
+"""TapPartnerBilling: validation, the list of streams, and what they share in a run."""
 
 from __future__ import annotations
 
 import json
 import sys
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Stream, Tap, about
-from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
-from tap_partner_billing.blobs import DEFAULT_MAX_INFLATION_RATIO, DEFAULT_MAX_LINE_BYTES
+from tap_partner_billing import cli
+from tap_partner_billing.checks import invoice_list_warnings, require_graph_role
 from tap_partner_billing.client import restore_decimal_details
-from tap_partner_billing.errors import PartnerBillingError, UrlPolicyError
 from tap_partner_billing.invoice_stream import InvoicesStream
 from tap_partner_billing.invoices import Invoice, invoices_to_export
-from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.redact import install_redaction, register_secret
 from tap_partner_billing.services import Services, build_services
+from tap_partner_billing.settings import (
+    SETTINGS,
+    normalise_config,
+    schema_problems,
+    settings_problems,
+)
 from tap_partner_billing.shutdown import handle_sigterm, install_sigterm_guard
 from tap_partner_billing.streams import STREAM_TYPES
-from tap_partner_billing.urls import UrlPolicy
+from tap_partner_billing.summary import StreamSummary
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
+__all__ = ["SETTINGS", "TapPartnerBilling"]
 
-INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-START_MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
 # Every stream. The SDK syncs them by name; the invoice list is read once, on first use.
 ALL_STREAM_TYPES: tuple[type[Stream], ...] = (InvoicesStream, *STREAM_TYPES)
-
-
-def _setting(
-    name: str,
-    wrapped: Any,  # noqa: ANN401 - th.Property takes JSON type classes and instances alike
-    title: str,
-    description: str,
-    **kwargs: Any,  # noqa: ANN401
-) -> th.Property[Any]:
-    return th.Property(name, wrapped, title=title, description=description, **kwargs)
-
-
-# The settings, declared once. (The SDK adds its built-in settings to config_jsonschema in
-# place, so SETTINGS.to_dict() is what this tap itself declares.)
-SETTINGS = th.PropertiesList(
-    _setting(
-        "tenant_id",
-        th.StringType(min_length=1),
-        "Tenant ID",
-        "Entra ID tenant (GUID or domain) of the partner (CSP) organisation.",
-        required=True,
-    ),
-    _setting(
-        "client_id",
-        th.StringType(min_length=1),
-        "Client ID",
-        "Application (client) ID of the Entra app registration that holds the "
-        "PartnerBilling.Read.All application permission.",
-        required=True,
-    ),
-    _setting(
-        "client_secret",
-        th.StringType,
-        "Client secret",
-        "Client secret of the app registration. Give this, or a certificate.",
-        secret=True,
-    ),
-    _setting(
-        "client_certificate_path",
-        th.StringType,
-        "Client certificate path",
-        "Path to a PEM file holding the app's private key and certificate, used instead "
-        "of a client secret.",
-    ),
-    _setting(
-        "client_certificate_thumbprint",
-        th.StringType,
-        "Client certificate thumbprint",
-        "SHA-1 thumbprint (hex) of the certificate registered on the app.",
-    ),
-    _setting(
-        "authority_url",
-        th.StringType,
-        "Authority URL",
-        "Entra ID authority host (https). The tenant id is appended.",
-        default="https://login.microsoftonline.com",
-    ),
-    _setting(
-        "graph_url",
-        th.StringType,
-        "Graph URL",
-        "Microsoft Graph base URL including the version (https).",
-        default="https://graph.microsoft.com/v1.0",
-    ),
-    _setting(
-        "invoice_ids",
-        th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)),
-        "Invoice IDs",
-        "Partner Center invoice numbers (e.g. G016907411) whose billed usage and "
-        "reconciliation are exported, in addition to discovered ones.",
-        default=[],
-    ),
-    _setting(
-        "discover_invoices",
-        th.BooleanType,
-        "Discover invoices",
-        "Read the invoice list from Partner Center: the invoices stream, and the billed "
-        "exports of every G… invoice from start_date on. False: billed exports cover "
-        "invoice_ids only (for apps without Partner Center API access).",
-        default=True,
-    ),
-    _setting(
-        "partner_center_url",
-        th.StringType,
-        "Partner Center URL",
-        "Partner Center REST base URL (https), for the invoice list.",
-        default="https://api.partnercenter.microsoft.com",
-    ),
-    _setting(
-        "start_date",
-        th.StringType(pattern=START_MONTH_PATTERN),
-        "Start billing month",
-        "First billing month (YYYY-MM) whose discovered invoices are exported. Empty: all "
-        "listed invoices. Explicit invoice_ids are exported whatever their month.",
-    ),
-    _setting(
-        "recheck_months",
-        th.IntegerType(minimum=0, maximum=120),
-        "Recheck months",
-        "Invoices of this many past billing months are exported again on every run to "
-        "catch re-issued data; blobs are downloaded only when the eTag changed. 0: never.",
-        default=2,
-    ),
-    _setting(
-        "billing_periods",
-        th.ArrayType(th.StringType(allowed_values=["current", "last"])),
-        "Billing periods",
-        "Unbilled periods to export: current, last, or both.",
-        default=["current", "last"],
-    ),
-    _setting(
-        "currency_codes",
-        th.ArrayType(th.StringType(pattern=CURRENCY_PATTERN)),
-        "Currency codes",
-        "ISO 4217 billing currencies for the unbilled exports.",
-        default=["USD"],
-    ),
-    _setting(
-        "attribute_set",
-        th.StringType(allowed_values=["full", "basic"]),
-        "Attribute set",
-        "Which columns Graph exports: full, or the smaller basic set.",
-        default="full",
-    ),
-    _setting(
-        "poll_timeout_seconds",
-        th.IntegerType(exclusive_minimum=0),
-        "Poll timeout (s)",
-        "How long to wait for one export to finish before failing the run. The pending "
-        "operation stays in state and the next run resumes it.",
-        default=3600,
-    ),
-    _setting(
-        "poll_interval_seconds",
-        th.IntegerType(minimum=1),
-        "Poll interval (s)",
-        "Wait between polls when the service sends no Retry-After header.",
-        default=30,
-    ),
-    _setting(
-        "max_parallel_downloads",
-        th.IntegerType(minimum=1, maximum=32),
-        "Parallel downloads",
-        "How many blobs of a partition are downloaded at once.",
-        default=4,
-    ),
-    _setting(
-        "max_line_bytes",
-        th.IntegerType(minimum=1024, maximum=1 << 30),
-        "Maximum line size (bytes)",
-        "A blob line longer than this stops the run with an error naming blob and line "
-        "(memory stays bounded whatever a blob holds).",
-        default=DEFAULT_MAX_LINE_BYTES,
-    ),
-    _setting(
-        "max_inflation_ratio",
-        th.IntegerType(minimum=10, maximum=100_000),
-        "Maximum inflation ratio",
-        "A blob that inflates more than this many times its compressed size is refused as a "
-        "decompression bomb (JSON lines usually gzip 5-30x).",
-        default=DEFAULT_MAX_INFLATION_RATIO,
-    ),
-)
 
 
 def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
@@ -210,45 +48,6 @@ def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
             return vars(klass)[attribute]
     msg = f"{stream_type.__name__} declares no {attribute}"
     raise AttributeError(msg)
-
-
-def settings_problems(config: Mapping[str, Any]) -> list[str]:
-    """Rules JSON Schema cannot express well; each message names the setting."""
-    problems = []
-    for name in ("authority_url", "graph_url", "partner_center_url"):
-        try:
-            UrlPolicy.for_base(str(config.get(name, "")), name)
-        except UrlPolicyError as err:
-            problems.append(str(err))
-    has_secret = bool(config.get("client_secret"))
-    has_cert = bool(config.get("client_certificate_path"))
-    if has_secret == has_cert:
-        problems.append(
-            "give exactly one of client_secret or client_certificate_path"
-            + (" (both are set)" if has_secret else " (neither is set)")
-        )
-    if has_cert and not config.get("client_certificate_thumbprint"):
-        problems.append("client_certificate_path needs client_certificate_thumbprint")
-    for name in ("tenant_id", "client_id"):
-        if not str(config.get(name, "")).strip():
-            problems.append(f"{name} is empty")
-    for name in ("invoice_ids", "billing_periods", "currency_codes"):
-        values = config.get(name) or []
-        if len(set(values)) != len(values):
-            problems.append(f"{name} lists a value twice")
-    if config.get("batch_config"):
-        problems.extend(batch_settings_problems(config["batch_config"]))
-        if config.get("stream_maps") or config.get("flattening_enabled"):
-            problems.append(
-                "batch_config cannot be combined with stream_maps or flattening: BATCH files "
-                "carry the records as extracted (as the SDK's own batches do)"
-            )
-    if config.get("emit_activate_version_messages"):
-        problems.append(
-            "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per table, so a "
-            "target would delete every invoice this run skips (deletes are sent as tombstones)"
-        )
-    return problems
 
 
 class TapPartnerBilling(Tap):
@@ -269,20 +68,26 @@ class TapPartnerBilling(Tap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
-    def __init__(self, *args: Any, validate_config: bool = True, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
         install_redaction()
-        super().__init__(*args, validate_config=validate_config, **kwargs)
+        super().__init__(*args, **kwargs)
         handle_sigterm()
-        if self.config.get("client_secret"):
-            register_secret(str(self.config["client_secret"]))
-        if validate_config and (problems := settings_problems(self.config)):
-            raise ConfigValidationError("Config validation failed", errors=problems)
 
-    @classmethod
-    def invoke(cls, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's CLI signature
-        """Run the tap from the command line, with SIGTERM handled between messages."""
-        install_sigterm_guard()
-        super().invoke(*args, **kwargs)
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Normalise the config, then list the schema's problems and the tap's own at once.
+
+        The SDK's check alone stops at the schema and names no rule of ours; this replaces it
+        (the SDK calls it from ``__init__``).
+        """
+        if self._config.get("client_secret"):  # masked before any message can repeat it
+            register_secret(str(self._config["client_secret"]))
+        normalise_config(self._config, self.logger.warning)
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        problems = schema_problems(schema, self._config) + settings_problems(self._config)
+        if problems and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=problems, schema=schema)
+        return problems
 
     @classmethod
     def print_about(cls, output_format: str | None = None) -> None:
@@ -309,6 +114,11 @@ class TapPartnerBilling(Tap):
             text = text.replace("## Settings", f"{section}\n## Settings", 1)
         print(text)
 
+    @staticmethod
+    def declared_schemas() -> dict[str, dict[str, Any]]:
+        """Each stream's schema as declared, with its decimal precision and scale."""
+        return {_declared(s, "name"): s.declared_schema() for s in ALL_STREAM_TYPES}  # type: ignore[attr-defined]
+
     def setup_mapper(self) -> None:
         """Register stream schemas with their decimal precision and scale intact.
 
@@ -316,8 +126,7 @@ class TapPartnerBilling(Tap):
         model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
         """
         super().setup_mapper()
-        declared = {_declared(s, "name"): s.declared_schema() for s in STREAM_TYPES}
-        declared[_declared(InvoicesStream, "name")] = InvoicesStream.declared_schema()
+        declared = self.declared_schemas()
         for entry in self.catalog.streams:
             name = entry.stream or entry.tap_stream_id
             if name not in declared:
@@ -325,6 +134,17 @@ class TapPartnerBilling(Tap):
             schema = restore_decimal_details(entry.schema.to_dict(), declared[name])
             selected = get_selected_schema(name, schema, entry.metadata.resolve_selection())
             self.mapper.register_raw_stream_schema(name, selected, list(entry.key_properties or []))
+
+    @property
+    def catalog_dict(self) -> dict[str, Any]:
+        """The ``--discover`` catalog, with the precision and scale SCHEMA messages carry."""
+        catalog: dict[str, Any] = super().catalog_dict
+        declared = self.declared_schemas()
+        for entry in catalog.get("streams", []):
+            name = entry.get("stream") or entry.get("tap_stream_id")
+            if name in declared:
+                restore_decimal_details(entry["schema"], declared[name])
+        return catalog
 
     @cached_property
     def services(self) -> Services:
@@ -338,7 +158,47 @@ class TapPartnerBilling(Tap):
             return None
         invoices = self.services.invoices.list_invoices()
         self.logger.info("Partner Center lists %d invoice(s)", len(invoices))
+        for warning in invoice_list_warnings(
+            invoices,
+            invoice_ids=self.config.get("invoice_ids") or [],
+            currency_codes=self.config.get("currency_codes") or [],
+        ):
+            self.logger.warning("%s", warning)
         return invoices
+
+    def invoice(self, invoice_id: str) -> Invoice | None:
+        """The list's entry for ``invoice_id`` (None: not listed, or discovery is off)."""
+        return next((i for i in self.invoice_list or [] if i.id == invoice_id), None)
+
+    @cached_property
+    def run_summary(self) -> dict[str, StreamSummary]:
+        """Per stream, what this run did (see :meth:`log_summary`)."""
+        return {}
+
+    def summary_of(self, stream: str) -> StreamSummary:
+        """The counters of ``stream`` in this run."""
+        return self.run_summary.setdefault(stream, StreamSummary())
+
+    def log_summary(self) -> None:
+        """One line per selected stream: partitions, records, bytes, time (end of a run)."""
+        for name, stream in self.streams.items():
+            if not stream.selected:
+                continue
+            if isinstance(stream, InvoicesStream):
+                count = len(self.__dict__.get("invoice_list") or [])
+                self.logger.info("Run summary %s: %d records (the invoice list)", name, count)
+            else:
+                self.logger.info("%s", self.summary_of(name).line(name))
+
+    def preflight(self) -> None:
+        """Before a run: the Graph token and its role; the invoice list when discovery is on.
+
+        So that a refused secret or a missing permission is one message before any stream
+        starts, and the invoice list's warnings come at the start.
+        """
+        require_graph_role(self.services.tokens, self.config["client_id"])
+        if self.invoice_list is not None:
+            self.logger.debug("invoice list read before the streams")
 
     @cached_property
     def billed_invoice_ids(self) -> list[str]:
@@ -352,10 +212,8 @@ class TapPartnerBilling(Tap):
 
     def invoice_month(self, invoice_id: str) -> str | None:
         """The billing month the invoice list gives for ``invoice_id`` (None: not listed)."""
-        for invoice in self.invoice_list or []:
-            if invoice.id == invoice_id:
-                return invoice.billing_month
-        return None
+        invoice = self.invoice(invoice_id)
+        return None if invoice is None else invoice.billing_month
 
     def invoiced_months(self, currency: str) -> dict[str, str]:
         """Billing month → the id of an invoice in ``currency`` covering it, from the list."""
@@ -376,26 +234,38 @@ class TapPartnerBilling(Tap):
         return [stream_type(self) for stream_type in ALL_STREAM_TYPES]
 
     @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with ``--test`` described as this tap runs it."""
+        return cli.with_test_help(super().get_singer_command())
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,  # noqa: ANN401 - the SDK's private _ConfigInput
+        state: IO[str] | None = None,
+        catalog: IO[str] | None = None,
+    ) -> None:
+        """A run (see ``cli.invoke``; SIGTERM is handled between messages), or ``--about``."""
+        if about:
+            cls.print_about(about_format)
+            sys.exit(0)
+        install_sigterm_guard()
+        cli.invoke(cls, config=config, state=state, catalog=catalog)
+
+    @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
-        """``--test``: acquire a Graph token (and read the invoice list when discovery is on).
+        """``--test``: prove the setup without starting an export (see ``cli.connection_test``).
 
         The SDK's default would sync a record of every stream, i.e. start an export each.
         """
         if value == "schema" or value == "disabled":  # noqa: PLR1714 - SDK option values
-            super().cb_test(ctx, param, value)
+            with cli.user_errors(cls.logger):
+                super().cb_test(ctx, param, value)
             return
-        config = ctx.params.get("config")
-        tap = cls(config=config.config if config else None, validate_config=True)
-        try:
-            tap.services.tokens.token()
-            passed = "a Graph token was acquired"
-            if tap.invoice_list is not None:  # discovery is on: Partner Center must answer too
-                passed += f" and Partner Center lists {len(tap.invoice_list)} invoice(s)"
-        except PartnerBillingError as err:
-            tap.logger.error("Connection test failed: %s", err)  # noqa: TRY400 - message is enough
-            sys.exit(1)
-        tap.logger.info("Connection test passed: %s", passed)
-        ctx.exit()
+        cli.connection_test(cls, ctx)
 
 
 if __name__ == "__main__":

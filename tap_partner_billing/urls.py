@@ -112,8 +112,7 @@ class UrlPolicy:
             if _has_dot_segment(parsed.path):
                 raise UrlPolicyError("its path has . or .. segments")  # noqa: TRY301
         except UrlPolicyError as err:
-            shown = describe(base_url)
-            msg = f"{name} must be an https:// URL, plainly written: {shown} is refused: {err}"
+            msg = f"{name} must be an https:// URL, got {describe(base_url)} ({err})"
             raise UrlPolicyError(msg) from None
         prefix = parsed.path.rstrip("/") + "/" if folder else ""
         return cls(name, parsed.host, parsed.port, prefix)

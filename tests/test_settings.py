@@ -85,7 +85,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("empty tenant", {"tenant_id": " "}, "tenant_id is empty"),
     ("missing client id", {"client_id": None}, "client_id"),
     ("malformed invoice id", {"invoice_ids": ["G-1"]}, "G-1"),
-    ("malformed currency", {"currency_codes": ["usd"]}, "usd"),
+    ("malformed currency", {"currency_codes": ["US"]}, "'US' does not match"),
     ("unknown billing period", {"billing_periods": ["previous"]}, "previous"),
     (
         "http graph url",
@@ -103,7 +103,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
         "partner_center_url must be an https:// URL",
     ),
     ("malformed start month", {"start_date": "2026-13"}, "2026-13"),
-    ("start date as a full date", {"start_date": "2026-01-01"}, "2026-01-01"),
+    ("start date not a date", {"start_date": "2026-02-30"}, "got '2026-02-30'"),
+    ("start date a bad date-time", {"start_date": "2026-02-01T25:00:00Z"}, "2026-02-01T25"),
     ("negative recheck months", {"recheck_months": -1}, "recheck_months"),
     ("empty client secret", {"client_secret": ""}, "neither is set"),
     ("zero timeout", {"poll_timeout_seconds": 0}, "poll_timeout_seconds"),
@@ -136,3 +137,70 @@ def test_bad_config_is_refused_before_any_request(
 
 def test_poll_interval_of_one_second_is_accepted() -> None:
     TapPartnerBilling(config=base_config(poll_interval_seconds=1))
+
+
+@pytest.mark.parametrize(
+    ("given", "month", "warned"),
+    [
+        ("2026-08", "2026-08", False),
+        ("2026-08-01", "2026-08", False),
+        ("2026-08-01T00:00:00Z", "2026-08", False),
+        ("2026-08-01T00:00:00+02:00", "2026-08", False),
+        ("2026-08-01 00:00:00", "2026-08", False),
+        ("2026-08-15", "2026-08", True),
+        ("2026-08-31T23:59:59.123Z", "2026-08", True),
+    ],
+)
+def test_start_date_habits_become_the_month(
+    given: str, month: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    tap = TapPartnerBilling(config=base_config(start_date=given))
+    assert tap.config["start_date"] == month
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(warnings) == warned
+    if warned:
+        assert warnings == [
+            f"start_date {given!r} is not the first of a month: billing months are whole, "
+            f"so invoices from {month} on are exported"
+        ]
+
+
+def test_currency_codes_are_upper_cased() -> None:
+    tap = TapPartnerBilling(config=base_config(currency_codes=["usd", " Eur "]))
+    assert tap.config["currency_codes"] == ["USD", "EUR"]
+
+
+def test_every_problem_is_listed_at_once(rsps: responses.RequestsMock) -> None:
+    config = {
+        **base_config(),
+        "graph_url": "http://graph.microsoft.com/v1.0",
+        "start_date": "August",
+        "max_parallel_downloads": 0,
+        "currency_codes": ["usd", "usd"],
+    }
+    del config["client_secret"]
+    with pytest.raises(ConfigValidationError) as raised:
+        TapPartnerBilling(config=config)
+    assert raised.value.errors == [
+        "0 is less than the minimum of 1 in config['max_parallel_downloads']",
+        "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+        "date-time, got 'August'",
+        "graph_url must be an https:// URL, got 'http://graph.microsoft.com/v1.0' "
+        "(it is not https)",
+        "give exactly one of client_secret or client_certificate_path (neither is set)",
+        "currency_codes lists a value twice",
+    ]
+    assert len(rsps.calls) == 0
+
+
+def test_the_example_config_and_env_files_name_real_settings() -> None:
+    example = json.loads((ROOT / "config.example.json").read_text(encoding="utf-8"))
+    assert set(example) <= tap_settings()
+    TapPartnerBilling(config=example)  # valid as it stands: only the values are placeholders
+    names = [
+        line.lstrip("# ").split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+        if "=" in line and line.lstrip("# ").startswith("TAP_PARTNER_BILLING_")
+    ]
+    assert names
+    assert {n.removeprefix("TAP_PARTNER_BILLING_").lower() for n in names} <= tap_settings()

@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="INVOICE=AMOUNT",
         help="list INVOICE's total AMOUNT above the sum of its lines (repeatable)",
     )
+    parser.add_argument(
+        "--without-permission",
+        action="store_true",
+        help="Graph tokens lack PartnerBilling.Read.All (an app without admin consent)",
+    )
     args = parser.parse_args(argv)
 
     tls = make_tls_files(args.state_dir / "tls")
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         polls_before_success=args.polls,
         manifest_mode=args.manifest_mode,
         total_discrepancies=dict(_discrepancy(text) for text in args.plant_discrepancy),
+        graph_roles=() if args.without_permission else ("PartnerBilling.Read.All",),
     )
     server = SandboxServer(Sandbox(config), tls).start()
     sandbox = server.sandbox

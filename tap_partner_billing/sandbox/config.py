@@ -72,6 +72,9 @@ class SandboxConfig:
     # A planted discrepancy: invoice id → amount Partner Center's listed total is off from the
     # sum of the invoice's reconciliation lines. Empty (the default): every invoice reconciles.
     total_discrepancies: dict[str, Decimal] = field(default_factory=dict)
+    # The application permissions in Graph tokens; () is an app without admin consent,
+    # whose exports and operation reads Graph answers 403.
+    graph_roles: tuple[str, ...] = ("PartnerBilling.Read.All",)
 
     def __post_init__(self) -> None:
         if not self.invoices:

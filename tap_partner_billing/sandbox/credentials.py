@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -19,21 +20,47 @@ if TYPE_CHECKING:
 AUDIENCES = (GRAPH_SCOPE, PARTNER_CENTER_SCOPE)
 
 
-class TokenIssuer:
-    """Opaque bearer tokens, each good for one audience until it expires."""
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    def __init__(self, clock: Callable[[], float], lifetime: Callable[[], int]) -> None:
+
+class TokenIssuer:
+    """JWT-shaped bearer tokens, each good for one audience until it expires.
+
+    Like Entra's, a Graph token carries the app's consented application permissions in its
+    ``roles`` claim (``graph_roles``; empty: an app without admin consent). The signature is
+    random bytes: the sandbox knows its tokens by their text.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        lifetime: Callable[[], int],
+        graph_roles: Callable[[], tuple[str, ...]] = lambda: (),
+    ) -> None:
         self._clock = clock
         self._lifetime = lifetime
-        self._tokens: dict[str, tuple[float, str]] = {}  # token → (expiry, audience)
+        self._graph_roles = graph_roles
+        # token → (expiry, audience, roles)
+        self._tokens: dict[str, tuple[float, str, tuple[str, ...]]] = {}
 
-    def issue(self, scope: str) -> tuple[str, int] | None:
+    def issue(self, scope: str, client_id: str = "") -> tuple[str, int] | None:
         """A new token for ``scope`` and its lifetime (None: a scope the sandbox does not know)."""
         audience = next((a for a in AUDIENCES if a in scope.split()), None)
         if audience is None:
             return None
-        token, lifetime = secrets.token_urlsafe(32), self._lifetime()
-        self._tokens[token] = (self._clock() + lifetime, audience)
+        lifetime = self._lifetime()
+        expiry = self._clock() + lifetime
+        roles = self._graph_roles() if audience == GRAPH_SCOPE else ()
+        claims = {
+            "aud": audience.removesuffix("/.default"),
+            "appid": client_id,
+            "exp": int(expiry),
+            "roles": list(roles),
+        }
+        header = _b64(json.dumps({"typ": "JWT", "alg": "RS256"}).encode())
+        token = f"{header}.{_b64(json.dumps(claims).encode())}.{_b64(secrets.token_bytes(32))}"
+        self._tokens[token] = (expiry, audience, tuple(roles))
         return token, lifetime
 
     def valid(self, header: str | None, audience: str = GRAPH_SCOPE) -> bool:
@@ -42,6 +69,11 @@ class TokenIssuer:
             return False
         issued = self._tokens.get(header[7:])
         return issued is not None and issued[1] == audience and issued[0] > self._clock()
+
+    def has_role(self, header: str | None, role: str) -> bool:
+        """Whether the (valid) token in ``header`` carries ``role``."""
+        issued = self._tokens.get((header or "")[7:])
+        return issued is not None and role in issued[2]
 
     def issued(self) -> list[str]:
         """Every token handed out (tests check none of them leaks)."""

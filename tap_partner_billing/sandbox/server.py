@@ -24,6 +24,7 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")  # money as JSON number
 
 
 ROLES = ("login", "graph", "blob", "partner")
+GRAPH_ROLE = "PartnerBilling.Read.All"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -112,10 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         step = "manifest" if "/manifests/" in path else "operation"
         if self._fault(step):
             return
-        if not self.sandbox.tokens.valid(self.headers.get("Authorization")):
-            self._send_json(
-                step, 401, graph_error("InvalidAuthenticationToken", "token missing or expired")
-            )
+        if not self._graph_authorized(step):
             return
         operation_id = path.rstrip("/").rsplit("/", 1)[-1]
         if step == "manifest":
@@ -128,6 +126,20 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, retry_after = self.sandbox.poll(operation_id)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self._send_json(step, status, body, headers)
+
+    def _graph_authorized(self, step: str) -> bool:
+        """401 without a valid Graph token, 403 (as Graph words it) without the permission."""
+        header = self.headers.get("Authorization")
+        if not self.sandbox.tokens.valid(header):
+            error = graph_error("InvalidAuthenticationToken", "token missing or expired")
+            self._send_json(step, 401, error)
+            return False
+        if not self.sandbox.tokens.has_role(header, GRAPH_ROLE):
+            roles = "Missing role permissions on the request. API requires one of "
+            error = graph_error("Forbidden", f"{roles}'{GRAPH_ROLE}'. Roles on the request ''.")
+            self._send_json(step, 403, error)
+            return False
+        return True
 
     def _invoices_get(self, path: str) -> None:
         if self._fault("invoices"):
@@ -212,12 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._fault("export"):
             return
-        if not self.sandbox.tokens.valid(self.headers.get("Authorization")):
-            self._send_json(
-                "export",
-                401,
-                graph_error("InvalidAuthenticationToken", "token missing or expired"),
-            )
+        if not self._graph_authorized("export"):
             return
         try:
             body = json.loads(raw or b"{}")
@@ -255,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        issued = self.sandbox.tokens.issue(form.get("scope", ""))
+        issued = self.sandbox.tokens.issue(form.get("scope", ""), config.client_id)
         if issued is None:
             self._send_json(
                 "token",

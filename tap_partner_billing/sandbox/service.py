@@ -58,7 +58,11 @@ class Sandbox:
         # Data version of each invoice (its usage and reconciliation change together).
         self._invoice_versions: dict[str, int] = {}
         self._operations: dict[str, Operation] = {}
-        self.tokens = TokenIssuer(self.now, lambda: self.config.token_lifetime_seconds)
+        self.tokens = TokenIssuer(
+            self.now,
+            lambda: self.config.token_lifetime_seconds,
+            lambda: self.config.graph_roles,
+        )
         self.sas = SasSigner(self.now)
         self.login_url = self.graph_url = self.blob_url = self.partner_center_url = ""
         self.azurite: Any = None  # an AzuriteStore when blobs are placed in Azurite

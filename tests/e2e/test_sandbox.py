@@ -42,12 +42,14 @@ def test_cli_test_acquires_a_token_and_starts_no_export(
 ) -> None:
     result = run_cli(sandbox, tmp_path, "--test")
     assert result.returncode == 0, result.stderr
-    assert "a Graph token was acquired and Partner Center lists 5 invoice(s)" in result.stderr
+    assert "the invoice list shows 5 invoice(s)" in result.stderr
     steps = {entry.step for entry in sandbox.sandbox.faults.requests()}
-    assert steps == {"openid", "token", "invoices"}
+    assert steps == {"openid", "token", "operation", "invoices"}
+    before = len(sandbox.sandbox.faults.requests())
     without = run_cli(sandbox, tmp_path, "--test", discover_invoices=False)
     assert without.returncode == 0, without.stderr
-    assert "Connection test passed: a Graph token was acquired\n" in without.stderr
+    assert "Connection test passed (3 checks); no export was started\n" in without.stderr
+    assert "invoices" not in {e.step for e in sandbox.sandbox.faults.requests()[before:]}
 
 
 def test_cli_test_with_a_wrong_secret_fails_clearly(sandbox: SandboxServer, tmp_path: Path) -> None:

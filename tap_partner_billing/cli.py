@@ -1,0 +1,146 @@
+"""The command line around the SDK's: ``--test``, the run, and errors a user can fix.
+
+This is the one place where the tap turns its exceptions into what a user reads. Settings and
+credential problems (an invalid config, a refused secret, a missing Graph permission) are one
+ERROR message, with no traceback (the traceback goes to DEBUG); everything printed passes
+through :func:`tap_partner_billing.redact.redact_text`. Other exceptions go on to the SDK's
+handling unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_partner_billing.checks import probe_graph, require_graph_role
+from tap_partner_billing.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    MissingPermissionError,
+    PartnerBillingError,
+)
+from tap_partner_billing.redact import redact_text
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Iterator
+    from typing import IO
+
+    import click
+
+    from tap_partner_billing.tap import TapPartnerBilling
+
+TEST_HELP = (
+    "Use --test to prove the setup without starting an export: a token for Graph (and for "
+    "Partner Center when discover_invoices is on), the PartnerBilling.Read.All role in the "
+    "Graph token, Graph reached with a GET of an unknown operation (expects 404), and the "
+    "invoice list read when discover_invoices is on. Use --test=schema to print the SCHEMA "
+    "messages."
+)
+# Errors the user fixes in the settings or the app registration, not in the tap.
+USER_ERRORS = (ConfigurationError, AuthenticationError, MissingPermissionError)
+
+
+def _debug_traceback(logger: logging.Logger, err: BaseException) -> None:
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    logger.debug("%s", redact_text(text))
+
+
+def config_message(err: ConfigValidationError) -> str:
+    """Every problem of an invalid config in one message."""
+    problems = err.errors or [str(err)]
+    lines = [f"Config validation failed ({len(problems)} problem(s)):"]
+    lines.extend(f"  - {problem}" for problem in problems)
+    return redact_text("\n".join(lines))
+
+
+@contextlib.contextmanager
+def user_errors(logger: logging.Logger, prefix: str = "") -> Iterator[None]:
+    """Print a config or credential error as one message and exit 1 (traceback at DEBUG)."""
+    try:
+        yield
+    except ConfigValidationError as err:
+        _debug_traceback(logger, err)
+        logger.error("%s", prefix + config_message(err))  # noqa: TRY400 - no traceback on purpose
+        sys.exit(1)
+    except USER_ERRORS as err:
+        _debug_traceback(logger, err)
+        logger.error("%s", redact_text(prefix + str(err)))  # noqa: TRY400
+        sys.exit(1)
+
+
+def _load(handle: IO[str] | None) -> Any:  # noqa: ANN401 - a JSON document
+    return None if handle is None else json.loads(handle.read())
+
+
+def invoke(
+    tap_class: type[TapPartnerBilling],
+    *,
+    config: Any,  # noqa: ANN401 - the SDK's private _ConfigInput
+    state: IO[str] | None,
+    catalog: IO[str] | None,
+) -> None:
+    """A run: check the credentials first, sync, then the summary line of each stream."""
+    tap_class.print_version(print_fn=tap_class.logger.info)
+    with user_errors(tap_class.logger):
+        tap = tap_class(
+            config=config.config if config else {},
+            state=_load(state),
+            catalog=_load(catalog),
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+        )
+        tap.preflight()
+        try:
+            tap.sync_all()
+        finally:
+            tap.log_summary()
+
+
+def connection_test(tap_class: type[TapPartnerBilling], ctx: click.Context) -> None:
+    """``--test``: each step logs what it proved; the first failure is the message, exit 1."""
+    config = ctx.params.get("config")
+    logger = tap_class.logger
+    with user_errors(logger, "Connection test failed: "):
+        tap = tap_class(
+            config=config.config if config else {},
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+        )
+        services = tap.services
+        try:
+            proved = [require_graph_role(services.tokens, tap.config["client_id"])]
+            logger.info("Connection test: %s", proved[-1])
+            proved.append(
+                probe_graph(tap.config["graph_url"], services.tokens.token, services.sleep)
+            )
+            logger.info("Connection test: %s", proved[-1])
+            if tap.invoice_list is not None:  # discovery is on: Partner Center must answer too
+                proved.append(
+                    "a Partner Center token was acquired and the invoice list shows "
+                    f"{len(tap.invoice_list)} invoice(s)"
+                )
+                logger.info("Connection test: %s", proved[-1])
+            else:
+                proved.append("discover_invoices is off: Partner Center not asked")
+        except USER_ERRORS:
+            raise
+        except PartnerBillingError as err:
+            _debug_traceback(logger, err)
+            logger.error("Connection test failed: %s", redact_text(str(err)))  # noqa: TRY400
+            sys.exit(1)
+    logger.info("Connection test passed (%d checks); no export was started", len(proved))
+    ctx.exit()
+
+
+def with_test_help(command: click.Command) -> click.Command:
+    """The SDK's command with ``--test`` described as this tap runs it."""
+    for param in command.params:
+        if param.name == "test":
+            param.help = TEST_HELP
+    return command

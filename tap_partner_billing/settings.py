@@ -1,0 +1,286 @@
+"""The settings: declared once here, normalised, and checked all together before a run."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import typing as th
+from singer_sdk.plugin_base import JSONSchemaValidator
+
+from tap_partner_billing.blobs import DEFAULT_MAX_INFLATION_RATIO, DEFAULT_MAX_LINE_BYTES
+from tap_partner_billing.errors import UrlPolicyError
+from tap_partner_billing.output import batch_settings_problems
+from tap_partner_billing.urls import UrlPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+def _setting(
+    name: str,
+    wrapped: Any,  # noqa: ANN401 - th.Property takes JSON type classes and instances alike
+    title: str,
+    description: str,
+    **kwargs: Any,  # noqa: ANN401
+) -> th.Property[Any]:
+    return th.Property(name, wrapped, title=title, description=description, **kwargs)
+
+
+# The settings, declared once. (The SDK adds its built-in settings to config_jsonschema in
+# place, so SETTINGS.to_dict() is what this tap itself declares.)
+SETTINGS = th.PropertiesList(
+    _setting(
+        "tenant_id",
+        th.StringType(min_length=1),
+        "Tenant ID",
+        "Entra ID tenant (GUID or domain) of the partner (CSP) organisation.",
+        required=True,
+    ),
+    _setting(
+        "client_id",
+        th.StringType(min_length=1),
+        "Client ID",
+        "Application (client) ID of the Entra app registration that holds the "
+        "PartnerBilling.Read.All application permission.",
+        required=True,
+    ),
+    _setting(
+        "client_secret",
+        th.StringType,
+        "Client secret",
+        "Client secret of the app registration. Give this, or a certificate.",
+        secret=True,
+    ),
+    _setting(
+        "client_certificate_path",
+        th.StringType,
+        "Client certificate path",
+        "Path to a PEM file holding the app's private key and certificate, used instead "
+        "of a client secret.",
+    ),
+    _setting(
+        "client_certificate_thumbprint",
+        th.StringType,
+        "Client certificate thumbprint",
+        "SHA-1 thumbprint (hex) of the certificate registered on the app.",
+    ),
+    _setting(
+        "authority_url",
+        th.StringType,
+        "Authority URL",
+        "Entra ID authority host (https). The tenant id is appended.",
+        default="https://login.microsoftonline.com",
+    ),
+    _setting(
+        "graph_url",
+        th.StringType,
+        "Graph URL",
+        "Microsoft Graph base URL including the version (https).",
+        default="https://graph.microsoft.com/v1.0",
+    ),
+    _setting(
+        "invoice_ids",
+        th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)),
+        "Invoice IDs",
+        "Partner Center invoice numbers (e.g. G016907411) whose billed usage and "
+        "reconciliation are exported, in addition to discovered ones.",
+        default=[],
+    ),
+    _setting(
+        "discover_invoices",
+        th.BooleanType,
+        "Discover invoices",
+        "Read the invoice list from Partner Center: the invoices stream, and the billed "
+        "exports of every G… invoice from start_date on. False: billed exports cover "
+        "invoice_ids only (for apps without Partner Center API access).",
+        default=True,
+    ),
+    _setting(
+        "partner_center_url",
+        th.StringType,
+        "Partner Center URL",
+        "Partner Center REST base URL (https), for the invoice list.",
+        default="https://api.partnercenter.microsoft.com",
+    ),
+    _setting(
+        "start_date",
+        th.StringType,
+        "Start billing month",
+        "First billing month whose discovered invoices are exported: YYYY-MM, or a date "
+        "(YYYY-MM-DD) or ISO date-time whose month is taken. Empty: all listed invoices. "
+        "Explicit invoice_ids are exported whatever their month.",
+    ),
+    _setting(
+        "recheck_months",
+        th.IntegerType(minimum=0, maximum=120),
+        "Recheck months",
+        "Invoices of this many past billing months are exported again on every run to "
+        "catch re-issued data; blobs are downloaded only when the eTag changed. 0: never.",
+        default=2,
+    ),
+    _setting(
+        "billing_periods",
+        th.ArrayType(th.StringType(allowed_values=["current", "last"])),
+        "Billing periods",
+        "Unbilled periods to export: current, last, or both.",
+        default=["current", "last"],
+    ),
+    _setting(
+        "currency_codes",
+        th.ArrayType(th.StringType(pattern=CURRENCY_PATTERN)),
+        "Currency codes",
+        "ISO 4217 billing currencies for the unbilled exports (upper-cased).",
+        default=["USD"],
+    ),
+    _setting(
+        "attribute_set",
+        th.StringType(allowed_values=["full", "basic"]),
+        "Attribute set",
+        "Which columns Graph exports: full, or the smaller basic set.",
+        default="full",
+    ),
+    _setting(
+        "poll_timeout_seconds",
+        th.IntegerType(exclusive_minimum=0),
+        "Poll timeout (s)",
+        "How long to wait for one export to finish before failing the run. The pending "
+        "operation stays in state and the next run resumes it.",
+        default=3600,
+    ),
+    _setting(
+        "poll_interval_seconds",
+        th.IntegerType(minimum=1),
+        "Poll interval (s)",
+        "Wait between polls when the service sends no Retry-After header.",
+        default=30,
+    ),
+    _setting(
+        "max_parallel_downloads",
+        th.IntegerType(minimum=1, maximum=32),
+        "Parallel downloads",
+        "How many blobs of a partition are downloaded at once.",
+        default=4,
+    ),
+    _setting(
+        "max_line_bytes",
+        th.IntegerType(minimum=1024, maximum=1 << 30),
+        "Maximum line size (bytes)",
+        "A blob line longer than this stops the run with an error naming blob and line "
+        "(memory stays bounded whatever a blob holds).",
+        default=DEFAULT_MAX_LINE_BYTES,
+    ),
+    _setting(
+        "max_inflation_ratio",
+        th.IntegerType(minimum=10, maximum=100_000),
+        "Maximum inflation ratio",
+        "A blob that inflates more than this many times its compressed size is refused as a "
+        "decompression bomb (JSON lines usually gzip 5-30x).",
+        default=DEFAULT_MAX_INFLATION_RATIO,
+    ),
+)
+
+
+def settings_problems(config: Mapping[str, Any]) -> list[str]:
+    """Rules JSON Schema cannot express well; each message names the setting.
+
+    Runs after the schema check even when that found problems, so a value of the wrong type
+    is looked at only where it has the right one.
+    """
+    problems = []
+    start = config.get("start_date")
+    if start and start_month(start) is None:
+        problems.append(
+            "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+            f"date-time, got {start!r}"
+        )
+    for name in ("authority_url", "graph_url", "partner_center_url"):
+        try:
+            UrlPolicy.for_base(str(config.get(name, "")), name)
+        except UrlPolicyError as err:
+            problems.append(str(err))
+    has_secret = bool(config.get("client_secret"))
+    has_cert = bool(config.get("client_certificate_path"))
+    if has_secret == has_cert:
+        problems.append(
+            "give exactly one of client_secret or client_certificate_path"
+            + (" (both are set)" if has_secret else " (neither is set)")
+        )
+    if has_cert and not config.get("client_certificate_thumbprint"):
+        problems.append("client_certificate_path needs client_certificate_thumbprint")
+    for name in ("tenant_id", "client_id"):
+        if not str(config.get(name, "")).strip():
+            problems.append(f"{name} is empty")
+    for name in ("invoice_ids", "billing_periods", "currency_codes"):
+        values = config.get(name) or []
+        if isinstance(values, list) and len(set(map(str, values))) != len(values):
+            problems.append(f"{name} lists a value twice")
+    if isinstance(config.get("batch_config"), dict) and config["batch_config"]:
+        problems.extend(batch_settings_problems(config["batch_config"]))
+        if config.get("stream_maps") or config.get("flattening_enabled"):
+            problems.append(
+                "batch_config cannot be combined with stream_maps or flattening: BATCH files "
+                "carry the records as extracted (as the SDK's own batches do)"
+            )
+    if config.get("emit_activate_version_messages"):
+        problems.append(
+            "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per table, so a "
+            "target would delete every invoice this run skips (deletes are sent as tombstones)"
+        )
+    return problems
+
+
+_START = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2})([T ].+)?)?$")
+
+
+def start_month(value: object) -> tuple[str, bool] | None:
+    """``start_date`` as ``(YYYY-MM, whether a day other than the 1st was given)``.
+
+    Accepts ``YYYY-MM``, ``YYYY-MM-DD`` and ISO 8601 date-times (Meltano's habit is
+    ``2026-08-01T00:00:00Z``). The month is taken as written, not shifted to UTC, as the
+    billing month of an invoice is. None: not one of those.
+    """
+    match = _START.match(str(value).strip()) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month, day, rest = match.groups()
+    try:
+        if rest is not None:
+            text = str(value).strip().replace(" ", "T", 1)
+            datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        date(int(year), int(month), int(day or 1))
+    except ValueError:
+        return None
+    return f"{year}-{month}", day not in {None, "01"}
+
+
+def normalise_config(config: dict[str, Any], warn: Callable[[str], None]) -> None:
+    """Meet the usual habits in place: a date as ``start_date``, lower-case currencies."""
+    start = config.get("start_date")
+    parsed = start_month(start) if start else None
+    if parsed is not None:
+        month, mid_month = parsed
+        if mid_month:
+            warn(
+                f"start_date {start!r} is not the first of a month: billing months are whole, "
+                f"so invoices from {month} on are exported"
+            )
+        config["start_date"] = month
+    currencies = config.get("currency_codes")
+    if isinstance(currencies, list):
+        config["currency_codes"] = [
+            c.strip().upper() if isinstance(c, str) else c for c in currencies
+        ]
+
+
+def schema_problems(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """JSON Schema errors of ``config``, each naming the setting; fills in the defaults."""
+    problems = []
+    for error in JSONSchemaValidator(schema).iter_errors(config):
+        where = "".join(f"[{part!r}]" for part in error.path)
+        problems.append(f"{error.message} in config{where}" if where else error.message)
+    return problems

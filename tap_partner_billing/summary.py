@@ -1,0 +1,47 @@
+"""What a run did, per stream, for the summary line at its end. No Singer in here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":  # noqa: PLR2004
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class StreamSummary:
+    """Counters of one stream in one run.
+
+    A partition is one invoice (billed) or one absolute billing month of a currency
+    (unbilled). *Exported*: its lines were emitted; *unchanged*: the export matched the
+    bookmark, nothing downloaded; *not re-checked*: bookmarked and older than
+    ``recheck_months``, no request; *no data*: the operation answered 5000; *retired*: an
+    invoiced month whose keys were all tombstoned.
+    """
+
+    exported: int = 0
+    unchanged: int = 0
+    not_rechecked: int = 0
+    no_data: int = 0
+    retired: int = 0
+    records: int = 0  # RECORD messages of data lines
+    tombstones: int = 0  # RECORD messages with _sdc_deleted_at
+    bytes_downloaded: int = 0  # gzip bytes of the blobs
+    polling_seconds: float = 0.0  # export request and operation polls
+    downloading_seconds: float = 0.0  # first blob request to last line emitted
+
+    def line(self, stream: str) -> str:
+        """The summary line of ``stream``."""
+        return (
+            f"Run summary {stream}: partitions {self.exported} exported, {self.unchanged} "
+            f"unchanged, {self.not_rechecked} not re-checked, {self.no_data} no data, "
+            f"{self.retired} retired; {self.records} records, {self.tombstones} tombstones; "
+            f"{_size(self.bytes_downloaded)} downloaded; {self.polling_seconds:.1f} s polling, "
+            f"{self.downloading_seconds:.1f} s downloading"
+        )

@@ -1,0 +1,90 @@
+"""Every Meltano command the README shows runs as written with the pinned Meltano."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from tap_partner_billing.sandbox.server import SandboxServer
+from tests.e2e.conftest import MeltanoProject, sandbox_env
+from tests.e2e.services import ROOT
+
+pytestmark = pytest.mark.e2e
+
+# Meltano's own warnings a first run gives that say nothing about the project.
+EXPECTED_WARNINGS = ("No state was found, complete import.",)
+
+
+def readme_meltano_commands() -> list[str]:
+    """The ``meltano …`` lines of the README's bash blocks, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("meltano ")
+    ]
+
+
+def meltano_problems(stderr: str) -> list[str]:
+    """Error lines, deprecations, and warnings of Meltano itself (not of the plugins)."""
+
+    def is_problem(line: str) -> bool:
+        if "DeprecationWarning" in line or "deprecated" in line.lower():
+            return True
+        if re.search(r"\[(error|critical)\s*\]", line):
+            return True
+        meltano_warning = re.search(r"\[warning\s*\] meltano ", line) is not None
+        return meltano_warning and not any(w in line for w in EXPECTED_WARNINGS)
+
+    return [line for line in stderr.splitlines() if is_problem(line)]
+
+
+def test_readme_lists_the_commands_a_user_needs() -> None:
+    commands = " | ".join(readme_meltano_commands())
+    for needed in (
+        "install",
+        "config list tap-partner-billing",
+        "config set tap-partner-billing",
+        "invoke tap-partner-billing --test",
+        "run tap-partner-billing",
+        "state list",
+        "state get",
+    ):
+        assert needed in commands, needed
+
+
+def test_readme_meltano_commands_run_as_written(
+    sandbox: SandboxServer, meltano: MeltanoProject
+) -> None:
+    commands = readme_meltano_commands()
+    assert commands
+    project_file = meltano.root / "meltano.yml"
+    saved = project_file.read_text(encoding="utf-8")
+    try:
+        for command in commands:
+            # The README addresses a real tenant (prod); here the sandbox stands in for it.
+            assert "--environment=prod" in command, command
+            sandboxed = command.replace("--environment=prod", "--environment=sandbox")
+            args = shlex.split(sandboxed.replace(" prod:", " sandbox:"))[1:]
+            result = meltano.run(*args, env=sandbox_env(sandbox), check=False)
+            assert result.returncode == 0, (command, result.stderr[-4000:])
+            assert meltano_problems(result.stderr) == [], command
+            if "state get" in command:
+                assert '"bookmarks"' in result.stdout
+            if "invoke tap-partner-billing --test" in command:
+                assert "Connection test passed" in result.stderr
+            if "config list" in command:
+                assert "tenant_id" in result.stdout
+    finally:
+        project_file.write_text(saved, encoding="utf-8")  # the project is shared by the tests
+
+
+def test_the_project_file_gives_no_deprecation_warning(meltano: MeltanoProject) -> None:
+    result = meltano.run("--environment=sandbox", "config", "list", "tap-partner-billing")
+    assert meltano_problems(result.stderr) == []
+    project = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    assert "version" not in re.findall(r"^(\w+):", project, flags=re.MULTILINE)
