@@ -1,32 +1,27 @@
-"""Blob download and gzip JSON-lines reading. Never sees a Graph token.
+"""Blob download into spool files. Never sees a Graph token.
 
-Blobs are fetched with a plain session (no ``Authorization`` header: the SAS in the URL is the
-credential) into spool files, several at once. The reader follows a spool file while it is
-still being written, so the first lines of a blob are emitted while the rest of it, and the
-next blobs, are still downloading. Spooling to disk keeps memory flat whatever the blob size,
+Blobs are fetched with their own session (no ``Authorization`` header: the SAS in the URL is
+the credential) into spool files, several at once. The reader (``lines.py``) follows a spool
+file while it is still being written, so the first lines of a blob are emitted while the rest
+of it, and the next blobs, are still downloading. Spooling to disk keeps memory flat whatever the blob size,
 and lets a dropped connection resume with an HTTP ``Range`` request instead of a re-read.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import socket
 import tempfile
 import threading
 import time
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import requests
 
 from tap_partner_billing.errors import (
-    BlobDataError,
-    ResourceLimitError,
     SasExpiredError,
     ServiceError,
     TransientHTTPError,
@@ -45,20 +40,12 @@ from tap_partner_billing.urls import CheckedSession, UrlPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from _typeshed import WriteableBuffer
-
     from tap_partner_billing.manifest import BlobRef, Manifest
     from tap_partner_billing.spool_dir import SpoolFolder
 
 LOGGER = logging.getLogger(__name__)
 MAX_SAS_RENEWALS = 2  # per blob download
 CHUNK_BYTES = 1 << 20  # download reads
-INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes read at a time
-OUTPUT_CHUNK_BYTES = 1 << 20  # inflated bytes produced at a time, whatever the ratio
-MAX_BLOCK_LINES = 1024  # a block of 1024 empty lines still makes 1024 full records
-DEFAULT_MAX_LINE_BYTES = 16 << 20
-DEFAULT_MAX_INFLATION_RATIO = 200  # JSON lines gzip 5-30x; deflate's ceiling is about 1030x
-RATIO_JUDGED_AFTER_BYTES = 1 << 20  # small blobs are never judged by their ratio
 PACE_WINDOW_SECONDS = 60.0
 MIN_BYTES_PER_WINDOW = 64 << 10  # slower than this is a stalled transfer: resumed with Range
 
@@ -144,30 +131,6 @@ class Spool:
 
 class _CancelledError(Exception):
     """The reader went away; the download stops."""
-
-
-class _GrowingFile(io.RawIOBase):
-    """Reads a spool file as it is written; end of file only once the download finished."""
-
-    def __init__(self, spool: Spool) -> None:
-        self._spool = spool
-        self._file = spool.path.open("rb")
-        self._offset = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer)
-        if self._spool.wait_beyond(self._offset) <= self._offset:
-            return 0
-        count = self._file.readinto(view)
-        self._offset += count
-        return count
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
 
 
 class BlobFetcher:
@@ -296,97 +259,6 @@ class _Pace:
             msg = f"the transfer stalled: {self._bytes} bytes in {now - self._started:.0f} s"
             raise ConnectionError(msg)
         self._started, self._bytes = now, 0
-
-
-@dataclass(frozen=True)
-class BlobLimits:
-    """Bounds on what a blob may inflate to (settings of the same names)."""
-
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    max_inflation_ratio: int = DEFAULT_MAX_INFLATION_RATIO
-
-
-def iter_line_blocks(
-    spool_or_path: Spool | Path, label: str, limits: BlobLimits | None = None
-) -> Iterator[list[bytes]]:
-    """Yield the lines of a gzip JSON-lines blob in blocks, in order, as the blob arrives.
-
-    Memory stays bounded whatever the blob holds: at most ``OUTPUT_CHUNK_BYTES`` are
-    inflated at a time, a block holds at most ``MAX_BLOCK_LINES`` lines, a line may not
-    exceed ``max_line_bytes``, and a blob that inflates more than ``max_inflation_ratio``
-    times its compressed size (a decompression bomb) is refused before its lines go out.
-
-    Raises:
-        BlobDataError: Corrupt or truncated gzip (naming how many lines came before).
-        ResourceLimitError: A limit was exceeded (naming the line and the setting).
-    """
-    limits = limits or BlobLimits()
-    if isinstance(spool_or_path, Path):
-        source: io.RawIOBase = io.FileIO(spool_or_path, "rb")
-    else:
-        source = _GrowingFile(spool_or_path)
-    # wbits=47: zlib reads the gzip header itself; members are chained as the gzip format allows.
-    inflate = zlib.decompressobj(wbits=47)
-    lines_before = 0
-    tail = b""
-    seen_bytes = False
-    consumed = inflated = 0
-    try:
-        with source:
-            while compressed := source.read(INFLATE_CHUNK_BYTES):
-                seen_bytes = True
-                pending = compressed
-                while True:
-                    if inflate.eof and pending:  # another gzip member follows
-                        inflate = zlib.decompressobj(wbits=47)
-                    out = inflate.decompress(pending, OUTPUT_CHUNK_BYTES)
-                    left = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
-                    consumed += len(pending) - len(left)
-                    inflated += len(out)
-                    pending = left
-                    if inflated >= RATIO_JUDGED_AFTER_BYTES and (
-                        inflated > limits.max_inflation_ratio * max(consumed, 1)
-                    ):
-                        msg = (
-                            f"{label}: after line {lines_before} the blob inflates more than "
-                            f"{limits.max_inflation_ratio} times its compressed size "
-                            f"({consumed} → {inflated} bytes), which looks like a decompression "
-                            "bomb (setting max_inflation_ratio)"
-                        )
-                        raise ResourceLimitError(msg)
-                    lines = (tail + out).split(b"\n")
-                    tail = lines.pop()
-                    _check_lengths(lines, tail, lines_before, label, limits.max_line_bytes)
-                    for at in range(0, len(lines), MAX_BLOCK_LINES):
-                        yield lines[at : at + MAX_BLOCK_LINES]
-                    lines_before += len(lines)
-                    if not pending and len(out) < OUTPUT_CHUNK_BYTES:
-                        break
-        finished = inflate.eof or not seen_bytes  # a zero-byte blob counts as an empty one
-    except (OSError, EOFError, zlib.error) as err:
-        msg = f"{label}: gzip data is corrupt or truncated after line {lines_before} ({err})"
-        raise BlobDataError(msg) from None
-    if not finished:
-        msg = (
-            f"{label}: gzip data is corrupt or truncated after line {lines_before} (no end marker)"
-        )
-        raise BlobDataError(msg)
-    if tail.strip():
-        yield [tail]
-
-
-def _check_lengths(
-    lines: list[bytes], tail: bytes, lines_before: int, label: str, limit: int
-) -> None:
-    """Refuse a line (complete, or still growing in ``tail``) longer than ``limit`` bytes."""
-    too_long = len(tail) > limit
-    number = lines_before + len(lines) + 1
-    if lines and max(map(len, lines)) > limit:
-        too_long = True
-        number = lines_before + 1 + next(i for i, line in enumerate(lines) if len(line) > limit)
-    if too_long:
-        msg = f"{label}, line {number}: the line is longer than max_line_bytes ({limit} bytes)"
-        raise ResourceLimitError(msg)
 
 
 class BlobUrls:

@@ -10,7 +10,7 @@ from singer_sdk import Stream, metrics
 from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.mapper import SameRecordTransform
 
-from tap_partner_billing.blobs import BlobUrls, download_in_order, iter_line_blocks
+from tap_partner_billing.blobs import BlobUrls, download_in_order
 from tap_partner_billing.errors import (
     ExportFailedError,
     OperationGoneError,
@@ -20,6 +20,7 @@ from tap_partner_billing.errors import (
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN
 from tap_partner_billing.ledger import Ledger
+from tap_partner_billing.lines import iter_line_blocks
 from tap_partner_billing.output import RecordSink
 from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout
 from tap_partner_billing.summary import StreamSummary

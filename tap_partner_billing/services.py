@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.auth import ClientCredentials, TokenProvider
-from tap_partner_billing.blobs import BlobFetcher, BlobLimits, new_blob_session
+from tap_partner_billing.blobs import BlobFetcher, new_blob_session
 from tap_partner_billing.export import ExportClient
 from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE, InvoiceClient
+from tap_partner_billing.lines import BlobLimits
 from tap_partner_billing.spool_dir import SpoolFolder
 
 if TYPE_CHECKING:

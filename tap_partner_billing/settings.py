@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk import typing as th
 from singer_sdk.plugin_base import JSONSchemaValidator
 
-from tap_partner_billing.blobs import DEFAULT_MAX_INFLATION_RATIO, DEFAULT_MAX_LINE_BYTES
 from tap_partner_billing.errors import UrlPolicyError
+from tap_partner_billing.lines import DEFAULT_MAX_INFLATION_RATIO, DEFAULT_MAX_LINE_BYTES
 from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.urls import UrlPolicy
 

@@ -14,10 +14,10 @@ from tap_partner_billing.blobs import (
     BlobFetcher,
     BlobUrls,
     download_in_order,
-    iter_line_blocks,
     new_blob_session,
 )
 from tap_partner_billing.errors import BlobDataError, SasExpiredError
+from tap_partner_billing.lines import iter_line_blocks
 from tap_partner_billing.manifest import Manifest
 from tests.helpers import BLOBS, SAS, FakeClock, gz_lines
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_partner_billing.blobs import iter_line_blocks
 from tap_partner_billing.client import ExportStream
 from tap_partner_billing.errors import BlobDataError, RecordValueError
 from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, Kind
+from tap_partner_billing.lines import iter_line_blocks
 from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout, encode_block, iter_rows
 from tap_partner_billing.streams import BilledReconciliationStream, BilledUsageStream
 
