@@ -3,8 +3,9 @@
 Blobs are fetched with their own session (no ``Authorization`` header: the SAS in the URL is
 the credential) into spool files, several at once. The reader (``lines.py``) follows a spool
 file while it is still being written, so the first lines of a blob are emitted while the rest
-of it, and the next blobs, are still downloading. Spooling to disk keeps memory flat whatever the blob size,
-and lets a dropped connection resume with an HTTP ``Range`` request instead of a re-read.
+of it, and the next blobs, are still downloading. Spooling to disk keeps memory flat whatever
+the blob size, and lets a dropped connection resume with an HTTP ``Range`` request instead of
+a re-read.
 """
 
 from __future__ import annotations
