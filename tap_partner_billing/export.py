@@ -228,9 +228,10 @@ class ExportClient:
             body = _json_object(response, f"{label}: operation poll")
             operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])[:200]
             status = OperationStatus.parse(body.get("status"))
-            LOGGER.debug("%s: operation %s polled: %s", label, operation_id, body.get("status"))
+            said = str(body.get("status"))[:40]  # the service's word, cut short for the log
+            LOGGER.debug("%s: operation %s polled: %s", label, operation_id, said)
             if status != last_status:
-                LOGGER.info("%s: operation %s is %s", label, operation_id, body.get("status"))
+                LOGGER.info("%s: operation %s is %s", label, operation_id, said)
                 last_status = status
             if status is OperationStatus.SUCCEEDED:
                 manifest = self._manifest(body, label)
@@ -244,7 +245,7 @@ class ExportClient:
             now = self._clock()
             if now >= deadline:
                 msg = (
-                    f"{label}: operation {operation_id} still {body.get('status')} after "
+                    f"{label}: operation {operation_id} still {said} after "
                     f"{now - started:.0f} s (poll_timeout_seconds={self._timeout:g}); the next "
                     "run resumes polling it"
                 )
@@ -292,7 +293,7 @@ class ExportClient:
             )
             return ExportResult(operation_id, None, message)
         msg = (
-            f"{label}: operation {operation_id} ended with status {body.get('status')!r}"
+            f"{label}: operation {operation_id} ended with status {str(body.get('status'))[:40]!r}"
             f"; Graph error {code or '-'}: {message or '-'}"
         )
         raise ExportFailedError(msg)
