@@ -23,6 +23,7 @@ from tap_partner_billing.ledger import Ledger
 from tap_partner_billing.lines import iter_line_blocks
 from tap_partner_billing.output import RecordSink
 from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout
+from tap_partner_billing.schemas import restore_decimal_details, stream_schema
 from tap_partner_billing.summary import StreamSummary
 
 if TYPE_CHECKING:
@@ -36,45 +37,10 @@ if TYPE_CHECKING:
 
 TOMBSTONE_BLOCK = 1000
 REPLICATION_INCREMENTAL = "INCREMENTAL"
-_STRING = {"type": ["string", "null"]}
-_KEY_STRING = {"type": ["string"]}
-_INTEGER = {"type": ["integer", "null"]}
-_DATETIME = {"type": ["string", "null"], "format": "date-time"}
-
-PROVENANCE_PROPERTIES: dict[str, dict[str, Any]] = {
-    "billing_month": _STRING,
-    "line_ordinal": {"type": ["integer"]},
-    "_operation_id": _STRING,
-    "_manifest_id": _STRING,
-    "_manifest_etag": _STRING,
-    "_manifest_created_at": _DATETIME,
-    "_invoice_version": _STRING,
-    "_blob_name": _STRING,
-    "_blob_line": _INTEGER,
-    "_sdc_deleted_at": _DATETIME,
-}
 
 
 def _utc_now_text() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-def restore_decimal_details(schema: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
-    """Copy ``precision``/``scale`` of ``x-singer.decimal`` columns from ``declared``.
-
-    The SDK's catalog model (``singer.Schema``) keeps only standard JSON Schema keys, so every
-    schema that passes through a catalog, including the one SCHEMA messages are built from,
-    loses them, and SQL targets then create unbounded or scale-0 DECIMAL columns.
-    """
-    declared_properties = declared.get("properties", {})
-    for name, column in schema.get("properties", {}).items():
-        original = declared_properties.get(name, {})
-        if (
-            original.get("format") == "x-singer.decimal"
-            and column.get("format") == "x-singer.decimal"
-        ):
-            column.update(precision=original["precision"], scale=original["scale"])
-    return schema
 
 
 class ExportStream(Stream):
@@ -177,11 +143,7 @@ class ExportStream(Stream):
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
         """The stream's JSON schema: data columns, then identity and provenance."""
-        properties = FIELD_SETS[cls.dataset].schema_properties()
-        properties.update(PROVENANCE_PROPERTIES)
-        # Identity last: a key column (billing_month of unbilled data) is never null.
-        properties.update({name: dict(_KEY_STRING) for name in cls.identity_properties})
-        return {"type": "object", "properties": properties}
+        return stream_schema(FIELD_SETS[cls.dataset], cls.identity_properties)
 
     def apply_catalog(self, catalog: Any) -> None:  # noqa: ANN401 - singer_sdk's Catalog
         """Apply the catalog, then put back the decimal details its model drops."""

@@ -15,10 +15,10 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing import cli
 from tap_partner_billing.checks import invoice_list_warnings, require_graph_role
-from tap_partner_billing.client import restore_decimal_details
 from tap_partner_billing.invoice_stream import InvoicesStream
 from tap_partner_billing.invoices import Invoice, invoices_to_export
 from tap_partner_billing.redact import install_redaction, register_secret
+from tap_partner_billing.schemas import restore_decimal_details
 from tap_partner_billing.services import Services, build_services
 from tap_partner_billing.settings import (
     SETTINGS,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -117,9 +116,7 @@ class HostileServer:
             server_of: ClassVar[HostileServer] = outer
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.tls.server_cert, self.tls.server_key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.socket = self.tls.server_context().wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
