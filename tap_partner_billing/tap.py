@@ -7,10 +7,9 @@ import sys
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import Stream, Tap, about
+from singer_sdk import Stream
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing import cli
@@ -19,6 +18,7 @@ from tap_partner_billing.invoice_stream import InvoicesStream
 from tap_partner_billing.invoices import Invoice, invoices_to_export
 from tap_partner_billing.redact import install_redaction, register_secret
 from tap_partner_billing.schemas import restore_decimal_details
+from tap_partner_billing.sdk_seam import SeamTap, add_markdown_section
 from tap_partner_billing.services import Services, build_services
 from tap_partner_billing.settings import (
     SETTINGS,
@@ -50,7 +50,7 @@ def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
     raise AttributeError(msg)
 
 
-class TapPartnerBilling(Tap):
+class TapPartnerBilling(SeamTap):
     """Singer tap for Microsoft partner billing (Graph asynchronous exports)."""
 
     name = "tap-partner-billing"
@@ -73,18 +73,18 @@ class TapPartnerBilling(Tap):
         super().__init__(*args, **kwargs)
         handle_sigterm()
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    def check_config(self, config: dict[str, Any], *, raise_errors: bool) -> list[str]:
         """Normalise the config, then list the schema's problems and the tap's own at once.
 
         The SDK's check alone stops at the schema and names no rule of ours; this replaces it
-        (the SDK calls it from ``__init__``).
+        (the SDK calls it from ``__init__``, see ``sdk_seam``).
         """
-        if self._config.get("client_secret"):  # masked before any message can repeat it
-            register_secret(str(self._config["client_secret"]))
-        normalise_config(self._config, self.logger.warning)
+        if config.get("client_secret"):  # masked before any message can repeat it
+            register_secret(str(config["client_secret"]))
+        normalise_config(config, self.logger.warning)
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
-        problems = schema_problems(schema, self._config) + settings_problems(self._config)
+        problems = schema_problems(schema, config) + settings_problems(config)
         if problems and raise_errors:
             raise ConfigValidationError("Config validation failed", errors=problems, schema=schema)
         return problems
@@ -92,9 +92,7 @@ class TapPartnerBilling(Tap):
     @classmethod
     def print_about(cls, output_format: str | None = None) -> None:
         """Print ``--about``, with the streams added (the SDK lists none without a config)."""
-        text = about.AboutFormatter.get_formatter(output_format or "text").format_about(
-            cls._get_about_info()
-        )
+        text = cls.about_text(output_format)
         streams: list[dict[str, Any]] = [
             {
                 "name": _declared(s, "name"),
@@ -111,7 +109,7 @@ class TapPartnerBilling(Tap):
                 f"| {s['name']} | {', '.join(s['key_properties'])} | {s['description']} |\n"
                 for s in streams
             )
-            text = text.replace("## Settings", f"{section}\n## Settings", 1)
+            text = add_markdown_section(text, section)
         print(text)
 
     @staticmethod
@@ -126,14 +124,7 @@ class TapPartnerBilling(Tap):
         model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
         """
         super().setup_mapper()
-        declared = self.declared_schemas()
-        for entry in self.catalog.streams:
-            name = entry.stream or entry.tap_stream_id
-            if name not in declared:
-                continue
-            schema = restore_decimal_details(entry.schema.to_dict(), declared[name])
-            selected = get_selected_schema(name, schema, entry.metadata.resolve_selection())
-            self.mapper.register_raw_stream_schema(name, selected, list(entry.key_properties or []))
+        self.register_stream_schemas(self.declared_schemas())
 
     @property
     def catalog_dict(self) -> dict[str, Any]:
