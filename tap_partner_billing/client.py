@@ -66,7 +66,6 @@ class ExportStream(SeamStream):
     def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
         super().__init__(tap=tap, schema=self.declared_schema())
         self.layout = RowLayout.build(self.dataset, tuple(self.declared_schema()["properties"]))
-        self.row_keys = self.layout.keys
         self._sink: RecordSink | None = None
         # Incremental by partition bookmarks (README, State), not by a replication key: the
         # SDK's catalog and its "Beginning … sync" line then say what the stream does.
@@ -98,7 +97,7 @@ class ExportStream(SeamStream):
         mode = "batch" if batch_config else "direct" if self.direct_output_possible() else "sdk"
         self._sink = RecordSink(
             self.name,
-            self.row_keys,
+            self.layout.keys,
             mode=mode,
             batch_config=batch_config,
             on_batch_file=self.write_batch_file_message,
@@ -146,11 +145,6 @@ class ExportStream(SeamStream):
                 sink.flush()
             else:  # a Checkpoint: mypy knows the union is exhausted here
                 self.checkpoint(close_batch_file=event.close_batch_file)
-
-    def flush_records(self) -> None:
-        """Put out every record handed over so far (closing a batch file)."""
-        if self._sink is not None:
-            self._sink.flush()
 
     @classmethod
     def declared_schema(cls) -> dict[str, Any]:
