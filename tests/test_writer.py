@@ -77,6 +77,7 @@ class Consumer:
 
     def run(self, events: Iterable[Event]) -> None:
         for event in events:
+            self.check_any_state(self.ledger.state)  # as the writer left it to yield this
             self.take(event)
             self.check_any_state(self.ledger.state)
 
