@@ -67,8 +67,10 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 
 
 def import_cycles(root: Path) -> list[list[str]]:
-    """Every set of modules that import each other in a cycle (Tarjan's strongly connected
-    components of more than one module), each sorted, the list sorted."""
+    """Every set of modules that import each other in a cycle, each sorted, the list sorted.
+
+    The cycles are the strongly connected components (Tarjan) of more than one module.
+    """
     graph = import_graph(root)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -142,8 +144,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
                 "__init__.py": "",
                 "a.py": "from pkg.b import B\n",
                 "b.py": (
-                    "from typing import TYPE_CHECKING\n"
-                    "if TYPE_CHECKING:\n    from pkg.a import A\n"
+                    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import A\n"
                 ),
             },
             [["pkg.a", "pkg.b"]],
