@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import metrics
 
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
     from tap_partner_billing.ledger import Ledger
     from tap_partner_billing.manifest import Manifest
+    from tap_partner_billing.run import SyncRun
     from tap_partner_billing.services import Services
-    from tap_partner_billing.tap import TapPartnerBilling
 
 REPLICATION_INCREMENTAL = "INCREMENTAL"
 
@@ -63,8 +63,9 @@ class ExportStream(SeamStream):
     identity_properties: ClassVar[tuple[str, ...]]
     allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both paths
 
-    def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
+    def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
         super().__init__(tap=tap, schema=self.declared_schema())
+        self.run = run  # clients, invoice catalogue and counters of this run
         self.layout = RowLayout.build(self.dataset, tuple(self.declared_schema()["properties"]))
         self._sink: RecordSink | None = None
         # Incremental by partition bookmarks (README, State), not by a replication key: the
@@ -80,7 +81,7 @@ class ExportStream(SeamStream):
     @property
     def summary(self) -> StreamSummary:
         """This stream's counters for the end-of-run summary."""
-        return self.tap.summary_of(self.name)
+        return self.run.summary_of(self.name)
 
     def direct_output_possible(self) -> bool:
         """True when the SDK's per-record path would pass our records through unchanged."""
@@ -152,14 +153,9 @@ class ExportStream(SeamStream):
         return stream_schema(FIELD_SETS[cls.dataset], cls.identity_properties)
 
     @property
-    def tap(self) -> TapPartnerBilling:
-        """The tap this stream belongs to."""
-        return cast("TapPartnerBilling", self._tap)
-
-    @property
     def services(self) -> Services:
-        """The tap's shared clients."""
-        return self.tap.services
+        """The clients this run's streams share."""
+        return self.run.services
 
     def checkpoint(self, *, close_batch_file: bool = True) -> None:
         """Write a STATE message now, after every record handed over before it.

@@ -58,9 +58,10 @@ def _sdk_derived_classes(trees: dict[Path, ast.Module]) -> set[str]:
 def _private_uses(path: Path, tree: ast.Module, private: set[str], derived: set[str]) -> list[str]:
     found = []
     for node in ast.walk(tree):
-        module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
-        if module.startswith("singer_sdk") and any(p.startswith("_") for p in module.split(".")):
-            found.append(f"{path.name}:{node.lineno} imports {node.module}")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("singer_sdk"):
+            module = node.module or ""
+            if any(part.startswith("_") for part in module.split(".")):
+                found.append(f"{path.name}:{node.lineno} imports {module}")
         if isinstance(node, ast.ClassDef) and node.name in derived:
             for inner in ast.walk(node):
                 if isinstance(inner, ast.FunctionDef) and inner.name in private:
