@@ -107,7 +107,7 @@ def import_cycles(root: Path) -> list[list[str]]:
 
 def tap_reaches(root: Path) -> list[str]:
     """``module:line`` of every ``._tap`` (the SDK's private link from a stream to its tap)."""
-    found = []
+    found: list[str] = []
     for name, path in _modules(root).items():
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         found.extend(
