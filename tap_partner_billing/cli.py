@@ -76,7 +76,7 @@ class TapClass(Protocol):
     def print_version(self, print_fn: Callable[[Any], None] = ...) -> None:
         """Print the tap's and the SDK's version."""
 
-    def __call__(  # noqa: D102 - the tap's constructor
+    def __call__(
         self,
         *,
         config: Any,  # noqa: ANN401 - a config dict or the files' paths
@@ -84,7 +84,8 @@ class TapClass(Protocol):
         catalog: Any = ...,  # noqa: ANN401
         parse_env_config: bool = ...,
         validate_config: bool = ...,
-    ) -> RunnableTap: ...
+    ) -> RunnableTap:
+        """Make the tap (the SDK's constructor)."""
 
 
 def _debug_traceback(logger: logging.Logger, err: BaseException) -> None:

@@ -105,6 +105,19 @@ def import_cycles(root: Path) -> list[list[str]]:
     return sorted(cycles)
 
 
+def tap_reaches(root: Path) -> list[str]:
+    """``module:line`` of every ``._tap`` (the SDK's private link from a stream to its tap)."""
+    found: list[str] = []
+    for name, path in _modules(root).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        found.extend(
+            f"{name}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr == "_tap"
+        )
+    return sorted(found)
+
+
 def long_modules(root: Path, limit: int = MAX_MODULE_LINES) -> dict[str, int]:
     """Module → its line count, for the modules over ``limit`` lines."""
     counts = {
@@ -121,6 +134,10 @@ def test_no_module_imports_another_in_a_cycle() -> None:
 def test_only_entry_points_import_the_tap() -> None:
     importers = {name for name, imports in import_graph(PACKAGE).items() if TAP_MODULE in imports}
     assert importers <= TAP_IMPORTERS
+
+
+def test_no_stream_reaches_into_the_tap() -> None:
+    assert tap_reaches(PACKAGE) == []
 
 
 def test_no_module_is_over_the_line_budget() -> None:
@@ -198,3 +215,14 @@ def test_the_line_budget_check_finds_a_long_module(tmp_path: Path) -> None:
         },
     )
     assert long_modules(root) == {"pkg.long": MAX_MODULE_LINES + 1}
+
+
+def test_the_tap_reach_check_finds_one(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "s.py": "class S:\n    def f(self) -> object:\n        return self._tap.services\n",
+        },
+    )
+    assert tap_reaches(root) == ["pkg.s:3"]
