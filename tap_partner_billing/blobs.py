@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.spool_dir import SpoolFolder
 
 LOGGER = logging.getLogger(__name__)
+PARTIAL = HTTPStatus.PARTIAL_CONTENT
 MAX_SAS_RENEWALS = 2  # per blob download
 CHUNK_BYTES = 1 << 20  # download reads
 PACE_WINDOW_SECONDS = 60.0
@@ -71,15 +73,30 @@ class Spool:
         self._writer = handle
         self._changed = threading.Condition()
         self.size = 0
-        self.done = False
-        self.cancelled = False
+        self.done = self.cancelled = False
         self.error: BaseException | None = None
         self._socket: socket.socket | None = None
+        self._version: tuple[str | None, int | None] = (None, None)
 
     def attach(self, response: requests.Response) -> None:
         """Remember the connection this spool is read from, so :meth:`cancel` can cut it."""
         connection = getattr(response.raw, "connection", None)
         self._socket = getattr(connection, "sock", None)
+
+    def check_version(self, etag: str | None, total: int | None, what: str) -> None:
+        """Refuse a resumed answer from another version of the blob (eTag or total length).
+
+        Raises:
+            ServiceError: Appending it would splice two versions of the blob into one file.
+        """
+        if not self.size:  # nothing spooled yet: any version may start
+            self._version = (etag, total)
+        elif _differs(self._version[0], etag) or _differs(self._version[1], total):
+            msg = (
+                f"{what}: the blob changed while downloading (eTag {self._version[0]} → {etag}, "
+                f"{self._version[1]} → {total} bytes); the next run reads it again from the start"
+            )
+            raise ServiceError(msg)
 
     def cancel(self) -> None:
         """Stop the download: at its next write, or at once if it waits on the network.
@@ -159,19 +176,6 @@ class BlobFetcher:
             self._spool_dir = str(self._spool_folder.path)
         return self._spool_dir
 
-    def download(self, url: str, label: str) -> Path:
-        """Fetch ``url`` completely into a file and return its path (the caller deletes it)."""
-        spool = Spool(self.spool_dir)
-        try:
-            policy = UrlPolicy.any_https("blob storage")
-            self.fill(spool, url, policy, self.budget(label))
-        except BaseException as err:
-            spool.finish(err)
-            spool.remove()
-            raise
-        spool.finish()
-        return spool.path
-
     def budget(self, label: str) -> RetryBudget:
         """The retry budget of one blob: shared by its requests, resumes and SAS renewals."""
         return self._policy.budget(f"{label}: download", sleep=self._sleep)
@@ -201,15 +205,15 @@ class BlobFetcher:
                 if outcome is not Outcome.OK or response.status_code not in {200, 206}:
                     msg = f"{what}: blob storage answered HTTP {response.status_code}"
                     raise ServiceError(msg)
-                resumed = response.status_code == 206 and response.headers.get(  # noqa: PLR2004
-                    "Content-Range", ""
-                ).startswith(f"bytes {received}-")
+                span = response.headers.get("Content-Range", "")
+                resumed = response.status_code == PARTIAL and span.startswith(f"bytes {received}-")
                 if received and not resumed:
                     # The server ignored the Range. Lines already read from this blob came
                     # from the same bytes, so starting over cannot change them; but a reader
                     # following the file must not see it shrink, so this is an error.
                     msg = f"{what}: storage ignored a Range request after a dropped connection"
                     raise ServiceError(msg)
+                spool.check_version(*_version_of(response), what)
                 try:
                     length = response.headers.get("Content-Length")
                     expected = received + int(length) if length and length.isdigit() else None
@@ -234,10 +238,22 @@ class BlobFetcher:
                     try:
                         budget.failed(reason)
                     except TransientHTTPError as exhausted:
-                        msg = f"{what}: download kept breaking off ({exhausted})"
+                        msg = f"{what} kept breaking off ({exhausted})"
                         raise ServiceError(msg) from None
                     continue
                 return
+
+
+def _version_of(response: requests.Response) -> tuple[str | None, int | None]:
+    """The answer's eTag and the blob's total length (a 206's ``Content-Range: bytes a-b/N``)."""
+    total = response.headers.get("Content-Length", "")
+    if response.status_code == PARTIAL:
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    return response.headers.get("ETag"), int(total) if total.isdigit() else None
+
+
+def _differs(old: object, new: object) -> bool:
+    return old is not None and new is not None and old != new
 
 
 class _Pace:

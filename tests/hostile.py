@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -76,7 +77,19 @@ class Trickle:
         return [rest[at : at + self.step] for at in range(0, len(rest), self.step)]
 
 
-Reply = tuple[int, dict[str, str], "bytes | Trickle"]
+@dataclass(frozen=True)
+class Cut:
+    """A body that breaks off: all of ``data`` announced, ``after`` bytes sent, connection lost.
+
+    ``Content-Length`` says ``len(data)``; after the first ``after`` bytes the connection
+    closes without a TLS goodbye, as a dropped connection does.
+    """
+
+    data: bytes
+    after: int
+
+
+Reply = tuple[int, dict[str, str], "bytes | Trickle | Cut"]
 Route = Callable[[Seen], Reply]
 
 
@@ -157,12 +170,19 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         seen = Seen(self.server_of.name, self.command, self.path, dict(self.headers), body)
         status, headers, payload = self.server_of.answer(seen)
-        data = payload.data if isinstance(payload, Trickle) else payload
+        data = payload.data if isinstance(payload, (Trickle, Cut)) else payload
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if isinstance(payload, Cut):
+            self.wfile.write(data[: payload.after])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)  # no TLS close_notify: a lost link
+            return
         if not isinstance(payload, Trickle):
             self.wfile.write(payload)
             return

@@ -12,6 +12,7 @@ import responses
 from tap_partner_billing.errors import (
     ExportFailedError,
     ExportTimeoutError,
+    ManifestError,
     OperationGoneError,
     ServiceError,
     TransientHTTPError,
@@ -307,5 +308,5 @@ def test_real_manifest_fixture_parses_verbatim() -> None:
 )
 def test_bad_manifests_are_refused(change: dict[str, Any], message: str) -> None:
     body = {**load_json("manifest_real.json"), **change}
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(ManifestError, match=message):
         Manifest.parse(body, where="billed_usage invoice X")

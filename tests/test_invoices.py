@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -41,7 +42,12 @@ def _client(sleeps: list[float]) -> InvoiceClient:
 def test_invoice_list_follows_next_links_with_their_continuation_header() -> None:
     first = {
         "items": [
-            {"id": "G000000001", "totalCharges": 10.10, "billingPeriodStartDate": "2026-09-01"}
+            {
+                "id": "G000000001",
+                "totalCharges": "@total@",
+                "paidAmount": "@paid@",
+                "billingPeriodStartDate": "2026-09-01",
+            }
         ],
         "links": {
             "next": {
@@ -56,10 +62,18 @@ def test_invoice_list_follows_next_links_with_their_continuation_header() -> Non
         json=second,
         match=[responses.matchers.header_matcher({"MS-ContinuationToken": "page-2"})],
     )
-    responses.get(f"{PARTNER_CENTER}/v1/invoices", json=first)
+    # JSON numbers as Partner Center writes them, which a float would change (…789012 loses
+    # its last digits, 10.10 its trailing zero).
+    text = json.dumps(first).replace('"@total@"', "1234567.123456789012")
+    responses.get(
+        f"{PARTNER_CENTER}/v1/invoices",
+        body=text.replace('"@paid@"', "10.10"),
+        content_type="application/json",
+    )
     invoices = _client([]).list_invoices()
     assert [i.id for i in invoices] == ["G000000001", "D02005YFHI"]
-    assert invoices[0].total_charges == "10.1"  # parsed as a decimal, never a float
+    assert invoices[0].total_charges == "1234567.123456789012"  # a decimal, never a float
+    assert invoices[0].paid_amount == "10.10"
     assert invoices[0].billing_month == "202609"
     assert invoices[1].billing_month == "202609"  # the month before the invoice date
     assert not invoices[1].has_export_data

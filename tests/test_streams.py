@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tap_partner_billing.errors import ExportFailedError
+from tap_partner_billing.errors import ExportFailedError, ExportTimeoutError
 from tests.helpers import Export, FakeGraph, base_config, gz_lines, run_tap
 
 
@@ -191,6 +191,7 @@ def test_high_water_is_saved_before_ordinals_beyond_it(graph: FakeGraph) -> None
     graph.add("current/USD", Export({"u.json.gz": gz_lines(*lines)}, etag="v1", month="202611"))
     result = run_tap(base_config(), streams=UNBILLED)
     mark = 0
+    marks_in_force: list[int] = []  # the mark saved last before each record
     for message in result.messages:
         if message["type"] == "STATE":
             months = (
@@ -202,6 +203,11 @@ def test_high_water_is_saved_before_ordinals_beyond_it(graph: FakeGraph) -> None
             mark = months.get("202611", {}).get("high_water", 0)
         elif message["type"] == "RECORD":
             assert message["record"]["line_ordinal"] < mark
+            marks_in_force.append(mark)
+    # Every line went out (a run of no records would pass the loop above), and the mark was
+    # raised while they did: 2500 lines need more than the first step.
+    assert sorted(r["line_ordinal"] for r in result.records()) == list(range(2500))
+    assert len(set(marks_in_force)) > 1
 
 
 def test_failed_5000_is_not_bookmarked_as_done(graph: FakeGraph) -> None:
@@ -237,7 +243,7 @@ def test_pending_operation_is_polled_again_not_reposted(graph: FakeGraph) -> Non
     )
     config = base_config(invoice_ids=["G000000001"], poll_timeout_seconds=20)
     raw: list[str] = []
-    with pytest.raises(Exception, match="still running"):
+    with pytest.raises(ExportTimeoutError, match="still running"):
         run_tap(config, raw=raw, streams=BILLED)
     states = [json.loads(line)["value"] for line in raw if '"STATE"' in line]
     saved = states[-1]["bookmarks"]["billed_usage"]["partitions"][0]["pending_operations"]["export"]
