@@ -45,6 +45,16 @@ def snake_case(name: str) -> str:
 
 S, D, T, J = Kind.STRING, Kind.DECIMAL, Kind.DATETIME, Kind.JSON_TEXT
 
+# Both datasets carry these, in this order, in the middle of their columns.
+_PUBLISHER_AND_SUBSCRIPTION: tuple[tuple[str, Kind], ...] = (
+    ("PublisherName", S),
+    ("PublisherId", S),
+    ("SubscriptionDescription", S),
+    ("SubscriptionId", S),
+    ("ChargeStartDate", T),
+    ("ChargeEndDate", T),
+)
+
 USAGE_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("PartnerId", S),
     ("PartnerName", S),
@@ -60,12 +70,7 @@ USAGE_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("AvailabilityId", S),
     ("SkuName", S),
     ("ProductName", S),
-    ("PublisherName", S),
-    ("PublisherId", S),
-    ("SubscriptionDescription", S),
-    ("SubscriptionId", S),
-    ("ChargeStartDate", T),
-    ("ChargeEndDate", T),
+    *_PUBLISHER_AND_SUBSCRIPTION,
     ("UsageDate", T),
     ("MeterType", S),
     ("MeterCategory", S),
@@ -255,12 +260,7 @@ RECONCILIATION_FIELDS: tuple[tuple[str, Kind], ...] = (
     ("Total", D),
     ("Currency", S),
     ("PriceAdjustmentDescription", J),
-    ("PublisherName", S),
-    ("PublisherId", S),
-    ("SubscriptionDescription", S),
-    ("SubscriptionId", S),
-    ("ChargeStartDate", T),
-    ("ChargeEndDate", T),
+    *_PUBLISHER_AND_SUBSCRIPTION,
     ("TermAndBillingCycle", S),
     ("EffectiveUnitPrice", D),
     ("UnitType", S),

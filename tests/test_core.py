@@ -8,7 +8,7 @@ import pytest
 import responses
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_partner_billing.sandbox.data import reconciliation_lines, usage_lines
+from tap_partner_billing.sandbox.data import iter_usage_lines, reconciliation_lines
 from tap_partner_billing.tap import TapPartnerBilling
 from tests.helpers import Export, FakeGraph, base_config, gz_lines
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 LINES = [
     line.decode()
-    for line in usage_lines(
+    for line in iter_usage_lines(
         seed=1,
         count=3,
         billing_month="202609",

@@ -356,11 +356,11 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
     graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tap_partner_billing.client import ExportStream
-    from tap_partner_billing.sandbox.data import usage_lines
+    from tap_partner_billing.sandbox.data import iter_usage_lines
 
     lines = [
         line.decode()
-        for line in usage_lines(
+        for line in iter_usage_lines(
             seed=3,
             count=40,
             billing_month="202609",

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tap_partner_billing.sandbox.data import charge_columns
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -53,17 +55,7 @@ def azure_plan_lines(usage: Sequence[bytes], *, currency: str, attribute_set: st
             "AvailabilityId": item["AvailabilityId"],
             "SkuName": "Azure plan",
             "ProductName": "Azure plan",
-            "ChargeType": "New",
-            "UnitPrice": subtotal,
-            "Quantity": Decimal(1),
-            "Subtotal": subtotal,
-            "TaxTotal": tax,
-            "Total": subtotal + tax,
-            "Currency": currency,
-            "PriceAdjustmentDescription": "[]",
-            "PublisherName": "Microsoft Corporation",
-            "PublisherId": "",
-            "SubscriptionDescription": "Azure plan",
+            **charge_columns("New", "Azure plan", currency, (subtotal, Decimal(1), subtotal, tax)),
             "SubscriptionId": key[1],
             "ChargeStartDate": item["ChargeStartDate"],
             "ChargeEndDate": item["ChargeEndDate"],

@@ -67,30 +67,6 @@ class Truth:
     pretax_total: Decimal
 
 
-def usage_lines(
-    *,
-    seed: int,
-    count: int,
-    billing_month: str,
-    invoice: str | None,
-    currency: str,
-    attribute_set: str,
-    customers: int = 4,
-) -> list[bytes]:
-    """``count`` JSON lines of daily-rated usage, with the quirks real exports have."""
-    return list(
-        iter_usage_lines(
-            seed=seed,
-            count=count,
-            billing_month=billing_month,
-            invoice=invoice,
-            currency=currency,
-            attribute_set=attribute_set,
-            customers=customers,
-        )
-    )
-
-
 def iter_usage_lines(
     *,
     seed: int,
@@ -101,7 +77,10 @@ def iter_usage_lines(
     attribute_set: str,
     customers: int = 4,
 ) -> Iterator[bytes]:
-    """Like :func:`usage_lines`, one line at a time (for data larger than memory)."""
+    """``count`` JSON lines of daily-rated usage, with the quirks real exports have.
+
+    One line at a time (the benchmark makes data larger than memory); ``list()`` it for a blob.
+    """
     rng = random.Random(seed)
     partner_id = _guid(random.Random(stable_seed("partner")))
     people = customer_pool(customers)
@@ -206,10 +185,33 @@ _PRODUCTS = (
     ("DG7GMGF0G49X", "0003", "Dynamics 365 Sales Enterprise", "Dynamics", "Monthly"),
     ("DZH318Z0BXWD", "0001", "Contoso Demo Marketplace SaaS", "Marketplace", "Monthly"),
 )
-# Customers with licences; the first four (``usage_lines``' default) also have Azure plans.
+# Customers with licences; the first four (``iter_usage_lines``' default) also have Azure plans.
 LICENCE_CUSTOMERS = 6
 _CHARGE_TYPES = ("New", "Renew", "Cycle fee", "Cycle fee", "Cancel")
 _CREDIT_REASONS = ("Service credit", "Customer billing dispute", "Incorrect quantity billed")
+
+
+def charge_columns(
+    charge: str, description: str, currency: str, prices: tuple[Decimal, Decimal, Decimal, Decimal]
+) -> dict[str, object]:
+    """The charge, price, tax and publisher columns of a reconciliation line, in export order.
+
+    ``prices``: unit price, quantity, subtotal and tax.
+    """
+    unit_price, quantity, subtotal, tax = prices
+    return {
+        "ChargeType": charge,
+        "UnitPrice": unit_price,
+        "Quantity": quantity,
+        "Subtotal": subtotal,
+        "TaxTotal": tax,
+        "Total": subtotal + tax,
+        "Currency": currency,
+        "PriceAdjustmentDescription": "[]",
+        "PublisherName": "Microsoft Corporation",
+        "PublisherId": "",
+        "SubscriptionDescription": description,
+    }
 
 
 def reconciliation_lines(
@@ -260,17 +262,7 @@ def reconciliation_lines(
             "AvailabilityId": f"CFQ7TTC0{index % 97:04d}",
             "SkuName": name,
             "ProductName": name,
-            "ChargeType": charge,
-            "UnitPrice": unit_price,
-            "Quantity": quantity,
-            "Subtotal": subtotal,
-            "TaxTotal": tax,
-            "Total": subtotal + tax,
-            "Currency": currency,
-            "PriceAdjustmentDescription": "[]",
-            "PublisherName": "Microsoft Corporation",
-            "PublisherId": "",
-            "SubscriptionDescription": name,
+            **charge_columns(charge, name, currency, (unit_price, quantity, subtotal, tax)),
             "SubscriptionId": _guid(rng),
             "ChargeStartDate": f"{year:04d}-{month:02d}-01T00:00:00",
             "ChargeEndDate": f"{year:04d}-{month:02d}-28T00:00:00",

@@ -20,11 +20,11 @@ from tap_partner_billing.sandbox.data import (
     MONEY_KEYS,
     PartitionData,
     Truth,
+    iter_usage_lines,
     pack_blobs,
     reconciliation_lines,
     stable_seed,
     truth_of,
-    usage_lines,
 )
 from tap_partner_billing.sandbox.faults import FaultBook
 
@@ -135,12 +135,12 @@ class Sandbox:
             if billed and not credit_note:
                 # The invoice also bills its Azure plan usage: the usage of the same version.
                 usage_seed = stable_seed(self.config.seed, "usage/billed", *key[1:], version)
-                usage = usage_lines(count=count, **{**common, "seed": usage_seed})
+                usage = list(iter_usage_lines(count=count, **{**common, "seed": usage_seed}))
                 lines += azure_plan_lines(
                     usage, currency=currency, attribute_set=common["attribute_set"]
                 )
         else:
-            lines = usage_lines(count=count, **common)
+            lines = list(iter_usage_lines(count=count, **common))
         etag = base64.urlsafe_b64encode(hashlib.sha256(f"{seed}".encode()).digest()[:12]).decode()
         return PartitionData(
             month, etag, pack_blobs(lines, blob_count=blob_count, seed=seed), version
