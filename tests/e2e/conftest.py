@@ -101,10 +101,12 @@ PLUGIN_KINDS = ("extractors", "loaders", "utilities")
 def write_project(root: Path) -> None:
     """Write the repository's Meltano project into ``root`` (no plugins installed)."""
     text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
-    # Local packages (the tap, the Snowflake emulator harness) are paths in this repository.
-    (root / "meltano.yml").write_text(
-        text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8"
-    )
+    # Local packages (the tap, the Snowflake emulator harness) and the pins are paths in this
+    # repository (the same text in every worker's project: Meltano reinstalls a plugin whose
+    # pip_url reads differently from the one it was installed with).
+    text = text.replace("pip_url: -e .", f"pip_url: -e {ROOT}")
+    text = text.replace("${MELTANO_PROJECT_ROOT}/constraints/", f"{ROOT}/constraints/")
+    (root / "meltano.yml").write_text(text, encoding="utf-8")
     (root / "transform").symlink_to(ROOT / "transform")  # the dbt project (utility dbt)
 
 
