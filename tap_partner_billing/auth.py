@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msal
 import requests
+from msal.exceptions import MsalServiceError  # not reachable as msal.exceptions in 1.31
 
 from tap_partner_billing.errors import AuthenticationError, TransientHTTPError, UrlPolicyError
 from tap_partner_billing.http import TRANSIENT_EXCEPTIONS, Outcome, RetryPolicy, classify
@@ -22,7 +23,7 @@ LOGGER = logging.getLogger(__name__)
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # OAuth 2.0 error codes for throttling and outages (RFC 6749 §5.2); worth another try.
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
-_RETRIED: tuple[type[Exception], ...] = (msal.exceptions.MsalServiceError, *TRANSIENT_EXCEPTIONS)
+_RETRIED: tuple[type[Exception], ...] = (MsalServiceError, *TRANSIENT_EXCEPTIONS)
 
 
 class _StatusRecordingSession(CheckedSession):

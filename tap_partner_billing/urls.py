@@ -22,6 +22,7 @@ import requests
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from tap_partner_billing import __version__
 from tap_partner_billing.errors import UrlPolicyError
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ class CheckedSession(requests.Session):
         super().__init__()
         self.policy = policy
         self._bearer = bearer
-        self.headers["User-Agent"] = "tap-partner-billing"
+        self.headers["User-Agent"] = f"tap-partner-billing/{__version__}"
         self.auth = _no_auth  # keeps requests from reading ~/.netrc
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: ANN401

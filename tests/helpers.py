@@ -35,8 +35,12 @@ def load_json(name: str) -> Any:  # noqa: ANN401
 
 
 def gz_lines(*lines: str) -> bytes:
-    """Gzip JSON lines (given as text, so numbers stay exactly as written)."""
-    return gzip.compress("".join(line + "\n" for line in lines).encode())
+    """Gzip JSON lines (given as text, so numbers stay exactly as written).
+
+    The same bytes every time (``mtime=0``): test ids built from them must be equal in every
+    pytest-xdist worker, or the run stops with "Different tests were collected".
+    """
+    return gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0)
 
 
 class FakeClock:

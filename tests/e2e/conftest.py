@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -92,22 +94,70 @@ class MeltanoProject:
         return result
 
 
+# The plugin folders a Meltano project installs into; worker projects link them.
+PLUGIN_KINDS = ("extractors", "loaders", "utilities")
+
+
+def write_project(root: Path) -> None:
+    """Write the repository's Meltano project into ``root`` (no plugins installed)."""
+    text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    # Local packages (the tap, the Snowflake emulator harness) and the pins are paths in this
+    # repository (the same text in every worker's project: Meltano reinstalls a plugin whose
+    # pip_url reads differently from the one it was installed with).
+    text = text.replace("pip_url: -e .", f"pip_url: -e {ROOT}")
+    text = text.replace("${MELTANO_PROJECT_ROOT}/constraints/", f"{ROOT}/constraints/")
+    (root / "meltano.yml").write_text(text, encoding="utf-8")
+    (root / "transform").symlink_to(ROOT / "transform")  # the dbt project (utility dbt)
+
+
+def install_plugins(root: Path) -> None:
+    """Write the project into ``root`` and install every plugin it declares."""
+    write_project(root)
+    # Bytecode at install time: with PYTHONDONTWRITEBYTECODE set, every plugin run would
+    # otherwise compile its whole venv again (seconds per target-snowflake run).
+    MeltanoProject(root).run("--environment=sandbox", "install", env={"UV_COMPILE_BYTECODE": "1"})
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (between the processes of one pytest run)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
+    """This process's Meltano project, its plugins installed once per pytest run.
+
+    Under pytest-xdist every worker has its own project folder (its own system database,
+    state, run and output folders), and the plugin folders link to one installation that
+    the first worker to need it makes while the others wait on a lock: installing is
+    minutes, and two installs into the same folder at once would break both.
+    """
     if not MELTANO.exists():
         pytest.fail(f"Meltano is not installed at {MELTANO}; scripts/bootstrap installs it")
     root = tmp_path_factory.mktemp("meltano")
-    text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
-    # Local packages (the tap, the Snowflake emulator harness) are paths in this repository.
-    (root / "meltano.yml").write_text(
-        text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"), encoding="utf-8"
-    )
-    (root / "transform").symlink_to(ROOT / "transform")  # the dbt project (utility dbt)
-    project = MeltanoProject(root)
-    # Bytecode at install time: with PYTHONDONTWRITEBYTECODE set, every plugin run would
-    # otherwise compile its whole venv again (seconds per target-snowflake run).
-    project.run("--environment=sandbox", "install", env={"UV_COMPILE_BYTECODE": "1"})
-    return project
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        install_plugins(root)
+        return MeltanoProject(root)
+    # The workers' base temporary folders share this parent, which is new for each run.
+    shared = tmp_path_factory.getbasetemp().parent / "meltano-plugins"
+    with file_lock(shared.with_name("meltano-plugins.lock")):
+        done = shared / ".installed"
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a worker's install that failed
+            shared.mkdir()
+            install_plugins(shared)
+            done.touch()
+    write_project(root)
+    (root / ".meltano").mkdir()
+    for kind in PLUGIN_KINDS:
+        (root / ".meltano" / kind).symlink_to(shared / ".meltano" / kind)
+    return MeltanoProject(root)
 
 
 def sandbox_env(server: SandboxServer) -> dict[str, str]:

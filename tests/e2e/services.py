@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,15 @@ class ServiceStartError(RuntimeError):
     """A server the tests need could not be started; the message says why."""
 
 
+# A free port is only free until someone else binds it: with pytest-xdist workers (and other
+# test runs on the machine) starting servers at the same moment, a PostgreSQL start that lost
+# its port is tried again on another one.
+PORT_ATTEMPTS = 3
+AZURITE_LISTENS = re.compile(r"Blob service successfully listens on https://127\.0\.0\.1:(\d+)")
+
+
 def free_port() -> int:
+    """A port nobody listens on right now, on 127.0.0.1."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -81,7 +90,6 @@ def start_postgres() -> Postgres:
         shutil.chown(base, "postgres")
         shutil.chown(data, "postgres")
     data.chmod(0o700)
-    port = free_port()
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         command = [str(a) for a in args]
@@ -93,23 +101,25 @@ def start_postgres() -> Postgres:
     if result.returncode != 0:
         msg = f"initdb failed: {result.stderr[-2000:]}"
         raise ServiceStartError(msg)
-    result = run(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(base / "server.log"),
-        "-w",
-        "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {base}",
-        "start",
-    )
-    if result.returncode != 0:
-        log = (
-            (base / "server.log").read_text(errors="replace")
-            if (base / "server.log").exists()
-            else ""
+    log_path = base / "server.log"
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port()
+        result = run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log_path),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {base}",
+            "start",
         )
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if result.returncode == 0 or "could not bind" not in log:
+            break
+        log_path.unlink()  # lost the port to another server: the next attempt logs afresh
+    if result.returncode != 0:
         msg = f"PostgreSQL did not start: {result.stderr[-1000:]} {log[-2000:]}"
         raise ServiceStartError(msg)
     pid = int((data / "postmaster.pid").read_text().split()[0])
@@ -142,8 +152,9 @@ def start_azurite(cert: Path, key: Path) -> Azurite:
         msg = f"Azurite not installed at {binary}; scripts/install-services installs it"
         raise ServiceStartError(msg)
     location = tempfile.mkdtemp(prefix="tpb-azurite-")
-    port = free_port()
     log_path = Path(location) / "azurite.log"
+    # Port 0: Azurite binds a port the kernel picks and says which in its log, so two
+    # Azurites starting at once (pytest-xdist workers) never race for one port.
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [
@@ -151,7 +162,7 @@ def start_azurite(cert: Path, key: Path) -> Azurite:
                 "--blobHost",
                 "127.0.0.1",
                 "--blobPort",
-                str(port),
+                "0",
                 "--inMemoryPersistence",
                 "--skipApiVersionCheck",
                 "--loose",
@@ -162,18 +173,18 @@ def start_azurite(cert: Path, key: Path) -> Azurite:
                 "--key",
                 str(key),
             ],
+            cwd=location,
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            time.sleep(0.1)
-            continue
-        return Azurite(f"https://127.0.0.1:{port}/devstoreaccount1", process)
+        found = AZURITE_LISTENS.search(log_path.read_text(errors="replace"))
+        if found:
+            return Azurite(f"https://127.0.0.1:{found.group(1)}/devstoreaccount1", process)
+        time.sleep(0.1)
     _stop_pid(process.pid)
+    process.wait(timeout=10)
     msg = f"Azurite did not start: {log_path.read_text(errors='replace')[-2000:]}"
     raise ServiceStartError(msg)
