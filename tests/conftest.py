@@ -54,14 +54,3 @@ def attacker(tls: TlsFiles) -> Iterator[HostileServer]:
     server = HostileServer("attacker", tls, host="localhost").start()
     yield server
     server.stop()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each test class on one pytest-xdist worker (``--dist loadgroup``).
-
-    The SDK's generated suites (``get_tap_test_class``) sync the tap once per class, in
-    class-scoped fixtures; split over two workers, each would sync it again.
-    """
-    for item in items:
-        if isinstance(item, pytest.Function) and item.cls is not None:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{item.cls.__name__}"))
