@@ -24,25 +24,36 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import requests
 
+from benchmarks.profiles import PROFILES, Profile
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.data import iter_usage_lines, stable_seed
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".work" / "bench"
 PY = sys.executable
+PROFILE_VERSION = 2  # bump when a generator changes (the cache key)
 
 
-def make_blobs(name: str, lines: int, blob_count: int, seed: int) -> dict[str, bytes]:
-    """Generated blobs, cached on disk; compressed as they are made (flat memory)."""
-    folder = CACHE / f"{name}-{lines}-{blob_count}-{seed}"
+def make_blobs(
+    name: str, lines: int, blob_count: int, seed: int, profile: Profile | None = None
+) -> dict[str, bytes]:
+    """Generated blobs, cached on disk; compressed as they are made (flat memory).
+
+    Without a profile the lines are the sandbox's own; with one, they are varied like real
+    exports (see ``profiles.py``).
+    """
+    folder = CACHE / f"{name}-{lines}-{blob_count}-{seed}-v{PROFILE_VERSION}"
     if not (folder / "done").exists():
         folder.mkdir(parents=True, exist_ok=True)
         per_blob = -(-lines // blob_count)
@@ -57,8 +68,13 @@ def make_blobs(name: str, lines: int, blob_count: int, seed: int) -> dict[str, b
         )
         for index in range(blob_count):
             path = folder / f"part-{index:05d}-{stable_seed(name, index):08x}.c000.json.gz"
+            blob_lines: Iterator[bytes] = (
+                line for _, line in zip(range(per_blob), source, strict=False)
+            )
+            if profile is not None:
+                blob_lines = profile.rewrite(blob_lines, index, seed)
             with gzip.open(path, "wb", compresslevel=6) as out:
-                for _, line in zip(range(per_blob), source, strict=False):
+                for line in blob_lines:
                     out.write(line + b"\n")
         (folder / "done").touch()
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.json.gz"))}
@@ -177,6 +193,51 @@ def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
     return [PY, "-m", "tap_partner_billing", "--config", str(path), "--catalog", str(catalog_path)]
 
 
+def profile_runs(
+    args: argparse.Namespace,
+    sandbox: Sandbox,
+    base: dict[str, Any],
+    folder: Path,
+    env: dict[str, str],
+    *,
+    ca_bundle: str,
+) -> None:
+    """Runs a and b on each real-export profile (same line count and blob count as the main run)."""
+    names = [n for n in args.profiles.split(",") if n]
+    if not names:
+        return
+    rows: list[tuple[str, Run, Run]] = []
+    for number, name in enumerate(names, start=11):
+        invoice = f"G9000000{number}"
+        print(f"profile {name}: generating / loading ...", flush=True)
+        blobs = make_blobs(name, args.lines, args.blobs, 11, PROFILES[name])
+        sandbox.load_invoice(invoice, "202609", blobs)
+        manifest = sandbox.manifest(("usage/billed", invoice, "full"), "bench")
+        urls = [
+            f"{manifest['rootDirectory']}/{b['name']}?{manifest['sasToken']}"
+            for b in manifest["blobs"]
+        ]
+        count, seconds = raw_baseline(urls, ca_bundle)
+        config = {**base, "invoice_ids": [invoice]}
+        run, _ = run_process(tap_command(config, folder, f"p-{name}"), sandbox, env)
+        if run.lines != count:
+            sys.exit(f"profile {name}: the tap emitted {run.lines} lines, expected {count}")
+        rows.append((name, Run(count, seconds, seconds, 0), run))
+    print()
+    columns = ("lines", "a lines/s", "b lines/s", "b/a", "b peak RSS MB")
+    print(f"{'profile':<12}" + "".join(f"{c:>14}" for c in columns))
+    for name, a_run, b_run in rows:
+        cells = (
+            f"{a_run.lines}",
+            f"{a_run.rate:.0f}",
+            f"{b_run.rate:.0f}",
+            f"{b_run.rate / a_run.rate:.2f}",
+            f"{b_run.peak_rss / 1e6:.0f}",
+        )
+        print(f"{name:<12}" + "".join(f"{c:>14}" for c in cells))
+    print("(targets: b/a >= 0.6 on every profile, peak RSS <= 150 MB)")
+
+
 def main() -> None:  # noqa: PLR0915 - a linear report
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,7 +246,16 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     parser.add_argument("--blobs", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="only a and b")
     parser.add_argument(
-        "--big", action="store_true", help="also a single blob of >= 1 GB uncompressed"
+        "--big",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a single blob of >= 1 GB uncompressed (default: on)",
+    )
+    parser.add_argument(
+        "--profiles",
+        default=",".join(PROFILES),
+        help="real-export profiles measured beside the sandbox's data (comma-separated, "
+        f"default {','.join(PROFILES)}; empty for none)",
     )
     parser.add_argument(
         "--overlap-lines", type=int, default=4_000, help="lines per blob, overlap test"
@@ -222,6 +292,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     if args.quick:
         a_rate, b_run = results["a"].rate, results["b"]
         print(f"a {a_rate:.0f}/s, b {b_run.rate:.0f}/s, b/a {b_run.rate / a_rate:.2f}")
+        profile_runs(args, sandbox, base, folder, env, ca_bundle=str(tls.ca_bundle))
         server.stop()
         return
     mapped = {**base, "stream_maps": {"billed_usage": {"__alias__": "billed_usage_mapped"}}}
@@ -296,6 +367,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     shown = "not measured" if delay is None else f"{delay:.2f} s"
     print(f"  succeeded → first record: {shown} (Retry-After {retry_after} s; target <= it + 1 s)")
 
+    profile_runs(args, sandbox, base, folder, env, ca_bundle=str(tls.ca_bundle))
     if args.big:
         lines = 560_000
         big = make_blobs("big", lines, 1, 13)
