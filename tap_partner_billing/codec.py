@@ -143,7 +143,9 @@ class LineCodec:
         # the others decode straight to str.
         self._raw_json: set[int] = set()
         self._pick: Any = None  # Struct tuple → the columns' slots, in column order
-        self._spelled: tuple[tuple[int, Kind, tuple[int, ...]], ...] = ()
+        self._spelled: tuple[
+            tuple[int, object, tuple[int, ...]], ...
+        ] = ()  # (column, absent, slots)
         self._unknown_at: tuple[tuple[int, str], ...] = ()
         self._decoder: msgspec.json.Decoder[Any] | None = None  # built from the first line
         self.slow_lines = 0  # lines that took the dict path (tests and diagnostics)
@@ -158,24 +160,29 @@ class LineCodec:
         names += [n for n in targets if n not in placed]
         spelled = set(self._aliases.values())  # columns with more than one spelling
         slots: dict[int, list[int]] = {}
-        specs, unknown_at = [], []
+        specs: list[tuple[str, Any, Any]] = []
+        unknown_at = []
         for slot, name in enumerate(names):
             target = targets[name]
             if isinstance(target, str):
+                # Decoded in C as the dict path decodes it (floats as their text); UNSET
+                # tells an absent key from a null.
                 unknown_at.append((slot, target))
-                typ: Any = msgspec.Raw
+                specs.append((f"f{slot}", Any, msgspec.UNSET))
+                continue
+            slots.setdefault(target, []).append(slot)
+            kind = self.fields[target].kind
+            if kind is Kind.DECIMAL or (kind is Kind.JSON_TEXT and target in self._raw_json):
+                specs.append((f"f{slot}", msgspec.Raw, None))  # a null is Raw(b"null")
+            elif target in spelled:  # UNSET: absent (a null of another spelling still counts)
+                specs.append((f"f{slot}", str | None | msgspec.UnsetType, msgspec.UNSET))
             else:
-                slots.setdefault(target, []).append(slot)
-                kind = self.fields[target].kind
-                raw = (
-                    kind is Kind.DECIMAL
-                    or (kind is Kind.JSON_TEXT and target in self._raw_json)
-                    or target in spelled  # raw: a present null must be told from an absent key
-                )
-                typ = msgspec.Raw if raw else str | None
-            specs.append((f"f{slot}", typ, None))
+                specs.append((f"f{slot}", str | None, None))
         self._pick = operator.itemgetter(*(slots[i][0] for i in range(self._width)))
-        self._spelled = tuple((i, self.fields[i].kind, tuple(slots[i])) for i in sorted(spelled))
+        self._spelled = tuple(
+            (i, None if specs[slots[i][0]][2] is None else msgspec.UNSET, tuple(slots[i]))
+            for i in sorted(spelled)
+        )
         self._unknown_at = tuple(unknown_at)
         struct = msgspec.defstruct(
             "Line",
@@ -183,7 +190,7 @@ class LineCodec:
             rename={f"f{slot}": name for slot, name in enumerate(names)},
             forbid_unknown_fields=True,
         )
-        return msgspec.json.Decoder(struct)
+        return msgspec.json.Decoder(struct, float_hook=str)
 
     def values(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
         """Typed values in ``columns`` order, and the unknown keys (or ``None``).
@@ -197,24 +204,24 @@ class LineCodec:
             return self._values_slowly(line)
         try:
             slots = msgspec.structs.astuple(self._decoder.decode(line))
-        except msgspec.ValidationError:
-            return self._values_slowly(line)
+        except (msgspec.ValidationError, RecursionError):
+            return self._values_slowly(line)  # it says which error comes first
         except msgspec.DecodeError as err:
             raise BlobDataError(f"not valid JSON ({err})") from None
-        except RecursionError:
-            raise ResourceLimitError("JSON nested deeper than the decoder allows") from None
         values = list(self._pick(slots))
-        for index, kind, spellings in self._spelled:
-            found = [slots[s] for s in spellings if slots[s] is not None]
-            if len(found) > 1:
-                return self._values_slowly(line)  # two spellings in one line: the last wins
-            value = found[0] if found else None
-            if value is not None and kind in {Kind.STRING, Kind.DATETIME}:
-                value = string_from_raw(value)
-            values[index] = value
+        for index, absent, spellings in self._spelled:
+            value = absent
+            for slot in spellings:
+                found = slots[slot]
+                if found is not absent:
+                    if value is not absent:
+                        return self._values_slowly(line)  # two spellings: the last one wins
+                    value = found
+            values[index] = None if value is absent else value
         extra = None
         if self._unknown_at:
-            present = [(key, slots[s]) for s, key in self._unknown_at if slots[s] is not None]
+            unset = msgspec.UNSET
+            present = [(key, slots[s]) for s, key in self._unknown_at if slots[s] is not unset]
             if present:
                 extra = self._extra(line, present)
                 if extra is None:
@@ -223,31 +230,32 @@ class LineCodec:
         return values, extra
 
     def _extra(self, line: bytes, present: list[tuple[str, Any]]) -> dict[str, Any] | None:
-        """The unknown keys of a fast-path line in the line's order (``None``: order unknown).
+        """The unknown keys of a fast-path line in the line's order (``None``: ask the dict path).
 
         ``_extra_fields`` keeps the keys in the order the line has them; the Struct does not
         say. A key found exactly once as ``"key":`` is where the line has it (a JSON string
-        cannot hold an unescaped quote); anything else goes to the dict path.
+        cannot hold an unescaped quote); anything else goes to the dict path, as does a line
+        long enough for its unknown keys to pass ``MAX_EXTRA_BYTES`` (which counts raw bytes).
         """
+        if len(line) > MAX_EXTRA_BYTES:
+            return None
         if len(present) > 1:
             placed = []
-            for key, raw in present:
+            for key, value in present:
                 pattern = self._unknown[key]
                 at = line.find(pattern)
                 if at < 0 or line.find(pattern, at + 1) >= 0:
                     return None
-                placed.append((at, key, raw))
-            placed.sort()
-            present = [(key, raw) for _, key, raw in placed]
-        extra: dict[str, Any] = {}
-        size = 0
-        try:
-            for key, raw in present:
-                size += len(raw)
-                extra[key] = _unknown_value(key, raw, size)
-        except RecursionError:
-            raise ResourceLimitError("JSON nested deeper than the decoder allows") from None
-        return extra
+                placed.append((at, key, value))
+            placed.sort(key=operator.itemgetter(0))
+            present = [(key, value) for _, key, value in placed]
+        for key, value in present:
+            if value.__class__ in {dict, list} and nesting_depth(value) > MAX_NESTING_DEPTH:
+                shown = repr(key[:60])
+                raise ResourceLimitError(
+                    f"key {shown} is nested deeper than {MAX_NESTING_DEPTH} levels"
+                )
+        return dict(present)
 
     def _type(self, values: list[Any]) -> None:
         """Type the raw values in place (fields are grouped by kind, see ``FieldSet``)."""
