@@ -102,6 +102,7 @@ class RssSampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak, self.running = pid, 0, True
+        self.peak_each: dict[int, int] = {}  # per process of the tree
 
     def _tree(self, pid: int) -> list[int]:
         try:
@@ -119,7 +120,9 @@ class RssSampler(threading.Thread):
                 except OSError:
                     continue
                 match = re.search(r"VmRSS:\s+(\d+) kB", status)
-                total += int(match.group(1)) * 1024 if match else 0
+                rss = int(match.group(1)) * 1024 if match else 0
+                self.peak_each[pid] = max(self.peak_each.get(pid, 0), rss)
+                total += rss
             self.peak = max(self.peak, total)
             time.sleep(0.02)
 
@@ -133,6 +136,7 @@ class Run:
     wall: float
     peak_rss: int
     first_record_after_success: float | None = None
+    peak_rss_each: int = 0  # the largest single process of the tree
 
     @property
     def rate(self) -> float:
@@ -169,7 +173,8 @@ def run_process(
         (e.at for e in log if e.step == "operation" and e.at <= first_blob), default=None
     )
     delay = first_record[0] - succeeded_at if first_record and succeeded_at else None
-    return Run(lines, ended - first_blob, ended - started, sampler.peak, delay), text
+    each = max(sampler.peak_each.values(), default=0)
+    return Run(lines, ended - first_blob, ended - started, sampler.peak, delay, each), text
 
 
 def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
@@ -223,9 +228,18 @@ def profile_runs(
         if run.lines != count:
             sys.exit(f"profile {name}: the tap emitted {run.lines} lines, expected {count}")
         rows.append((name, Run(count, seconds, seconds, 0), run))
+        if args.workers_probe:
+            urls_file = folder / f"urls-{name}.json"
+            urls_file.write_text(json.dumps(urls), encoding="utf-8")
+            for workers in (0, 2):
+                probe = [PY, "-m", "benchmarks.workers_probe", "--urls", str(urls_file)]
+                probed, _ = run_process([*probe, "--workers", str(workers)], sandbox, env)
+                if probed.lines != count:
+                    sys.exit(f"workers probe emitted {probed.lines} lines, expected {count}")
+                rows.append((f"{name} w{workers}", rows[-1][1], probed))
     print()
-    columns = ("lines", "a lines/s", "b lines/s", "b/a", "b peak RSS MB")
-    print(f"{'profile':<12}" + "".join(f"{c:>14}" for c in columns))
+    columns = ("lines", "a lines/s", "b lines/s", "b/a", "RSS MB all", "RSS MB max 1")
+    print(f"{'profile':<15}" + "".join(f"{c:>13}" for c in columns))
     for name, a_run, b_run in rows:
         cells = (
             f"{a_run.lines}",
@@ -233,9 +247,16 @@ def profile_runs(
             f"{b_run.rate:.0f}",
             f"{b_run.rate / a_run.rate:.2f}",
             f"{b_run.peak_rss / 1e6:.0f}",
+            f"{b_run.peak_rss_each / 1e6:.0f}",
         )
-        print(f"{name:<12}" + "".join(f"{c:>14}" for c in cells))
+        print(f"{name:<15}" + "".join(f"{c:>13}" for c in cells))
     print("(targets: b/a >= 0.6 on every profile, peak RSS <= 150 MB)")
+    if args.workers_probe:
+        print(
+            "(wN: benchmarks/workers_probe.py, the prototype of decode workers, not the tap: "
+            "w0 in-process, w2 two worker processes; targets b/a >= 1.0 with workers, each "
+            "process <= 150 MB, all <= 300 MB)"
+        )
 
 
 def main() -> None:  # noqa: PLR0915 - a linear report
@@ -250,6 +271,12 @@ def main() -> None:  # noqa: PLR0915 - a linear report
         action=argparse.BooleanOptionalAction,
         default=True,
         help="a single blob of >= 1 GB uncompressed (default: on)",
+    )
+    parser.add_argument(
+        "--workers-probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the decode-workers prototype on each profile (default: on)",
     )
     parser.add_argument(
         "--profiles",
