@@ -24,7 +24,6 @@ from typing import Any
 
 import requests
 
-from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN
 from tap_partner_billing.lines import iter_line_blocks
 from tap_partner_billing.rows import ENCODER, LineBlock, RowLayout, iter_rows, row_struct
 from tap_partner_billing.streams import BilledUsageStream
@@ -35,18 +34,12 @@ TAIL = b',"time_extracted":"2026-12-01T00:00:00+00:00"}\n'
 ORDINAL_KEY = b'"line_ordinal":'
 
 
-def _layout(blob: str) -> RowLayout:
-    template: list[Any] = [None] * len(KEYS)
-    template[KEYS.index("_blob_name")] = blob
-    template[KEYS.index("billing_month")] = "202609"
-    template[KEYS.index("invoice_id")] = "G900000001"
-    return RowLayout(
-        "usage",
-        KEYS,
-        tuple(template),
-        KEYS.index(EXTRA_FIELDS_COLUMN),
-        KEYS.index("_blob_line"),
-        KEYS.index("line_ordinal"),
+LAYOUT = RowLayout.build("usage", KEYS)
+
+
+def _template(blob: str) -> tuple[Any, ...]:
+    return LAYOUT.template(
+        {"_blob_name": blob, "billing_month": "202609", "invoice_id": "G900000001"}
     )
 
 
@@ -66,13 +59,13 @@ def encode_blob(job: tuple[int, str, str, str]) -> tuple[int, str, bytes]:
 
 def encode_spool(index: int, spool: Path, folder: str) -> tuple[int, str, bytes]:
     """Inflate, decode, type and encode a downloaded blob into a file of RECORD messages."""
-    layout, count = _layout(f"blob-{index}"), 0
+    template, count = _template(f"blob-{index}"), 0
     ends = array("q")
     path = Path(folder) / f"out-{index}.jsonl"
     record, encode_into = row_struct(KEYS), ENCODER.encode_into
     with path.open("wb") as out:
         for lines in iter_line_blocks(spool, f"blob {index}"):
-            block = LineBlock(f"blob {index}", layout, lines, count + 1, count)
+            block = LineBlock(f"blob {index}", LAYOUT, template, lines, count + 1, count)
             data = bytearray()
             for row in iter_rows(block):
                 data += HEAD

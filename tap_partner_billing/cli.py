@@ -13,7 +13,7 @@ import contextlib
 import json
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.exceptions import ConfigValidationError
 
@@ -28,12 +28,12 @@ from tap_partner_billing.redact import redact_text
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Mapping
     from typing import IO
 
     import click
 
-    from tap_partner_billing.tap import TapPartnerBilling
+    from tap_partner_billing.run import SyncRun
 
 TEST_HELP = (
     "Use --test to prove the setup without starting an export: a token for Graph (and for "
@@ -44,6 +44,47 @@ TEST_HELP = (
 )
 # Errors the user fixes in the settings or the app registration, not in the tap.
 USER_ERRORS = (ConfigurationError, AuthenticationError, MissingPermissionError)
+
+
+class RunnableTap(Protocol):
+    """What a run and ``--test`` use of the tap (the tap class is passed in, not imported)."""
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The validated settings."""
+
+    @property
+    def run(self) -> SyncRun:
+        """The run's clients and invoice catalogue."""
+
+    def preflight(self) -> None:
+        """Check the credentials and read the invoice list before the streams."""
+
+    def sync_all(self) -> None:
+        """Sync every selected stream."""
+
+    def log_summary(self) -> None:
+        """Log the summary line of each selected stream."""
+
+
+class TapClass(Protocol):
+    """The tap class as the command line uses it (its logger is passed beside it).
+
+    The SDK's ``logger`` is a class property, which a protocol cannot describe on a class.
+    """
+
+    def print_version(self, print_fn: Callable[[Any], None] = ...) -> None:
+        """Print the tap's and the SDK's version."""
+
+    def __call__(  # noqa: D102 - the tap's constructor
+        self,
+        *,
+        config: Any,  # noqa: ANN401 - a config dict or the files' paths
+        state: Any = ...,  # noqa: ANN401
+        catalog: Any = ...,  # noqa: ANN401
+        parse_env_config: bool = ...,
+        validate_config: bool = ...,
+    ) -> RunnableTap: ...
 
 
 def _debug_traceback(logger: logging.Logger, err: BaseException) -> None:
@@ -79,15 +120,16 @@ def _load(handle: IO[str] | None) -> Any:  # noqa: ANN401 - a JSON document
 
 
 def invoke(
-    tap_class: type[TapPartnerBilling],
+    tap_class: TapClass,
+    logger: logging.Logger,
     *,
     config: Any,  # noqa: ANN401 - the SDK's private _ConfigInput
     state: IO[str] | None,
     catalog: IO[str] | None,
 ) -> None:
     """A run: check the credentials first, sync, then the summary line of each stream."""
-    tap_class.print_version(print_fn=tap_class.logger.info)
-    with user_errors(tap_class.logger):
+    tap_class.print_version(print_fn=logger.info)
+    with user_errors(logger):
         tap = tap_class(
             config=config.config if config else {},
             state=_load(state),
@@ -102,17 +144,16 @@ def invoke(
             tap.log_summary()
 
 
-def connection_test(tap_class: type[TapPartnerBilling], ctx: click.Context) -> None:
+def connection_test(tap_class: TapClass, logger: logging.Logger, ctx: click.Context) -> None:
     """``--test``: each step logs what it proved; the first failure is the message, exit 1."""
     config = ctx.params.get("config")
-    logger = tap_class.logger
     with user_errors(logger, "Connection test failed: "):
         tap = tap_class(
             config=config.config if config else {},
             parse_env_config=bool(config and config.parse_env),
             validate_config=True,
         )
-        services = tap.services
+        services = tap.run.services
         try:
             proved = [require_graph_role(services.tokens, tap.config["client_id"])]
             logger.info("Connection test: %s", proved[-1])
@@ -120,10 +161,11 @@ def connection_test(tap_class: type[TapPartnerBilling], ctx: click.Context) -> N
                 probe_graph(tap.config["graph_url"], services.tokens.token, services.sleep)
             )
             logger.info("Connection test: %s", proved[-1])
-            if tap.invoice_list is not None:  # discovery is on: Partner Center must answer too
+            invoices = tap.run.catalogue.invoices
+            if invoices is not None:  # discovery is on: Partner Center must answer too
                 proved.append(
                     "a Partner Center token was acquired and the invoice list shows "
-                    f"{len(tap.invoice_list)} invoice(s)"
+                    f"{len(invoices)} invoice(s)"
                 )
                 logger.info("Connection test: %s", proved[-1])
             else:

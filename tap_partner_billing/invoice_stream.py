@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Stream
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from singer_sdk.helpers.types import Context
 
-    from tap_partner_billing.tap import TapPartnerBilling
+    from tap_partner_billing.run import SyncRun
 
 _STRING = {"type": ["string", "null"]}
 _DATETIME = {"type": ["string", "null"], "format": "date-time"}
@@ -25,8 +25,9 @@ class InvoicesStream(Stream):
     name = "invoices"
     primary_keys: ClassVar[list[str]] = ["id"]
 
-    def __init__(self, tap: Any) -> None:  # noqa: ANN401 - the SDK types this loosely
+    def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
         super().__init__(tap=tap, schema=self.declared_schema())
+        self.run = run  # the invoice list is read once per run, shared with the billed streams
         self.forced_replication_method = "FULL_TABLE"  # the whole list, every run
 
     @classmethod
@@ -53,9 +54,9 @@ class InvoicesStream(Stream):
         }
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Every invoice in the list the tap read for this run."""
+        """Every invoice in the list read for this run."""
         del context
-        invoices = cast("TapPartnerBilling", self._tap).invoice_list
+        invoices = self.run.catalogue.invoices
         if invoices is None:
             self.logger.info("invoices: discover_invoices is false; nothing to list")
             return

@@ -7,20 +7,25 @@ blob holds, memory stays bounded: see :func:`iter_line_blocks`.
 
 from __future__ import annotations
 
+import functools
 import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tap_partner_billing.blobs import download_in_order
 from tap_partner_billing.errors import BlobDataError, ResourceLimitError
+from tap_partner_billing.writer import BlobContent
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from _typeshed import WriteableBuffer
 
-    from tap_partner_billing.blobs import Spool
+    from tap_partner_billing.blobs import BlobFetcher, BlobUrls, Spool
+    from tap_partner_billing.manifest import BlobRef
+    from tap_partner_billing.writer import BlobReader
 
 INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes read at a time
 OUTPUT_CHUNK_BYTES = 1 << 20  # inflated bytes produced at a time, whatever the ratio
@@ -143,3 +148,20 @@ def _check_lengths(
     if too_long:
         msg = f"{label}, line {number}: the line is longer than max_line_bytes ({limit} bytes)"
         raise ResourceLimitError(msg)
+
+
+def spooled_blobs(
+    fetcher: BlobFetcher, urls: BlobUrls, *, max_parallel: int, limits: BlobLimits
+) -> BlobReader:
+    """The in-process blob reader of ``writer.PartitionWriter``: download, then lines.
+
+    Blobs download in parallel (``download_in_order``) and are read in order while they
+    arrive; a blob's spool file is gone once the writer asks for the next blob.
+    """
+
+    def read(jobs: Sequence[tuple[str, BlobRef]]) -> Iterator[BlobContent]:
+        for index, spool in download_in_order(fetcher, jobs, urls, max_parallel=max_parallel):
+            blocks = iter_line_blocks(spool, jobs[index][0], limits)
+            yield BlobContent(index, blocks, functools.partial(getattr, spool, "size"))
+
+    return read

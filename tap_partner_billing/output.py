@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from tap_partner_billing.errors import ConfigurationError
-from tap_partner_billing.rows import ENCODER, LineBlock, build_rows, encode_block, encode_rows
+from tap_partner_billing.rows import ENCODER, Block, block_size, encode_block
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Mapping
 
 BATCH_MAX_ROWS = 100_000  # SDK targets read a whole batch file into memory
 
@@ -49,7 +49,11 @@ def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[str]:
 
 
 class RecordSink:
-    """Receives a stream's blocks (lines to decode, or ready rows) for one partition."""
+    """Writes a stream's blocks (lines to type, or tombstones) for one partition.
+
+    On the SDK's route (mode ``sdk``) the stream hands records to the SDK instead, and only
+    ``flush`` is used here.
+    """
 
     def __init__(
         self,
@@ -83,27 +87,11 @@ class RecordSink:
         extracted = ENCODER.encode(datetime.now(timezone.utc))
         self._tail = b',"time_extracted":' + extracted + b"}\n"
 
-    def deliver(self, blocks: Iterator[LineBlock | list[list[Any]]]) -> Iterator[dict[str, Any]]:
-        """Consume blocks in order; in SDK mode yield records as dicts for the SDK to write.
-
-        A block is either lines to decode (``LineBlock``) or ready rows (tombstones).
-        """
-        if self.mode == "sdk":
-            keys = self._keys
-            for block in blocks:
-                rows = block if isinstance(block, list) else build_rows(block)
-                for row in rows:
-                    yield dict(zip(keys, row, strict=True))
-            return
-        for block in blocks:
-            if isinstance(block, list):
-                self._put(len(block), encode_rows(block, self._keys, self._head, self._tail))
-            else:
-                self._put(len(block.lines), encode_block(block, self._head, self._tail))
-
-    def _put(self, count: int, data: bytes) -> None:
+    def put(self, block: Block) -> None:
+        """Type and encode ``block`` and write it (direct and batch modes)."""
+        data = encode_block(block, self._head, self._tail)
         if self._batch is not None:
-            self._batch.write(data, count)
+            self._batch.write(data, block_size(block))
         else:
             # A block of encoded messages (about a megabyte) goes to stdout as it is; STATE
             # messages are written to the same stream, so they keep their place after it.

@@ -13,10 +13,10 @@ import msgspec
 
 from tap_partner_billing.codec import LineCodec
 from tap_partner_billing.errors import BlobDataError, RecordValueError
-from tap_partner_billing.fields import RECONCILIATION, USAGE, FieldSet
+from tap_partner_billing.fields import EXTRA_FIELDS_COLUMN, RECONCILIATION, USAGE, FieldSet
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 FIELD_SETS: dict[str, FieldSet] = {"usage": USAGE, "reconciliation": RECONCILIATION}
 # The SDK's MsgSpecWriter encodes with decimal_format="number"; our records hold no Decimal,
@@ -26,16 +26,85 @@ _CODECS: dict[str, LineCodec] = {}
 _STRUCTS: dict[tuple[str, ...], type[msgspec.Struct]] = {}
 
 
+class LayoutError(ValueError):
+    """A stream's schema does not fit its codec (a programming error, caught at start-up)."""
+
+
 @dataclass(frozen=True)
 class RowLayout:
-    """Where things go in a row (values of ``keys`` in order) for one blob."""
+    """Where each value goes in a row (the values of ``keys`` in order), for one stream.
+
+    Built once per stream from its schema's keys and its dataset's codec: the codec's columns
+    must be the first keys, in the codec's order, because a decoded line's values are used as
+    the start of the row as they are. Nothing else computes an index into a row.
+    """
 
     dataset: str
     keys: tuple[str, ...]
-    template: tuple[Any, ...]  # identity and provenance in place, the rest None
+    width: int  # the codec's columns: keys[:width]
     extra_at: int
     line_at: int
     ordinal_at: int
+    blob_at: int
+    deleted_at: int
+
+    @classmethod
+    def build(cls, dataset: str, keys: tuple[str, ...]) -> RowLayout:
+        """The layout of ``keys`` for ``dataset``.
+
+        Raises:
+            LayoutError: The codec's columns are not a prefix of ``keys``, or a key the rows
+                need is missing.
+        """
+        columns = codec_for(dataset).columns
+        if keys[: len(columns)] != columns:
+            differs = next(
+                (i for i, (a, b) in enumerate(zip(keys, columns, strict=False)) if a != b),
+                min(len(keys), len(columns)),
+            )
+            msg = (
+                f"{dataset}: the schema's first {len(columns)} keys must be the codec's columns "
+                f"in order; they differ at position {differs}"
+            )
+            raise LayoutError(msg)
+        needed = (EXTRA_FIELDS_COLUMN, "_blob_line", "line_ordinal", "_blob_name")
+        missing = [key for key in (*needed, "_sdc_deleted_at") if key not in keys]
+        if missing:
+            msg = f"{dataset}: the schema lacks {', '.join(missing)}"
+            raise LayoutError(msg)
+        return cls(
+            dataset,
+            keys,
+            len(columns),
+            keys.index(EXTRA_FIELDS_COLUMN),
+            keys.index("_blob_line"),
+            keys.index("line_ordinal"),
+            keys.index("_blob_name"),
+            keys.index("_sdc_deleted_at"),
+        )
+
+    def template(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A row with ``values`` (by key) in place and None elsewhere.
+
+        Raises:
+            LayoutError: A key of ``values`` is not one of the row's.
+        """
+        row: list[Any] = [None] * len(self.keys)
+        for key, value in values.items():
+            try:
+                row[self.keys.index(key)] = value
+            except ValueError:
+                msg = f"{self.dataset}: {key!r} is not a column of this stream"
+                raise LayoutError(msg) from None
+        return tuple(row)
+
+    def value(self, row: Sequence[Any], key: str) -> Any:  # noqa: ANN401 - any column
+        """The value of column ``key`` in ``row``."""
+        return row[self.keys.index(key)]
+
+    def as_record(self, row: Sequence[Any]) -> dict[str, Any]:
+        """``row`` as a record dict (the SDK route)."""
+        return dict(zip(self.keys, row, strict=True))
 
 
 @dataclass(frozen=True)
@@ -44,9 +113,32 @@ class LineBlock:
 
     where: str  # dataset, partition and blob, for error messages
     layout: RowLayout
+    template: tuple[Any, ...]  # the blob's identity and provenance, see RowLayout.template
     lines: list[bytes]
     first_line: int
     first_ordinal: int
+
+
+@dataclass(frozen=True)
+class TombstoneBlock:
+    """Rows retiring the keys ``ordinals``: the partition's identity, ``_sdc_deleted_at`` set."""
+
+    layout: RowLayout
+    template: tuple[Any, ...]
+    ordinals: range
+
+    def __len__(self) -> int:
+        return len(self.ordinals)
+
+    def rows(self) -> Iterator[list[Any]]:
+        """Each tombstone row, in ordinal order."""
+        row, ordinal_at = list(self.template), self.layout.ordinal_at
+        for ordinal in self.ordinals:
+            row[ordinal_at] = ordinal
+            yield row.copy()
+
+
+Block = LineBlock | TombstoneBlock
 
 
 def codec_for(dataset: str) -> LineCodec:
@@ -77,9 +169,8 @@ def iter_rows(block: LineBlock) -> Iterator[list[Any]]:
         RecordValueError: A value does not fit its column (names blob, line and key).
     """
     layout = block.layout
-    codec = codec_for(layout.dataset)
-    decode, width = codec.values, len(codec.columns)
-    rest = list(layout.template[width:])
+    decode = codec_for(layout.dataset).values
+    rest = list(block.template[layout.width :])
     extra_at, line_at, ordinal_at = layout.extra_at, layout.line_at, layout.ordinal_at
     line_number, ordinal = block.first_line, block.first_ordinal
     for line in block.lines:
@@ -96,9 +187,14 @@ def iter_rows(block: LineBlock) -> Iterator[list[Any]]:
         ordinal += 1
 
 
-def build_rows(block: LineBlock) -> list[list[Any]]:
-    """The rows of ``block`` (the SDK route)."""
-    return list(iter_rows(block))
+def block_rows(block: Block) -> Iterator[list[Any]]:
+    """The rows of either kind of block."""
+    return block.rows() if isinstance(block, TombstoneBlock) else iter_rows(block)
+
+
+def block_size(block: Block) -> int:
+    """How many records ``block`` becomes."""
+    return len(block) if isinstance(block, TombstoneBlock) else len(block.lines)
 
 
 def encode_rows(
@@ -114,6 +210,6 @@ def encode_rows(
     return bytes(out)
 
 
-def encode_block(block: LineBlock, head: bytes, tail: bytes) -> bytes:
+def encode_block(block: Block, head: bytes, tail: bytes) -> bytes:
     """Decode, type and encode a block (the direct and BATCH routes)."""
-    return encode_rows(iter_rows(block), block.layout.keys, head, tail)
+    return encode_rows(block_rows(block), block.layout.keys, head, tail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,6 +15,30 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from singer_sdk.helpers.types import Context
+
+    from tap_partner_billing.export import ExportResult
+    from tap_partner_billing.manifest import Manifest
+
+
+@dataclass
+class _UnbilledPartition:
+    """One currency's unbilled partition in this run: its state, and the months answered."""
+
+    currency: str
+    attribute_set: str
+    pending: dict[str, Any]  # billing period → its saved export operation
+    months: dict[str, Any]  # absolute month → its ledger state
+    invoiced: dict[str, str]  # month → the invoice covering it, from the invoice list
+    answered: set[str] = field(default_factory=set)  # months some period answered
+    synced: set[str] = field(default_factory=set)  # of those, emitted (or unchanged)
+
+    def identity(self, month: str) -> dict[str, Any]:
+        """The identity columns of ``month``'s rows."""
+        return {
+            "billing_month": month,
+            "currency": self.currency,
+            "attribute_set": self.attribute_set,
+        }
 
 
 def _fallback_month(period: str) -> str:
@@ -39,7 +64,7 @@ class BilledUsageStream(ExportStream):
         attribute_set = self.config["attribute_set"]
         return [
             {"invoice_id": invoice_id, "attribute_set": attribute_set}
-            for invoice_id in self.tap.billed_invoice_ids
+            for invoice_id in self.run.catalogue.billed_invoice_ids
         ]
 
     def _is_recent(self, invoice_id: str, state: dict[str, Any]) -> bool:
@@ -47,7 +72,7 @@ class BilledUsageStream(ExportStream):
         months = int(self.config["recheck_months"])
         if months == 0:
             return False
-        month = state.get("billing_month") or self.tap.invoice_month(invoice_id)
+        month = state.get("billing_month") or self.run.catalogue.month_of(invoice_id)
         if not month:
             return False
         this_month = self.services.calendar().strftime("%Y%m")
@@ -55,8 +80,7 @@ class BilledUsageStream(ExportStream):
 
     def _note_type(self, invoice_id: str) -> str | None:
         """The document type of a usage partition's credit/adjustment note (else None)."""
-        invoice = self.tap.invoice(invoice_id)
-        kind = (invoice.document_type or "invoice") if invoice else "invoice"
+        kind = self.run.catalogue.document_type_of(invoice_id)
         return None if self.dataset != "usage" or kind.lower() == "invoice" else kind
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
@@ -70,66 +94,85 @@ class BilledUsageStream(ExportStream):
         state = self.get_context_state(context)
         ledger = Ledger(state, label)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
-        if state.get("no_usage") and not pending:
+        if not pending and self._is_settled(invoice_id, state, label):
+            self.summary.not_rechecked += 1
+            return
+        request = ExportRequest(
+            self.action, {"invoiceId": invoice_id, "attributeSet": attribute_set}, label
+        )
+        result = self.run_export(request, pending, "export")
+        if result.manifest is None:
+            self._no_data(invoice_id, state, label)
+        else:
+            yield from self._sync_invoice(result, result.manifest, ledger, context, label)
+        pending.clear()
+        self.checkpoint()
+
+    def _is_settled(self, invoice_id: str, state: dict[str, Any], label: str) -> bool:
+        """Whether the saved state says not to ask Graph again (and log why, or why it asks)."""
+        if state.get("no_usage"):
             self.logger.info(
                 "%s: documentType %s has no usage (its export answered 'no data' before); "
                 "not asked again",
                 label,
                 state["no_usage"],
             )
-            self.summary.not_rechecked += 1
-            return
-        if "etag" in state and "progress" not in state and not pending:
-            if not self._is_recent(invoice_id, state):
-                self.logger.info(
-                    "%s: already synced (eTag %s, %s lines); no export requested",
-                    label,
-                    state["etag"],
-                    state.get("line_count"),
-                )
-                self.summary.not_rechecked += 1
-                return
+            return True
+        if "etag" not in state or "progress" in state:
+            return False  # never completed, or stopped halfway: export
+        if not self._is_recent(invoice_id, state):
             self.logger.info(
-                "%s: billing month %s is recent; checking for re-issued data",
+                "%s: already synced (eTag %s, %s lines); no export requested",
                 label,
-                state.get("billing_month"),
+                state["etag"],
+                state.get("line_count"),
             )
-        request = ExportRequest(
-            self.action, {"invoiceId": invoice_id, "attributeSet": attribute_set}, label
+            return True
+        self.logger.info(
+            "%s: billing month %s is recent; checking for re-issued data",
+            label,
+            state.get("billing_month"),
         )
-        result = self.run_export(request, pending, "export")
-        if result.manifest is None:
-            # 5000 "No data available" is not "done": billed data lags about a day. But a
-            # credit or adjustment note never has usage: asked once, remembered.
-            pending.clear()
-            self.summary.no_data += 1
-            note = self._note_type(invoice_id)
-            if note is not None:
-                state["no_usage"] = note
-                self.logger.info("%s: documentType %s has no usage; not asked again", label, note)
-            self.checkpoint()
-            return
-        manifest = result.manifest
-        identity = {
-            "invoice_id": invoice_id,
-            "attribute_set": attribute_set,
-            "billing_month": manifest.billing_month,
-        }
+        return False
+
+    def _no_data(self, invoice_id: str, state: dict[str, Any], label: str) -> None:
+        """The export answered 5000: remembered for a note (which never has usage), else not.
+
+        "No data available" is not "done" for an invoice: billed data lags about a day.
+        """
+        self.summary.no_data += 1
+        note = self._note_type(invoice_id)
+        if note is not None:
+            state["no_usage"] = note
+            self.logger.info("%s: documentType %s has no usage; not asked again", label, note)
+
+    def _sync_invoice(
+        self,
+        result: ExportResult,
+        manifest: Manifest,
+        ledger: Ledger,
+        context: Context,
+        label: str,
+    ) -> Iterator[dict[str, Any]]:
+        """Emit the invoice's manifest, unless its eTag matches what was emitted last."""
         if ledger.is_unchanged(manifest):
             self.logger.info("%s: unchanged since the last run (eTag %s)", label, manifest.etag)
             self.summary.unchanged += 1
-        else:
-            records = self.emit_manifest(
-                result,
-                manifest,
-                ledger,
-                identity,
-                billing_month=manifest.billing_month,
-                invoice_version=manifest.invoice_version,
-            )
-            yield from self.deliver(records)
-        pending.clear()
-        self.checkpoint()
+            return
+        identity = {
+            "invoice_id": context["invoice_id"],
+            "attribute_set": context["attribute_set"],
+            "billing_month": manifest.billing_month,
+        }
+        records = self.emit_manifest(
+            result,
+            manifest,
+            ledger,
+            identity,
+            billing_month=manifest.billing_month,
+            invoice_version=manifest.invoice_version,
+        )
+        yield from self.deliver(records)
 
 
 class UnbilledUsageStream(ExportStream):
@@ -155,70 +198,98 @@ class UnbilledUsageStream(ExportStream):
         ]
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Export each billing period of one currency; each resolves to an absolute month.
+        """Export each billing period of one currency, then retire the months that left.
 
-        A month the invoice list shows as invoiced is not emitted, and its keys are retired;
-        so is a stored month no period answers any more once it is invoiced (see README).
+        Each period resolves to an absolute month. A month the invoice list shows as invoiced
+        is not emitted, and its keys are retired; so is a stored month no period answers any
+        more once it is invoiced (see README).
         """
         if context is None:  # the SDK passes None when there are no partitions
             return
-        currency, attribute_set = context["currency"], context["attribute_set"]
         self.open_sink()
         state = self.get_context_state(context)
-        pending: dict[str, Any] = state.setdefault("pending_operations", {})
-        months: dict[str, Any] = state.setdefault("months", {})
-        invoiced = self.tap.invoiced_months(currency)
-        answered: set[str] = set()  # months some period answered in this run
-        synced: set[str] = set()  # of those, the ones emitted (or unchanged)
+        currency = context["currency"]
+        part = _UnbilledPartition(
+            currency,
+            context["attribute_set"],
+            pending=state.setdefault("pending_operations", {}),
+            months=state.setdefault("months", {}),
+            invoiced=self.run.catalogue.invoiced_months(currency),
+        )
         for period in self.config["billing_periods"]:
-            label = f"{self.name} {period} period, {currency} ({attribute_set})"
-            request = ExportRequest(
-                self.action,
-                {"billingPeriod": period, "currencyCode": currency, "attributeSet": attribute_set},
+            yield from self._export_period(part, period)
+        yield from self._retire_months_that_left(part)
+
+    def _export_period(self, part: _UnbilledPartition, period: str) -> Iterator[dict[str, Any]]:
+        """Export one billing period; emit its month unless invoiced or already synced."""
+        label = f"{self.name} {period} period, {part.currency} ({part.attribute_set})"
+        request = ExportRequest(
+            self.action,
+            {
+                "billingPeriod": period,
+                "currencyCode": part.currency,
+                "attributeSet": part.attribute_set,
+            },
+            label,
+        )
+        result = self.run_export(request, part.pending, period)
+        if result.manifest is None:
+            self.summary.no_data += 1
+        else:
+            month = self._month_of(result.manifest, period, label)
+            part.answered.add(month)
+            if self._is_to_sync(part, month, label):
+                part.synced.add(month)
+                ledger = Ledger(part.months.setdefault(month, {}), f"{label}, month {month}")
+                identity = part.identity(month)
+                yield from self._sync_month(result, result.manifest, ledger, identity, label)
+        part.pending.pop(period, None)
+        self.checkpoint()
+
+    def _month_of(self, manifest: Manifest, period: str, label: str) -> str:
+        """The absolute month a period's manifest covers (today's reading if it names none)."""
+        if manifest.billing_month is not None:
+            return manifest.billing_month
+        month = _fallback_month(period)
+        self.logger.warning("%s: manifest names no BillingMonth; assuming %s", label, month)
+        return month
+
+    def _is_to_sync(self, part: _UnbilledPartition, month: str, label: str) -> bool:
+        """Whether an answered month is emitted: not invoiced, not synced earlier in this run."""
+        if month in part.invoiced:
+            self.logger.info(
+                "%s: month %s is invoiced (%s); its unbilled lines are not exported",
                 label,
+                month,
+                part.invoiced[month],
             )
-            result = self.run_export(request, pending, period)
-            manifest = result.manifest
-            if manifest is None:
-                self.summary.no_data += 1
-            else:
-                month = manifest.billing_month
-                if month is None:
-                    month = _fallback_month(period)
-                    self.logger.warning(
-                        "%s: manifest names no BillingMonth; assuming %s", label, month
-                    )
-                answered.add(month)
-                if month in invoiced:
-                    self.logger.info(
-                        "%s: month %s is invoiced (%s); its unbilled lines are not exported",
-                        label,
-                        month,
-                        invoiced[month],
-                    )
-                elif month in synced:
-                    self.logger.info("%s: month %s was already synced in this run", label, month)
-                else:
-                    synced.add(month)
-                    ledger = Ledger(months.setdefault(month, {}), f"{label}, month {month}")
-                    identity = {
-                        "billing_month": month,
-                        "currency": currency,
-                        "attribute_set": attribute_set,
-                    }
-                    if ledger.is_unchanged(manifest):
-                        self.logger.info(
-                            "%s: month %s unchanged (eTag %s)", label, month, manifest.etag
-                        )
-                        self.summary.unchanged += 1
-                    else:
-                        records = self.emit_manifest(result, manifest, ledger, identity)
-                        yield from self.deliver(records)
-            pending.pop(period, None)
-            self.checkpoint()
-        label = f"{self.name} {currency} ({attribute_set})"
-        for month in sorted(set(months) - synced):
-            reason = self._retirement_reason(month, invoiced, answered)
+            return False
+        if month in part.synced:
+            self.logger.info("%s: month %s was already synced in this run", label, month)
+            return False
+        return True
+
+    def _sync_month(
+        self,
+        result: ExportResult,
+        manifest: Manifest,
+        ledger: Ledger,
+        identity: dict[str, Any],
+        label: str,
+    ) -> Iterator[dict[str, Any]]:
+        """Emit a month's manifest, unless its eTag matches what was emitted last."""
+        if ledger.is_unchanged(manifest):
+            month = identity["billing_month"]
+            self.logger.info("%s: month %s unchanged (eTag %s)", label, month, manifest.etag)
+            self.summary.unchanged += 1
+            return
+        yield from self.deliver(self.emit_manifest(result, manifest, ledger, identity))
+
+    def _retire_months_that_left(self, part: _UnbilledPartition) -> Iterator[dict[str, Any]]:
+        """Retire every stored month not synced in this run that is known to be invoiced."""
+        label = f"{self.name} {part.currency} ({part.attribute_set})"
+        for month in sorted(set(part.months) - part.synced):
+            reason = self._retirement_reason(month, part.invoiced, part.answered)
             if reason is None:
                 self.logger.info(
                     "%s: month %s was not answered in this run; kept until it is invoiced",
@@ -226,7 +297,7 @@ class UnbilledUsageStream(ExportStream):
                     month,
                 )
                 continue
-            ledger = Ledger(months[month], f"{label}, month {month}")
+            ledger = Ledger(part.months[month], f"{label}, month {month}")
             self.logger.info(
                 "%s: month %s leaves the unbilled stream (%s): retiring its %d key(s)",
                 label,
@@ -234,14 +305,9 @@ class UnbilledUsageStream(ExportStream):
                 reason,
                 len(ledger.retirement()),
             )
-            identity = {
-                "billing_month": month,
-                "currency": currency,
-                "attribute_set": attribute_set,
-            }
-            yield from self.deliver(self.retire_all(ledger, identity))
+            yield from self.deliver(self.retire_all(ledger, part.identity(month)))
             self.summary.retired += 1
-            del months[month]
+            del part.months[month]
             self.checkpoint()
 
     @staticmethod

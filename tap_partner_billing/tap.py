@@ -7,19 +7,18 @@ import sys
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import Stream, Tap, about
+from singer_sdk import Stream
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing import cli
-from tap_partner_billing.checks import invoice_list_warnings, require_graph_role
+from tap_partner_billing.checks import require_graph_role
 from tap_partner_billing.invoice_stream import InvoicesStream
-from tap_partner_billing.invoices import Invoice, invoices_to_export
 from tap_partner_billing.redact import install_redaction, register_secret
+from tap_partner_billing.run import SyncRun
 from tap_partner_billing.schemas import restore_decimal_details
-from tap_partner_billing.services import Services, build_services
+from tap_partner_billing.sdk_seam import SeamTap, add_markdown_section
 from tap_partner_billing.settings import (
     SETTINGS,
     normalise_config,
@@ -28,7 +27,6 @@ from tap_partner_billing.settings import (
 )
 from tap_partner_billing.shutdown import handle_sigterm, install_sigterm_guard
 from tap_partner_billing.streams import STREAM_TYPES
-from tap_partner_billing.summary import StreamSummary
 
 if TYPE_CHECKING:
     import click
@@ -50,7 +48,7 @@ def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
     raise AttributeError(msg)
 
 
-class TapPartnerBilling(Tap):
+class TapPartnerBilling(SeamTap):
     """Singer tap for Microsoft partner billing (Graph asynchronous exports)."""
 
     name = "tap-partner-billing"
@@ -73,18 +71,18 @@ class TapPartnerBilling(Tap):
         super().__init__(*args, **kwargs)
         handle_sigterm()
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    def check_config(self, config: dict[str, Any], *, raise_errors: bool) -> list[str]:
         """Normalise the config, then list the schema's problems and the tap's own at once.
 
         The SDK's check alone stops at the schema and names no rule of ours; this replaces it
-        (the SDK calls it from ``__init__``).
+        (the SDK calls it from ``__init__``, see ``sdk_seam``).
         """
-        if self._config.get("client_secret"):  # masked before any message can repeat it
-            register_secret(str(self._config["client_secret"]))
-        normalise_config(self._config, self.logger.warning)
+        if config.get("client_secret"):  # masked before any message can repeat it
+            register_secret(str(config["client_secret"]))
+        normalise_config(config, self.logger.warning)
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
-        problems = schema_problems(schema, self._config) + settings_problems(self._config)
+        problems = schema_problems(schema, config) + settings_problems(config)
         if problems and raise_errors:
             raise ConfigValidationError("Config validation failed", errors=problems, schema=schema)
         return problems
@@ -92,9 +90,7 @@ class TapPartnerBilling(Tap):
     @classmethod
     def print_about(cls, output_format: str | None = None) -> None:
         """Print ``--about``, with the streams added (the SDK lists none without a config)."""
-        text = about.AboutFormatter.get_formatter(output_format or "text").format_about(
-            cls._get_about_info()
-        )
+        text = cls.about_text(output_format)
         streams: list[dict[str, Any]] = [
             {
                 "name": _declared(s, "name"),
@@ -111,7 +107,7 @@ class TapPartnerBilling(Tap):
                 f"| {s['name']} | {', '.join(s['key_properties'])} | {s['description']} |\n"
                 for s in streams
             )
-            text = text.replace("## Settings", f"{section}\n## Settings", 1)
+            text = add_markdown_section(text, section)
         print(text)
 
     @staticmethod
@@ -126,14 +122,7 @@ class TapPartnerBilling(Tap):
         model, which drops ``precision``/``scale`` (see ``restore_decimal_details``).
         """
         super().setup_mapper()
-        declared = self.declared_schemas()
-        for entry in self.catalog.streams:
-            name = entry.stream or entry.tap_stream_id
-            if name not in declared:
-                continue
-            schema = restore_decimal_details(entry.schema.to_dict(), declared[name])
-            selected = get_selected_schema(name, schema, entry.metadata.resolve_selection())
-            self.mapper.register_raw_stream_schema(name, selected, list(entry.key_properties or []))
+        self.register_stream_schemas(self.declared_schemas())
 
     @property
     def catalog_dict(self) -> dict[str, Any]:
@@ -147,48 +136,14 @@ class TapPartnerBilling(Tap):
         return catalog
 
     @cached_property
-    def services(self) -> Services:
-        """Clients shared by all streams, built once per run."""
-        return build_services(self.config)
-
-    @cached_property
-    def invoice_list(self) -> list[Invoice] | None:
-        """Partner Center's invoice list, read once per run (None: discovery is off)."""
-        if not self.config.get("discover_invoices", True):
-            return None
-        invoices = self.services.invoices.list_invoices()
-        self.logger.info("Partner Center lists %d invoice(s)", len(invoices))
-        for warning in invoice_list_warnings(
-            invoices,
-            invoice_ids=self.config.get("invoice_ids") or [],
-            currency_codes=self.config.get("currency_codes") or [],
-        ):
-            self.logger.warning("%s", warning)
-        return invoices
-
-    def invoice(self, invoice_id: str) -> Invoice | None:
-        """The list's entry for ``invoice_id`` (None: not listed, or discovery is off)."""
-        return next((i for i in self.invoice_list or [] if i.id == invoice_id), None)
-
-    @cached_property
-    def run_summary(self) -> dict[str, StreamSummary]:
-        """Per stream, what this run did (see :meth:`log_summary`)."""
-        return {}
-
-    def summary_of(self, stream: str) -> StreamSummary:
-        """The counters of ``stream`` in this run."""
-        return self.run_summary.setdefault(stream, StreamSummary())
+    def run(self) -> SyncRun:
+        """What the streams of this run share (clients, invoice catalogue, counters)."""
+        return SyncRun(self.config, self.logger)
 
     def log_summary(self) -> None:
         """One line per selected stream: partitions, records, bytes, time (end of a run)."""
-        for name, stream in self.streams.items():
-            if not stream.selected:
-                continue
-            if isinstance(stream, InvoicesStream):
-                count = len(self.__dict__.get("invoice_list") or [])
-                self.logger.info("Run summary %s: %d records (the invoice list)", name, count)
-            else:
-                self.logger.info("%s", self.summary_of(name).line(name))
+        selected = [name for name, stream in self.streams.items() if stream.selected]
+        self.run.log_summary(selected, invoice_list_stream=_declared(InvoicesStream, "name"))
 
     def preflight(self) -> None:
         """Before a run: the Graph token and its role; the invoice list when discovery is on.
@@ -196,42 +151,17 @@ class TapPartnerBilling(Tap):
         So that a refused secret or a missing permission is one message before any stream
         starts, and the invoice list's warnings come at the start.
         """
-        require_graph_role(self.services.tokens, self.config["client_id"])
-        if self.invoice_list is not None:
+        require_graph_role(self.run.services.tokens, self.config["client_id"])
+        if self.run.catalogue.invoices is not None:
             self.logger.debug("invoice list read before the streams")
 
-    @cached_property
-    def billed_invoice_ids(self) -> list[str]:
-        """What the billed streams export: explicit ids plus discovered ones (see README)."""
-        start = self.config.get("start_date")
-        return invoices_to_export(
-            self.invoice_list or [],
-            start_month=start.replace("-", "") if start else None,
-            explicit=self.config.get("invoice_ids") or [],
-        )
-
-    def invoice_month(self, invoice_id: str) -> str | None:
-        """The billing month the invoice list gives for ``invoice_id`` (None: not listed)."""
-        invoice = self.invoice(invoice_id)
-        return None if invoice is None else invoice.billing_month
-
-    def invoiced_months(self, currency: str) -> dict[str, str]:
-        """Billing month → the id of an invoice in ``currency`` covering it, from the list."""
-        months: dict[str, str] = {}
-        for invoice in self.invoice_list or []:
-            month = invoice.billing_month
-            if (
-                month
-                and invoice.has_export_data
-                and (invoice.document_type or "invoice").lower() == "invoice"
-                and (invoice.currency_code or currency).upper() == currency
-            ):
-                months.setdefault(month, invoice.id)
-        return months
-
     def discover_streams(self) -> list[Stream]:
-        """Return the streams."""
-        return [stream_type(self) for stream_type in ALL_STREAM_TYPES]
+        """Return the streams; each gets this run's shared objects (none built yet)."""
+        run = self.run
+        return [
+            InvoicesStream(self, run),
+            *(stream_type(self, run) for stream_type in STREAM_TYPES),
+        ]
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
@@ -253,7 +183,7 @@ class TapPartnerBilling(Tap):
             cls.print_about(about_format)
             sys.exit(0)
         install_sigterm_guard()
-        cli.invoke(cls, config=config, state=state, catalog=catalog)
+        cli.invoke(cls, cls.logger, config=config, state=state, catalog=catalog)
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
@@ -265,7 +195,7 @@ class TapPartnerBilling(Tap):
             with cli.user_errors(cls.logger):
                 super().cb_test(ctx, param, value)
             return
-        cli.connection_test(cls, ctx)
+        cli.connection_test(cls, cls.logger, ctx)
 
 
 if __name__ == "__main__":

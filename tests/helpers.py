@@ -296,7 +296,7 @@ def run_tap(
     for stream in tap.streams.values():
         stream.selected = streams is None or stream.name in streams
     clock = FakeClock()
-    tap.services = build_services(
+    tap.run.services = build_services(
         tap.config, clock=clock.clock, sleep=clock.sleep, calendar=lambda: TODAY
     )
     buffer = io.BytesIO()

@@ -1,0 +1,208 @@
+"""The SDK seam: no other module uses an SDK private, and each use still works as relied on.
+
+Each ``test_use_*`` fails when an SDK upgrade changes what ``sdk_seam`` relies on; the
+numbers match the "Use N" comments there.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from singer_sdk import Stream, Tap
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.plugin_base import PluginBase
+
+from tap_partner_billing import sdk_seam
+from tap_partner_billing.tap import TapPartnerBilling
+from tests.helpers import base_config
+
+if TYPE_CHECKING:
+    from tap_partner_billing.client import ExportStream
+
+ROOT = Path(__file__).resolve().parent.parent
+SEAM_FILES = {ROOT / "tap_partner_billing" / "sdk_seam.py", Path(__file__).resolve()}
+
+
+def _sdk_private_names() -> set[str]:
+    """Every ``_name`` a Stream or a Tap has from the SDK: methods, and what it sets on self."""
+    names = {n for n in (*dir(Stream), *dir(Tap)) if n.startswith("_") and not n.endswith("__")}
+    for klass in (Stream, Tap, PluginBase):
+        text = Path(inspect.getfile(klass)).read_text(encoding="utf-8")
+        names.update(re.findall(r"self\.(_[a-z][a-z0-9_]*)\s*[:=]", text))
+    return names
+
+
+def _sdk_derived_classes(trees: dict[Path, ast.Module]) -> set[str]:
+    """Names of our classes that derive, directly or not, from an SDK class."""
+    derived = {"Stream", "Tap", "PluginBase", "SeamStream", "SeamTap"}
+    changed = True
+    while changed:
+        changed = False
+        for tree in trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in derived:
+                    bases = {ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+                    if bases & derived:
+                        derived.add(node.name)
+                        changed = True
+    return derived
+
+
+def _private_uses(path: Path, tree: ast.Module, private: set[str], derived: set[str]) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("singer_sdk"):
+            module = node.module or ""
+            if any(part.startswith("_") for part in module.split(".")):
+                found.append(f"{path.name}:{node.lineno} imports {module}")
+        if isinstance(node, ast.ClassDef) and node.name in derived:
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.FunctionDef) and inner.name in private:
+                    found.append(f"{path.name}:{inner.lineno} overrides {inner.name}")
+                if (
+                    isinstance(inner, ast.Attribute)
+                    and inner.attr in private
+                    and ast.unparse(inner.value) in {"self", "cls", "super()"}
+                ):
+                    found.append(f"{path.name}:{inner.lineno} uses {inner.attr}")
+    return found
+
+
+def _trees() -> dict[Path, ast.Module]:
+    paths = [*(ROOT / "tap_partner_billing").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    return {p: ast.parse(p.read_text(encoding="utf-8")) for p in paths if p not in SEAM_FILES}
+
+
+def test_no_module_but_the_seam_uses_an_sdk_private() -> None:
+    trees = _trees()
+    private, derived = _sdk_private_names(), _sdk_derived_classes(trees)
+    assert {"_write_state_message", "_validate_config", "_input_schema"} <= private
+    found = [
+        use for path, tree in trees.items() for use in _private_uses(path, tree, private, derived)
+    ]
+    assert found == []
+
+
+def test_the_private_use_check_can_fail() -> None:
+    source = (
+        "from singer_sdk.helpers._batch import X\n"
+        "class S(ExportStream):\n"
+        "    def _increment_stream_state(self): self._write_state_message()\n"
+        "class O:\n"
+        "    def _write_state_message(self): self._input_schema = 1\n"  # not an SDK class
+    )
+    tree = ast.parse(source)
+    derived = _sdk_derived_classes({Path("x.py"): tree, **_trees()})
+    found = _private_uses(Path("x.py"), tree, _sdk_private_names(), derived)
+    assert found == [
+        "x.py:1 imports singer_sdk.helpers._batch",
+        "x.py:3 overrides _increment_stream_state",
+        "x.py:3 uses _write_state_message",
+    ]
+
+
+def test_the_installed_sdk_is_the_one_the_seam_was_checked_against() -> None:
+    installed = importlib.metadata.version("singer-sdk")
+    assert installed.split(".")[:2] == sdk_seam.SDK_CHECKED.split(".")[:2]
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'singer-sdk[msgspec]~={sdk_seam.SDK_CHECKED}"' in pyproject
+
+
+def _tap(**overrides: Any) -> TapPartnerBilling:  # noqa: ANN401
+    return TapPartnerBilling(config=base_config(**overrides))
+
+
+def _stream(tap: TapPartnerBilling, name: str = "billed_usage") -> ExportStream:
+    stream = tap.streams[name]
+    assert isinstance(stream, sdk_seam.SeamStream)
+    return stream  # type: ignore[return-value]
+
+
+def test_use_1_config_validation_runs_our_rules_from_the_sdk_constructor() -> None:
+    assert "self._validate_config(" in inspect.getsource(PluginBase.__init__)
+    assert "raise_errors" in inspect.signature(PluginBase._validate_config).parameters
+    with pytest.raises(ConfigValidationError) as caught:
+        _tap(batch_config={"encoding": {"format": "parquet"}, "storage": {"root": "file:///x"}})
+    assert "batch_config.encoding.format must be jsonl" in caught.value.errors
+
+
+def test_use_2_about_markdown_has_the_heading_we_insert_before() -> None:
+    text = TapPartnerBilling.about_text("markdown")
+    assert sdk_seam.MARKDOWN_SETTINGS_HEADING in text
+    assert sdk_seam.add_markdown_section(text, "## Streams\n").index("## Streams") < text.index(
+        sdk_seam.MARKDOWN_SETTINGS_HEADING
+    ) + len("## Streams\n\n")
+    with pytest.raises(sdk_seam.SeamError):
+        sdk_seam.add_markdown_section("# no settings here", "## Streams\n")
+    assert json.loads(TapPartnerBilling.about_text("json"))["name"] == "tap-partner-billing"
+
+
+def _catalog(tap: TapPartnerBilling, deselect: str) -> dict[str, Any]:
+    catalog = tap.catalog_dict
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == ["properties", deselect]:
+                item["metadata"]["selected"] = False
+    return catalog
+
+
+def test_use_3_registered_schemas_keep_decimal_details_and_drop_deselected_columns() -> None:
+    tap = TapPartnerBilling(config=base_config(), catalog=_catalog(_tap(), "unit_type"))
+    schema = tap.mapper.stream_maps["billed_usage"][0].transformed_schema["properties"]
+    assert (
+        schema["unit_price"]["precision"]
+        == _stream(tap).schema["properties"]["unit_price"]["precision"]
+    )
+    assert "unit_type" not in schema
+    assert "unit_price" in schema
+
+
+def test_use_4_the_sdk_would_refuse_a_record_without_our_override() -> None:
+    stream = _stream(_tap())
+    assert "self._increment_stream_state(record" in inspect.getsource(Stream._sync_records)
+    with pytest.raises(ValueError, match="replication key"):
+        Stream._increment_stream_state(stream, {"line_ordinal": 1})
+    stream._increment_stream_state({"line_ordinal": 1})  # ours: nothing to do
+
+
+def test_use_5_state_is_written_on_demand(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = _stream(_tap())
+    stream.get_context_state({"invoice_id": "G1", "attribute_set": "full"})["etag"] = "e"
+    stream.state_manager.is_flushed = True  # what the SDK sets after each of its STATEs
+    stream.write_state_now()
+    messages = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [m["type"] for m in messages] == ["STATE"]
+    assert '"etag": "e"' in json.dumps(messages[0]["value"])
+
+
+def test_use_6_batch_messages_name_our_file(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = _stream(_tap())
+    stream.write_batch_file_message("gzip", "file:///tmp/b.jsonl.gz")
+    (message,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert message["type"] == "BATCH"
+    assert message["stream"] == "billed_usage"
+    assert message["encoding"] == {"format": "jsonl", "compression": "gzip"}
+    assert message["manifest"] == ["file:///tmp/b.jsonl.gz"]
+
+
+def test_use_7_records_pass_unchanged_only_without_maps_or_deselection() -> None:
+    assert _stream(_tap()).records_pass_unchanged()
+    mapped = _tap(stream_maps={"billed_usage": {"extra": "1"}})
+    assert not _stream(mapped).records_pass_unchanged()
+    deselected = TapPartnerBilling(config=base_config(), catalog=_catalog(_tap(), "unit_type"))
+    assert not _stream(deselected).records_pass_unchanged()
+
+
+def test_use_8_the_catalog_schema_keeps_decimal_details() -> None:
+    tap = TapPartnerBilling(config=base_config(), catalog=_tap().catalog_dict)
+    stream = _stream(tap)
+    effective = stream.effective_schema["properties"]["unit_price"]
+    assert effective["format"] == "x-singer.decimal"
+    assert effective["precision"] == stream.schema["properties"]["unit_price"]["precision"]
