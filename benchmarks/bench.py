@@ -24,25 +24,36 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import requests
 
+from benchmarks.profiles import PROFILES, Profile
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.data import iter_usage_lines, stable_seed
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".work" / "bench"
 PY = sys.executable
+PROFILE_VERSION = 2  # bump when a generator changes (the cache key)
 
 
-def make_blobs(name: str, lines: int, blob_count: int, seed: int) -> dict[str, bytes]:
-    """Generated blobs, cached on disk; compressed as they are made (flat memory)."""
-    folder = CACHE / f"{name}-{lines}-{blob_count}-{seed}"
+def make_blobs(
+    name: str, lines: int, blob_count: int, seed: int, profile: Profile | None = None
+) -> dict[str, bytes]:
+    """Generated blobs, cached on disk; compressed as they are made (flat memory).
+
+    Without a profile the lines are the sandbox's own; with one, they are varied like real
+    exports (see ``profiles.py``).
+    """
+    folder = CACHE / f"{name}-{lines}-{blob_count}-{seed}-v{PROFILE_VERSION}"
     if not (folder / "done").exists():
         folder.mkdir(parents=True, exist_ok=True)
         per_blob = -(-lines // blob_count)
@@ -57,8 +68,13 @@ def make_blobs(name: str, lines: int, blob_count: int, seed: int) -> dict[str, b
         )
         for index in range(blob_count):
             path = folder / f"part-{index:05d}-{stable_seed(name, index):08x}.c000.json.gz"
+            blob_lines: Iterator[bytes] = (
+                line for _, line in zip(range(per_blob), source, strict=False)
+            )
+            if profile is not None:
+                blob_lines = profile.rewrite(blob_lines, index, seed)
             with gzip.open(path, "wb", compresslevel=6) as out:
-                for _, line in zip(range(per_blob), source, strict=False):
+                for line in blob_lines:
                     out.write(line + b"\n")
         (folder / "done").touch()
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.json.gz"))}
@@ -86,6 +102,7 @@ class RssSampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak, self.running = pid, 0, True
+        self.peak_each: dict[int, int] = {}  # per process of the tree
 
     def _tree(self, pid: int) -> list[int]:
         try:
@@ -103,7 +120,9 @@ class RssSampler(threading.Thread):
                 except OSError:
                     continue
                 match = re.search(r"VmRSS:\s+(\d+) kB", status)
-                total += int(match.group(1)) * 1024 if match else 0
+                rss = int(match.group(1)) * 1024 if match else 0
+                self.peak_each[pid] = max(self.peak_each.get(pid, 0), rss)
+                total += rss
             self.peak = max(self.peak, total)
             time.sleep(0.02)
 
@@ -117,6 +136,7 @@ class Run:
     wall: float
     peak_rss: int
     first_record_after_success: float | None = None
+    peak_rss_each: int = 0  # the largest single process of the tree
 
     @property
     def rate(self) -> float:
@@ -153,7 +173,8 @@ def run_process(
         (e.at for e in log if e.step == "operation" and e.at <= first_blob), default=None
     )
     delay = first_record[0] - succeeded_at if first_record and succeeded_at else None
-    return Run(lines, ended - first_blob, ended - started, sampler.peak, delay), text
+    each = max(sampler.peak_each.values(), default=0)
+    return Run(lines, ended - first_blob, ended - started, sampler.peak, delay, each), text
 
 
 def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
@@ -177,6 +198,67 @@ def tap_command(config: dict[str, Any], folder: Path, name: str) -> list[str]:
     return [PY, "-m", "tap_partner_billing", "--config", str(path), "--catalog", str(catalog_path)]
 
 
+def profile_runs(
+    args: argparse.Namespace,
+    sandbox: Sandbox,
+    base: dict[str, Any],
+    folder: Path,
+    env: dict[str, str],
+    *,
+    ca_bundle: str,
+) -> None:
+    """Runs a and b on each real-export profile (same line count and blob count as the main run)."""
+    names = [n for n in args.profiles.split(",") if n]
+    if not names:
+        return
+    rows: list[tuple[str, Run, Run]] = []
+    for number, name in enumerate(names, start=11):
+        invoice = f"G9000000{number}"
+        print(f"profile {name}: generating / loading ...", flush=True)
+        blobs = make_blobs(name, args.lines, args.blobs, 11, PROFILES[name])
+        sandbox.load_invoice(invoice, "202609", blobs)
+        manifest = sandbox.manifest(("usage/billed", invoice, "full"), "bench")
+        urls = [
+            f"{manifest['rootDirectory']}/{b['name']}?{manifest['sasToken']}"
+            for b in manifest["blobs"]
+        ]
+        count, seconds = raw_baseline(urls, ca_bundle)
+        config = {**base, "invoice_ids": [invoice]}
+        run, _ = run_process(tap_command(config, folder, f"p-{name}"), sandbox, env)
+        if run.lines != count:
+            sys.exit(f"profile {name}: the tap emitted {run.lines} lines, expected {count}")
+        rows.append((name, Run(count, seconds, seconds, 0), run))
+        if args.workers_probe:
+            urls_file = folder / f"urls-{name}.json"
+            urls_file.write_text(json.dumps(urls), encoding="utf-8")
+            for workers in (0, 2):
+                probe = [PY, "-m", "benchmarks.workers_probe", "--urls", str(urls_file)]
+                probed, _ = run_process([*probe, "--workers", str(workers)], sandbox, env)
+                if probed.lines != count:
+                    sys.exit(f"workers probe emitted {probed.lines} lines, expected {count}")
+                rows.append((f"{name} w{workers}", rows[-1][1], probed))
+    print()
+    columns = ("lines", "a lines/s", "b lines/s", "b/a", "RSS MB all", "RSS MB max 1")
+    print(f"{'profile':<15}" + "".join(f"{c:>13}" for c in columns))
+    for name, a_run, b_run in rows:
+        cells = (
+            f"{a_run.lines}",
+            f"{a_run.rate:.0f}",
+            f"{b_run.rate:.0f}",
+            f"{b_run.rate / a_run.rate:.2f}",
+            f"{b_run.peak_rss / 1e6:.0f}",
+            f"{b_run.peak_rss_each / 1e6:.0f}",
+        )
+        print(f"{name:<15}" + "".join(f"{c:>13}" for c in cells))
+    print("(targets: b/a >= 0.6 on every profile, peak RSS <= 150 MB)")
+    if args.workers_probe:
+        print(
+            "(wN: benchmarks/workers_probe.py, the prototype of decode workers, not the tap: "
+            "w0 in-process, w2 two worker processes; targets b/a >= 1.0 with workers, each "
+            "process <= 150 MB, all <= 300 MB)"
+        )
+
+
 def main() -> None:  # noqa: PLR0915 - a linear report
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,7 +267,22 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     parser.add_argument("--blobs", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="only a and b")
     parser.add_argument(
-        "--big", action="store_true", help="also a single blob of >= 1 GB uncompressed"
+        "--big",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a single blob of >= 1 GB uncompressed (default: on)",
+    )
+    parser.add_argument(
+        "--workers-probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the decode-workers prototype on each profile (default: on)",
+    )
+    parser.add_argument(
+        "--profiles",
+        default=",".join(PROFILES),
+        help="real-export profiles measured beside the sandbox's data (comma-separated, "
+        f"default {','.join(PROFILES)}; empty for none)",
     )
     parser.add_argument(
         "--overlap-lines", type=int, default=4_000, help="lines per blob, overlap test"
@@ -222,6 +319,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     if args.quick:
         a_rate, b_run = results["a"].rate, results["b"]
         print(f"a {a_rate:.0f}/s, b {b_run.rate:.0f}/s, b/a {b_run.rate / a_rate:.2f}")
+        profile_runs(args, sandbox, base, folder, env, ca_bundle=str(tls.ca_bundle))
         server.stop()
         return
     mapped = {**base, "stream_maps": {"billed_usage": {"__alias__": "billed_usage_mapped"}}}
@@ -296,6 +394,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     shown = "not measured" if delay is None else f"{delay:.2f} s"
     print(f"  succeeded → first record: {shown} (Retry-After {retry_after} s; target <= it + 1 s)")
 
+    profile_runs(args, sandbox, base, folder, env, ca_bundle=str(tls.ca_bundle))
     if args.big:
         lines = 560_000
         big = make_blobs("big", lines, 1, 13)

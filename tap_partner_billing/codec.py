@@ -3,15 +3,19 @@
 The hot path decodes a line straight into a ``msgspec`` Struct whose fields are the schema's
 columns: keys are matched in C, strings checked as strings, and money and JSON-text fields
 captured as ``msgspec.Raw`` — the exact bytes of the JSON value, so a number never passes
-through float. Lines the Struct cannot take (a key in another casing, an unknown key, a
-number where a string belongs) go through a slower dict path that produces the same values.
-Each other spelling of a key that is seen (``BenefitOrderID`` beside ``BenefitOrderId``) is
-learned as one more Struct field, so mixed-casing data stays on the fast path.
+through float. Lines the Struct cannot take (a key not seen before, a number where a string
+belongs) go through a slower dict path that produces the same values, and teaches the Struct
+what it saw: each other spelling of a key (``BenefitOrderID`` beside ``BenefitOrderId``) and
+each unknown key becomes one more Struct field (unknown ones captured raw, decoded for
+``_extra_fields`` as the dict path does), and the fields follow the order of that line's keys
+— msgspec looks for a key's field from the one after the last match, so a Struct in the
+line's order finds each key at the first try. A column Microsoft adds stays on the fast path.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.fields import Field, FieldSet
 
 MAX_SPELLINGS = 32
+MAX_LEARNED_KEYS = 64  # unknown keys the fast path learns; more stay on the dict path
 MAX_NESTING_DEPTH = 64  # of a value kept in _extra_fields (targets store it as JSON/VARIANT)
 # Unknown keys become Python objects (tens of times their JSON size): bounded per line, so a
 # line within max_line_bytes cannot take memory past the tap's budget.
@@ -38,6 +43,8 @@ _RAW_OBJECT: msgspec.json.Decoder[dict[str, msgspec.Raw]] = msgspec.json.Decoder
     dict[str, msgspec.Raw]
 )
 _EXACT: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=str)
+# A Struct field cannot be named with a quote, a backslash or a control character.
+_LEARNABLE = re.compile(r'[^"\\\x00-\x1f]+').fullmatch
 
 
 def decimal_from_raw(raw: msgspec.Raw | None) -> str | None:
@@ -130,32 +137,60 @@ class LineCodec:
         self._dates = _span(self.fields, Kind.DATETIME)
         self._json = _span(self.fields, Kind.JSON_TEXT)
         self._aliases: dict[str, int] = {}  # other spellings of a source key → column index
-        self._alias_at: tuple[tuple[int, int], ...] = ()
+        self._unknown: dict[str, bytes] = {}  # learned unknown keys → b'"key":' (to find it)
+        self._order: tuple[str, ...] = ()  # key order of the line the Struct was built from
         # JSON-text fields seen holding something else than a string are captured raw;
         # the others decode straight to str.
         self._raw_json: set[int] = set()
-        self._decoder = self._build_decoder()
+        self._pick: Any = None  # Struct tuple → the columns' slots, in column order
+        self._spelled: tuple[
+            tuple[int, object, tuple[int, ...]], ...
+        ] = ()  # (column, absent, slots)
+        self._unknown_at: tuple[tuple[int, str], ...] = ()
+        self._decoder: msgspec.json.Decoder[Any] | None = None  # built from the first line
+        self.slow_lines = 0  # lines that took the dict path (tests and diagnostics)
 
     def _build_decoder(self) -> msgspec.json.Decoder[Any]:
-        """One Struct with a field per column, plus one per other spelling seen."""
-        sources = [f.source for f in self.fields] + list(self._aliases)
-        indexes = list(range(self._width)) + list(self._aliases.values())
-        specs = []
-        for slot, index in enumerate(indexes):
-            kind = self.fields[index].kind
-            raw = kind is Kind.DECIMAL or (kind is Kind.JSON_TEXT and index in self._raw_json)
-            typ: Any = msgspec.Raw if raw else str | None
-            specs.append((f"f{slot}", typ, None))
-        self._alias_at = tuple(
-            (self._width + n, index) for n, index in enumerate(self._aliases.values())
+        """One Struct field per column, other spelling and learned unknown key, in line order."""
+        targets: dict[str, int | str] = {f.source: i for i, f in enumerate(self.fields)}
+        targets.update(self._aliases)
+        targets.update({key: key for key in self._unknown})
+        names = [n for n in self._order if n in targets]
+        placed = set(names)
+        names += [n for n in targets if n not in placed]
+        spelled = set(self._aliases.values())  # columns with more than one spelling
+        slots: dict[int, list[int]] = {}
+        specs: list[tuple[str, Any, Any]] = []
+        unknown_at = []
+        for slot, name in enumerate(names):
+            target = targets[name]
+            if isinstance(target, str):
+                # Decoded in C as the dict path decodes it (floats as their text); UNSET
+                # tells an absent key from a null.
+                unknown_at.append((slot, target))
+                specs.append((f"f{slot}", Any, msgspec.UNSET))
+                continue
+            slots.setdefault(target, []).append(slot)
+            kind = self.fields[target].kind
+            if kind is Kind.DECIMAL or (kind is Kind.JSON_TEXT and target in self._raw_json):
+                specs.append((f"f{slot}", msgspec.Raw, None))  # a null is Raw(b"null")
+            elif target in spelled:  # UNSET: absent (a null of another spelling still counts)
+                specs.append((f"f{slot}", str | None | msgspec.UnsetType, msgspec.UNSET))
+            else:
+                specs.append((f"f{slot}", str | None, None))
+        self._pick = operator.itemgetter(*(slots[i][0] for i in range(self._width)))
+        self._spelled = tuple(
+            (i, None if specs[slots[i][0]][2] is None else msgspec.UNSET, tuple(slots[i]))
+            for i in sorted(spelled)
         )
+        self._unknown_at = tuple(unknown_at)
         struct = msgspec.defstruct(
             "Line",
             specs,
-            rename={f"f{slot}": name for slot, name in enumerate(sources)},
+            rename={f"f{slot}": name for slot, name in enumerate(names)},
             forbid_unknown_fields=True,
         )
-        return msgspec.json.Decoder(struct)
+        return msgspec.json.Decoder(struct, float_hook=str)
 
     def values(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
         """Typed values in ``columns`` order, and the unknown keys (or ``None``).
@@ -163,22 +198,64 @@ class LineCodec:
         Raises:
             BlobDataError: The line is not a JSON object.
             RecordValueError: A value does not fit its column (the message names the key).
+            ResourceLimitError: Unknown keys too large or too deeply nested.
         """
-        try:
-            values = list(msgspec.structs.astuple(self._decoder.decode(line)))
-        except msgspec.ValidationError:
+        if self._decoder is None:
             return self._values_slowly(line)
+        try:
+            slots = msgspec.structs.astuple(self._decoder.decode(line))
+        except (msgspec.ValidationError, RecursionError):
+            return self._values_slowly(line)  # it says which error comes first
         except msgspec.DecodeError as err:
             raise BlobDataError(f"not valid JSON ({err})") from None
-        except RecursionError:
-            raise ResourceLimitError("JSON nested deeper than the decoder allows") from None
-        if self._alias_at:
-            for slot, index in self._alias_at:
-                if values[slot] is not None:
-                    values[index] = values[slot]
-            del values[self._width :]
+        values = list(self._pick(slots))
+        for index, absent, spellings in self._spelled:
+            value = absent
+            for slot in spellings:
+                found = slots[slot]
+                if found is not absent:
+                    if value is not absent:
+                        return self._values_slowly(line)  # two spellings: the last one wins
+                    value = found
+            values[index] = None if value is absent else value
+        extra = None
+        if self._unknown_at:
+            unset = msgspec.UNSET
+            present = [(key, slots[s]) for s, key in self._unknown_at if slots[s] is not unset]
+            if present:
+                extra = self._extra(line, present)
+                if extra is None:
+                    return self._values_slowly(line)
         self._type(values)
-        return values, None
+        return values, extra
+
+    def _extra(self, line: bytes, present: list[tuple[str, Any]]) -> dict[str, Any] | None:
+        """The unknown keys of a fast-path line in the line's order (``None``: ask the dict path).
+
+        ``_extra_fields`` keeps the keys in the order the line has them; the Struct does not
+        say. A key found exactly once as ``"key":`` is where the line has it (a JSON string
+        cannot hold an unescaped quote); anything else goes to the dict path, as does a line
+        long enough for its unknown keys to pass ``MAX_EXTRA_BYTES`` (which counts raw bytes).
+        """
+        if len(line) > MAX_EXTRA_BYTES:
+            return None
+        if len(present) > 1:
+            placed = []
+            for key, value in present:
+                pattern = self._unknown[key]
+                at = line.find(pattern)
+                if at < 0 or line.find(pattern, at + 1) >= 0:
+                    return None
+                placed.append((at, key, value))
+            placed.sort(key=operator.itemgetter(0))
+            present = [(key, value) for _, key, value in placed]
+        for key, value in present:
+            if value.__class__ in {dict, list} and nesting_depth(value) > MAX_NESTING_DEPTH:
+                shown = repr(key[:60])
+                raise ResourceLimitError(
+                    f"key {shown} is nested deeper than {MAX_NESTING_DEPTH} levels"
+                )
+        return dict(present)
 
     def _type(self, values: list[Any]) -> None:
         """Type the raw values in place (fields are grouped by kind, see ``FieldSet``)."""
@@ -209,6 +286,7 @@ class LineCodec:
             raise RecordValueError(f"field {self.fields[at].source}: {err}") from None
 
     def _values_slowly(self, line: bytes) -> tuple[list[Any], dict[str, Any] | None]:
+        self.slow_lines += 1
         try:
             return self._decode_slowly(line)
         except RecursionError:
@@ -229,7 +307,7 @@ class LineCodec:
         except msgspec.DecodeError as err:
             raise BlobDataError(f"not valid JSON ({err})") from None
         values: list[Any] = [None] * len(self.fields)
-        names = [f.source for f in self.fields]
+        spellings: dict[str, int] = {}
         raw_json: set[int] = set()
         extra: dict[str, Any] = {}
         extra_bytes = 0
@@ -240,7 +318,7 @@ class LineCodec:
                 extra[key] = _unknown_value(key, value, extra_bytes)
                 continue
             index, field = found
-            names[index] = key
+            spellings[key] = index
             if field.kind is Kind.DECIMAL:
                 values[index] = value
             elif field.kind is Kind.JSON_TEXT:
@@ -250,19 +328,35 @@ class LineCodec:
             else:
                 values[index] = string_from_raw(value)
         self._type(values)
-        self._learn(names, raw_json)
+        self._learn(tuple(raw), spellings, list(extra), raw_json)
         return values, extra or None
 
-    def _learn(self, names: list[str], raw_json: set[int]) -> None:
-        """Teach the fast decoder this line's key spellings and raw JSON-text fields."""
+    def _learn(
+        self,
+        order: tuple[str, ...],
+        spellings: dict[str, int],
+        unknown: list[str],
+        raw_json: set[int],
+    ) -> None:
+        """Teach the fast decoder this line's spellings, unknown keys and raw JSON-text fields.
+
+        Learned only from a line that was typed without error; the Struct is rebuilt in this
+        line's key order. Other spellings and unknown keys are capped (a flood of one-off keys
+        stays on the dict path rather than growing the Struct without end).
+        """
         new = {
             name: index
-            for index, name in enumerate(names)
-            if name != self.fields[index].source and name not in self._aliases
+            for name, index in spellings.items()
+            if name != self.fields[index].source and name not in self._aliases and _LEARNABLE(name)
         }
         if len(self._aliases) + len(new) > MAX_SPELLINGS:
             new = {}
-        if new or not raw_json <= self._raw_json:
+        fresh = [key for key in unknown if key not in self._unknown and _LEARNABLE(key)]
+        if len(self._unknown) + len(fresh) > MAX_LEARNED_KEYS:
+            fresh = []
+        if self._decoder is None or new or fresh or not raw_json <= self._raw_json:
             self._aliases.update(new)
+            self._unknown.update({key: msgspec.json.encode(key) + b":" for key in fresh})
             self._raw_json |= raw_json
+            self._order = order
             self._decoder = self._build_decoder()

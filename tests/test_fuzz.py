@@ -7,14 +7,26 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.profiles import PROFILES
 from tap_partner_billing.client import ExportStream
-from tap_partner_billing.errors import BlobDataError, RecordValueError
+from tap_partner_billing.codec import LineCodec
+from tap_partner_billing.errors import BlobDataError, RecordValueError, ResourceLimitError
 from tap_partner_billing.fields import Kind
 from tap_partner_billing.lines import iter_line_blocks
-from tap_partner_billing.rows import FIELD_SETS, LineBlock, RowLayout, encode_block, iter_rows
+from tap_partner_billing.rows import (
+    ENCODER,
+    FIELD_SETS,
+    LineBlock,
+    RowLayout,
+    encode_block,
+    iter_rows,
+)
+from tap_partner_billing.sandbox.data import iter_usage_lines
 from tap_partner_billing.streams import BilledReconciliationStream, BilledUsageStream
 
 if TYPE_CHECKING:
@@ -141,3 +153,93 @@ def test_any_blob_bytes_give_lines_or_a_blob_error(
     assert data == whole, "only complete gzip data may give lines"
     *expected, tail = payload.split(b"\n")
     assert lines == expected + ([tail] if tail.strip() else [])
+
+
+# Route equivalence of the codec: a codec that has learned from earlier lines (other
+# spellings, unknown keys, key order) gives each line exactly what a fresh codec's dict path
+# gives it — the values, the unknown keys in the line's order, or the same declared error.
+UNKNOWN_POOL = ["ProductOrderId", "RoundedUsageQuantity", "NewFlag", "Extra Key", 'Quo"te']
+money_texts = st.sampled_from(["12.50", "-0.000001", "1e5", "123456789012.345678", "x"])
+line_values = json_values | money_texts | st.decimals(allow_nan=False, places=8).map(str)
+
+
+def _real_lines(dataset: str) -> st.SearchStrategy[list[bytes]]:
+    """Runs of lines like real exports, and odder.
+
+    Known keys in any casing, a few recurring unknown keys, keys omitted, numbers as strings,
+    compact or spaced JSON.
+    """
+    names = [f.source for f in FIELD_SETS[dataset].fields]
+    key = (
+        st.sampled_from(names)
+        | st.sampled_from(names).map(str.upper)
+        | st.sampled_from(names).map(str.lower)
+        | st.sampled_from(UNKNOWN_POOL)
+    )
+    line = st.tuples(st.dictionaries(key, line_values, max_size=14), st.booleans()).map(
+        lambda pair: json.dumps(pair[0], separators=(",", ":") if pair[1] else None).encode()
+    )
+    return st.lists(line, min_size=1, max_size=12)
+
+
+def _outcome(codec: LineCodec, line: bytes) -> tuple[str, bytes]:
+    try:
+        values, extra = codec.values(line)
+    except (*DECLARED, ResourceLimitError) as err:
+        return type(err).__name__, str(err).encode()
+    assert all(not isinstance(v, msgspec.Raw) for v in values)
+    return "ok", ENCODER.encode([values, extra])
+
+
+def _assert_like_fresh_codecs(dataset: str, lines: list[bytes]) -> LineCodec:
+    learned = LineCodec(FIELD_SETS[dataset])
+    for number, line in enumerate(lines):
+        expected = _outcome(LineCodec(FIELD_SETS[dataset]), line)
+        assert _outcome(learned, line) == expected, (number, line)
+    return learned
+
+
+@FUZZ
+@given(dataset=st.sampled_from(["usage", "reconciliation"]), data=st.data())
+def test_a_learned_codec_types_every_line_as_the_dict_path_does(
+    dataset: str, data: st.DataObject
+) -> None:
+    lines = data.draw(_real_lines(dataset))
+    _assert_like_fresh_codecs(dataset, lines + lines)  # the second time round, all learned
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_real_export_profiles_decode_on_the_fast_path_as_the_dict_path_does(
+    profile: str,
+) -> None:
+    lines: list[bytes] = []
+    for blob in range(3):  # blob 1 has the other casings
+        source = iter_usage_lines(
+            seed=blob,
+            count=300,
+            billing_month="202609",
+            invoice="G000000001",
+            currency="USD",
+            attribute_set="full",
+            customers=5,
+        )
+        lines += PROFILES[profile].rewrite(source, blob, 7)
+    assert any(b'"ProductOrderId"' in line for line in lines)
+    codec = _assert_like_fresh_codecs("usage", lines)
+    # The dict path only for lines that teach the Struct something: the first line, the first
+    # with unknown keys, the first of a blob in the other casing, a new unknown key ...
+    assert codec.slow_lines <= 8, codec.slow_lines
+
+
+def test_an_odd_line_does_not_slow_the_lines_after_it() -> None:
+    codec = LineCodec(FIELD_SETS["usage"])
+    good = b'{"CustomerId":"c","NewColumn":"x","UnitPrice":"1.5","UsageDate":"2026-09-01"}'
+    odd = b'{"CustomerId":7,"NewColumn":{"a":[1,2.50]},"UnitPrice":1.5}'
+    for line in (good, odd, good, odd, good, good):
+        codec.values(line)
+    assert codec.slow_lines == 3  # the first line, and the odd one each time (not the good ones)
+    values, extra = codec.values(good)
+    assert extra == {"NewColumn": "x"}
+    values, extra = codec.values(odd)
+    assert extra == {"NewColumn": {"a": [1, "2.50"]}}
+    assert values[codec.columns.index("customer_id")] == "7"

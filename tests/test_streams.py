@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.profiles import PROFILES
 from tap_partner_billing.errors import ExportFailedError, ExportTimeoutError
 from tests.helpers import Export, FakeGraph, base_config, gz_lines, run_tap
 
@@ -370,9 +371,22 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
         )
     ]
     lines[5] = lines[5][:-1] + ', "BrandNewKey": {"x": 1.50}}'
+    # And lines like real exports (benchmarks/profiles.py): unknown keys in some or all lines,
+    # omitted keys, the other casings, money as strings, dates without Z.
+    varied = [
+        line.decode()
+        for blob, profile in enumerate(("unknown20", "unknown100"))
+        for line in PROFILES[profile].rewrite((text.encode() for text in lines), blob, 5)
+    ]
     graph.add(
         "G000000001",
-        Export({"a.json.gz": gz_lines(*lines[:25]), "b.json.gz": gz_lines(*lines[25:])}),
+        Export(
+            {
+                "a.json.gz": gz_lines(*lines[:25]),
+                "b.json.gz": gz_lines(*lines[25:]),
+                "c.json.gz": gz_lines(*varied),
+            }
+        ),
     )
     graph.add("current/USD", Export({"u.json.gz": gz_lines(*lines[:7])}, month="202611", etag="u1"))
     config = base_config(invoice_ids=["G000000001"])
