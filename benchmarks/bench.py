@@ -31,7 +31,7 @@ import requests
 
 from benchmarks.profiles import PROFILES, Profile
 from tap_partner_billing.sandbox.config import SandboxConfig
-from tap_partner_billing.sandbox.data import iter_usage_lines, stable_seed
+from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines, stable_seed
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
@@ -58,12 +58,8 @@ def make_blobs(
         folder.mkdir(parents=True, exist_ok=True)
         per_blob = -(-lines // blob_count)
         source = iter_usage_lines(
-            seed=seed,
-            count=lines,
-            billing_month="202609",
-            invoice="G900000001",
-            currency="USD",
-            attribute_set="full",
+            LineSpec(seed, "202609", "G900000001", "USD", "full"),
+            lines,
             customers=40,
         )
         for index in range(blob_count):

@@ -8,7 +8,7 @@ import pytest
 import responses
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_partner_billing.sandbox.data import iter_usage_lines, reconciliation_lines
+from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines, reconciliation_lines
 from tap_partner_billing.tap import TapPartnerBilling
 from tests.helpers import Export, FakeGraph, base_config, gz_lines
 
@@ -18,12 +18,8 @@ if TYPE_CHECKING:
 LINES = [
     line.decode()
     for line in iter_usage_lines(
-        seed=1,
-        count=3,
-        billing_month="202609",
-        invoice="G000000001",
-        currency="USD",
-        attribute_set="full",
+        LineSpec(1, "202609", "G000000001", "USD", "full"),
+        3,
     )
 ]
 LINE = LINES[0][:-1] + ', "SomeNewField": 1.25}'  # a key the schema does not know yet
@@ -49,12 +45,8 @@ def fake_graph() -> Iterator[FakeGraph]:
         recon = [
             line.decode()
             for line in reconciliation_lines(
-                seed=2,
-                count=3,
-                billing_month="202609",
-                invoice="G000000001",
-                currency="USD",
-                attribute_set="full",
+                LineSpec(2, "202609", "G000000001", "USD", "full"),
+                3,
             )
         ]
         recon[0] = recon[0][:-1] + ', "AnotherNewField": 2.50}'

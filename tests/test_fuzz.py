@@ -26,7 +26,7 @@ from tap_partner_billing.rows import (
     encode_block,
     iter_rows,
 )
-from tap_partner_billing.sandbox.data import iter_usage_lines
+from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams import BilledReconciliationStream, BilledUsageStream
 
 if TYPE_CHECKING:
@@ -215,12 +215,8 @@ def test_real_export_profiles_decode_on_the_fast_path_as_the_dict_path_does(
     lines: list[bytes] = []
     for blob in range(3):  # blob 1 has the other casings
         source = iter_usage_lines(
-            seed=blob,
-            count=300,
-            billing_month="202609",
-            invoice="G000000001",
-            currency="USD",
-            attribute_set="full",
+            LineSpec(blob, "202609", "G000000001", "USD", "full"),
+            300,
             customers=5,
         )
         lines += PROFILES[profile].rewrite(source, blob, 7)

@@ -357,17 +357,13 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
     graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tap_partner_billing.client import ExportStream
-    from tap_partner_billing.sandbox.data import iter_usage_lines
+    from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 
     lines = [
         line.decode()
         for line in iter_usage_lines(
-            seed=3,
-            count=40,
-            billing_month="202609",
-            invoice="G000000001",
-            currency="USD",
-            attribute_set="full",
+            LineSpec(3, "202609", "G000000001", "USD", "full"),
+            40,
         )
     ]
     lines[5] = lines[5][:-1] + ', "BrandNewKey": {"x": 1.50}}'

@@ -67,24 +67,32 @@ class Truth:
     pretax_total: Decimal
 
 
-def iter_usage_lines(
-    *,
-    seed: int,
-    count: int,
-    billing_month: str,
-    invoice: str | None,
-    currency: str,
-    attribute_set: str,
-    customers: int = 4,
-) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class LineSpec:
+    """Which partition generated lines belong to, and the seed that makes them."""
+
+    seed: int
+    billing_month: str  # YYYYMM
+    invoice: str | None  # None: unbilled
+    currency: str
+    attribute_set: str  # full or basic
+
+    def start(
+        self, customers: int
+    ) -> tuple[random.Random, str, list[tuple[str, str, str, str]], tuple[int, int]]:
+        """What a generator starts from: its random source, the partner, customers, month."""
+        partner_id = _guid(random.Random(stable_seed("partner")))
+        month = (int(self.billing_month[:4]), int(self.billing_month[4:]))
+        return random.Random(self.seed), partner_id, customer_pool(customers), month
+
+
+def iter_usage_lines(spec: LineSpec, count: int, *, customers: int = 4) -> Iterator[bytes]:
     """``count`` JSON lines of daily-rated usage, with the quirks real exports have.
 
     One line at a time (the benchmark makes data larger than memory); ``list()`` it for a blob.
     """
-    rng = random.Random(seed)
-    partner_id = _guid(random.Random(stable_seed("partner")))
-    people = customer_pool(customers)
-    year, month = int(billing_month[:4]), int(billing_month[4:])
+    rng, partner_id, people, (year, month) = spec.start(customers)
+    invoice, currency, attribute_set = spec.invoice, spec.currency, spec.attribute_set
     produced = 0
     while produced < count:
         customer_id, customer_name, domain, subscription = people[rng.randrange(len(people))]
@@ -214,26 +222,15 @@ def charge_columns(
     }
 
 
-def reconciliation_lines(
-    *,
-    seed: int,
-    count: int,
-    billing_month: str,
-    invoice: str | None,
-    currency: str,
-    attribute_set: str,
-    credit_note: bool = False,
-) -> list[bytes]:
+def reconciliation_lines(spec: LineSpec, count: int, *, credit_note: bool = False) -> list[bytes]:
     """``count`` JSON lines of invoice reconciliation (licences, reservations, SaaS).
 
     A credit note (an adjustment note amending an invoice) holds only credits: cancelled
     charges with a credit reason and negative amounts. The Azure plan lines that bill an
     invoice's usage come from :func:`~tap_partner_billing.sandbox.azure_plan.azure_plan_lines`.
     """
-    rng = random.Random(seed)
-    partner_id = _guid(random.Random(stable_seed("partner")))
-    people = customer_pool(LICENCE_CUSTOMERS)
-    year, month = int(billing_month[:4]), int(billing_month[4:])
+    rng, partner_id, people, (year, month) = spec.start(LICENCE_CUSTOMERS)
+    invoice, currency, attribute_set = spec.invoice, spec.currency, spec.attribute_set
     lines: list[bytes] = []
     for index in range(count):
         customer_id, customer_name, _, _ = people[rng.randrange(len(people))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import threading
@@ -18,6 +19,7 @@ from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
 from tap_partner_billing.sandbox.credentials import SasSigner, TokenIssuer
 from tap_partner_billing.sandbox.data import (
     MONEY_KEYS,
+    LineSpec,
     PartitionData,
     Truth,
     iter_usage_lines,
@@ -119,28 +121,22 @@ class Sandbox:
             month, currency = key[1], key[2]
             count, blob_count = self.config.unbilled[(key[4], currency)]
             invoice = None
-        common: dict[str, Any] = {
-            "seed": seed,
-            "billing_month": month,
-            "invoice": invoice,
-            "currency": currency,
-            "attribute_set": key[2] if billed else key[3],
-        }
+        line_spec = LineSpec(seed, month, invoice, currency, key[2] if billed else key[3])
         if reconciliation:
             credit_note = billed and self.config.invoices[key[1]].document_type != "invoice"
             # Invoice line items (licences, reservations, fees) are fewer than usage lines.
-            lines = reconciliation_lines(
-                count=max(1, count // 4), credit_note=credit_note, **common
-            )
+            lines = reconciliation_lines(line_spec, max(1, count // 4), credit_note=credit_note)
             if billed and not credit_note:
                 # The invoice also bills its Azure plan usage: the usage of the same version.
                 usage_seed = stable_seed(self.config.seed, "usage/billed", *key[1:], version)
-                usage = list(iter_usage_lines(count=count, **{**common, "seed": usage_seed}))
+                usage = list(
+                    iter_usage_lines(dataclasses.replace(line_spec, seed=usage_seed), count)
+                )
                 lines += azure_plan_lines(
-                    usage, currency=currency, attribute_set=common["attribute_set"]
+                    usage, currency=currency, attribute_set=line_spec.attribute_set
                 )
         else:
-            lines = list(iter_usage_lines(count=count, **common))
+            lines = list(iter_usage_lines(line_spec, count))
         etag = base64.urlsafe_b64encode(hashlib.sha256(f"{seed}".encode()).digest()[:12]).decode()
         return PartitionData(
             month, etag, pack_blobs(lines, blob_count=blob_count, seed=seed), version
