@@ -241,14 +241,16 @@ def pipe_tap(
     kill_after: int | None = None,
 ) -> PipedRun:
     """Pipe tap → target; SIGKILL the tap after ``kill_after`` messages."""
-    with tempfile.TemporaryFile() as tap_stderr:
+    # The target's output goes to files: a pipe read only at the end would fill while this
+    # loop still writes to the target's stdin, and both sides would wait for ever.
+    with (
+        tempfile.TemporaryFile() as tap_stderr,
+        tempfile.TemporaryFile() as target_out,
+        tempfile.TemporaryFile() as target_err,
+    ):
         tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_stderr, env=env)
         target = subprocess.Popen(
-            target_cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
+            target_cmd, stdin=subprocess.PIPE, stdout=target_out, stderr=target_err, env=env
         )
         assert tap.stdout is not None
         assert target.stdin is not None
@@ -265,8 +267,12 @@ def pipe_tap(
                 killed = True
                 break
         tap.wait()
-        stdout, stderr = target.communicate()  # closes stdin: the target drains, says its state
-        assert target.returncode == 0, stderr.decode()[-3000:]
+        tap.stdout.close()
+        target.communicate()  # closes stdin: the target drains, says its state
+        target_out.seek(0)
+        target_err.seek(0)
+        stdout = target_out.read()
+        assert target.returncode == 0, target_err.read().decode(errors="replace")[-3000:]
         tap_stderr.seek(0)
         output = b"".join(seen).decode() + tap_stderr.read().decode(errors="replace")
     states = [json.loads(x) for x in stdout.splitlines() if x.strip()]

@@ -194,7 +194,7 @@ def test_split_runs_side_by_side_into_one_database(
 
         state_uri = f"file://{meltano.root}/split-state"
 
-        def run(invoice_ids: list[str], suffix: str) -> subprocess.Popen[str]:
+        def run(invoice_ids: list[str], suffix: str) -> tuple[subprocess.Popen[bytes], Path]:
             # Each run is its own Meltano project (as on its own machine), sharing the
             # installed plugins and one state backend; only the state ids differ.
             project = meltano.root / f"project-{suffix}"
@@ -214,32 +214,51 @@ def test_split_runs_side_by_side_into_one_database(
                 "TAP_PARTNER_BILLING_BILLING_PERIODS": periods,
             }
             env.pop("REQUESTS_CA_BUNDLE", None)
-            return subprocess.Popen(
-                [
-                    str(MELTANO),
-                    "--environment=sandbox",
-                    "run",
-                    f"--state-id-suffix={suffix}",
-                    "tap-partner-billing",
-                    "target-postgres",
-                ],
-                cwd=project,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            # Output goes to a file, not a pipe: a pipe nobody reads until the run ends
+            # fills up (64 KiB) and blocks Meltano's writes, and the wait never returns.
+            log = project / "meltano-run.log"
+            with log.open("wb") as output:
+                process = subprocess.Popen(
+                    [
+                        str(MELTANO),
+                        "--environment=sandbox",
+                        "run",
+                        f"--state-id-suffix={suffix}",
+                        "tap-partner-billing",
+                        "target-postgres",
+                    ],
+                    cwd=project,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            return process, log
+
+        def finished(process: subprocess.Popen[bytes], log: Path) -> None:
+            try:
+                process.wait(timeout=600)
+            finally:
+                if process.poll() is None:
+                    process.kill()  # this test's own child, by its PID
+                    process.wait()
+            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            assert process.returncode == 0, tail
 
         # The first run creates the tables; then two runs load disjoint invoices side by side.
-        first = run(["G000000001"], "split-0")
-        assert first.wait(timeout=600) == 0, first.communicate()[1][-3000:]
+        finished(*run(["G000000001"], "split-0"))
         side_by_side = [
             run(["G000000002", "G000000003"], "split-a"),
             run(["G000000004", "G000000005"], "split-b"),
         ]
-        for process in side_by_side:
-            _, stderr = process.communicate(timeout=600)
-            assert process.returncode == 0, stderr[-3000:]
+        try:
+            for process, log in side_by_side:
+                finished(process, log)
+        finally:
+            for process, _ in side_by_side:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
         totals = live_totals(postgres, "split", "billed_usage", "invoice_id")
         assert totals == {
             i: (sb.billed_truth(i).line_count, sb.billed_truth(i).pretax_total) for i in invoices
