@@ -165,10 +165,10 @@ class LineCodec:
         for slot, name in enumerate(names):
             target = targets[name]
             if isinstance(target, str):
-                # Decoded in C as the dict path decodes it (floats as their text); UNSET
-                # tells an absent key from a null.
+                # Captured raw (UNSET: absent), then decoded by the dict path's own function,
+                # after its byte bound: decoding it here in C would build the objects first.
                 unknown_at.append((slot, target))
-                specs.append((f"f{slot}", Any, msgspec.UNSET))
+                specs.append((f"f{slot}", msgspec.Raw | msgspec.UnsetType, msgspec.UNSET))
                 continue
             slots.setdefault(target, []).append(slot)
             kind = self.fields[target].kind
@@ -223,13 +223,16 @@ class LineCodec:
             unset = msgspec.UNSET
             present = [(key, slots[s]) for s, key in self._unknown_at if slots[s] is not unset]
             if present:
-                extra = self._extra(line, present)
+                try:
+                    extra = self._extra(line, present)
+                except RecursionError:
+                    return self._values_slowly(line)  # it names the error the same way
                 if extra is None:
                     return self._values_slowly(line)
         self._type(values)
         return values, extra
 
-    def _extra(self, line: bytes, present: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    def _extra(self, line: bytes, present: list[tuple[str, msgspec.Raw]]) -> dict[str, Any] | None:
         """The unknown keys of a fast-path line in the line's order (``None``: ask the dict path).
 
         ``_extra_fields`` keeps the keys in the order the line has them; the Struct does not
@@ -249,13 +252,11 @@ class LineCodec:
                 placed.append((at, key, value))
             placed.sort(key=operator.itemgetter(0))
             present = [(key, value) for _, key, value in placed]
-        for key, value in present:
-            if value.__class__ in {dict, list} and nesting_depth(value) > MAX_NESTING_DEPTH:
-                shown = repr(key[:60])
-                raise ResourceLimitError(
-                    f"key {shown} is nested deeper than {MAX_NESTING_DEPTH} levels"
-                )
-        return dict(present)
+        extra, extra_bytes = {}, 0
+        for key, value in present:  # as the dict path does: bytes counted before decoding
+            extra_bytes += len(value)
+            extra[key] = _unknown_value(key, value, extra_bytes)
+        return extra
 
     def _type(self, values: list[Any]) -> None:
         """Type the raw values in place (fields are grouped by kind, see ``FieldSet``)."""

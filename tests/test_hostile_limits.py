@@ -252,6 +252,21 @@ def test_a_long_line_of_unknown_values_stays_in_bounded_memory(
     assert run.peak_rss_mb <= MAX_RSS_MB
 
 
+def test_a_learned_unknown_key_is_still_bounded_before_it_is_decoded(
+    origin: HostileServer, tmp_path: Path
+) -> None:
+    """The fast path learns a new key from line 1; line 2 holds 10 MB of objects in it."""
+    teach = '{"CustomerId": "c", "Junk": 1}'
+    bomb = '{"CustomerId": "c", "Junk": [' + ",".join(["{}"] * 5_000_000) + "]}"
+    origin.routes[BLOB] = (200, {}, blob_bytes(teach, bomb))
+    run = run_cli(write_config(origin, tmp_path, max_inflation_ratio=100_000))
+    print(f"learned key, {len(bomb)} byte line: peak RSS {run.peak_rss_mb:.0f} MB")
+    assert run.returncode == 1
+    assert "blob part-0.json.gz, line 2" in run.stderr
+    assert "unknown keys hold more than" in run.stderr
+    assert run.peak_rss_mb <= MAX_RSS_MB
+
+
 def test_an_integer_msgspec_cannot_hold_is_a_named_error(origin: HostileServer) -> None:
     _blob_of(origin, '{"CustomerId": "c", "SomeNewId": 1' + "0" * 5000 + "}")
     with pytest.raises(BlobDataError, match="line 1: key 'SomeNewId'"):
