@@ -6,4 +6,7 @@ from importlib import metadata
 
 # The version is written once, in pyproject.toml; this reads it from the installed package
 # (as the SDK does for --version and --about), so nothing here can go stale.
-__version__ = metadata.version("tap-partner-billing")
+try:
+    __version__ = metadata.version("tap-partner-billing")
+except metadata.PackageNotFoundError:  # a source tree on sys.path without pip install -e
+    __version__ = "0+unknown"

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import requests
 
@@ -42,7 +42,8 @@ from tap_partner_billing.urls import CheckedSession, UrlPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from tap_partner_billing.manifest import BlobRef, Manifest
+    from tap_partner_billing.blob_urls import BlobUrls
+    from tap_partner_billing.manifest import BlobRef
     from tap_partner_billing.spool_dir import SpoolFolder
 
 LOGGER = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ class Spool:
         """
         if not self.size:  # nothing spooled yet: any version may start
             self._version = (etag, total)
-        elif _differs(self._version[0], etag) or _differs(self._version[1], total):
+        # An eTag seen first must come back (none proves nothing); a length may go unsaid.
+        elif (self._version[0] not in {None, etag}) or _differs(self._version[1], total):
             msg = (
                 f"{what}: the blob changed while downloading (eTag {self._version[0]} → {etag}, "
                 f"{self._version[1]} → {total} bytes); the next run reads it again from the start"
@@ -216,7 +218,7 @@ class BlobFetcher:
                 spool.check_version(*_version_of(response), what)
                 try:
                     length = response.headers.get("Content-Length")
-                    expected = received + int(length) if length and length.isdigit() else None
+                    expected = received + int(length) if _is_number(length) else None
                     # read1 hands over bytes as they arrive (a broken connection loses nothing
                     # already received) and leaves them as stored: the gzip is ours to decode
                     # even if storage labels the blob Content-Encoding: gzip.
@@ -249,7 +251,11 @@ def _version_of(response: requests.Response) -> tuple[str | None, int | None]:
     total = response.headers.get("Content-Length", "")
     if response.status_code == PARTIAL:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
-    return response.headers.get("ETag"), int(total) if total.isdigit() else None
+    return response.headers.get("ETag"), int(total) if _is_number(total) else None
+
+
+def _is_number(text: str | None) -> TypeGuard[str]:  # ASCII only: str.isdigit takes "²"
+    return text is not None and text.isascii() and text.isdigit()
 
 
 def _differs(old: object, new: object) -> bool:
@@ -276,56 +282,6 @@ class _Pace:
             msg = f"the transfer stalled: {self._bytes} bytes in {now - self._started:.0f} s"
             raise ConnectionError(msg)
         self._started, self._bytes = now, 0
-
-
-class BlobUrls:
-    """The SAS URLs of one manifest's blobs, renewed when storage refuses the SAS (403).
-
-    A SAS lives about an hour; a long partition can outlast it. ``renew`` re-reads the
-    operation (through a callable that the Graph side provides: nothing here sees a token),
-    which mints a fresh SAS for the same data.
-    """
-
-    def __init__(
-        self, manifest: Manifest, renew: Callable[[], Manifest] | None, label: str
-    ) -> None:
-        self._manifest = manifest
-        self._renew = renew
-        self._label = label
-        self._lock = threading.Lock()
-        self.generation = 0
-
-    def current(self, blob: BlobRef) -> tuple[str, UrlPolicy, int]:
-        """The blob's URL with the newest SAS, where it may be, and that SAS's generation."""
-        with self._lock:
-            manifest = self._manifest
-            return manifest.blob_url(blob), manifest.url_policy, self.generation
-
-    def renew(self, seen: int) -> None:
-        """Get a fresh SAS unless another download already did since ``seen``.
-
-        Raises:
-            SasExpiredError: No way to renew, or the fresh manifest has no SAS either.
-            ServiceError: The fresh manifest describes other data (another eTag or blob list).
-        """
-        with self._lock:
-            if self.generation != seen:
-                return
-            if self._renew is None:
-                raise SasExpiredError(f"{self._label}: blob storage refused the SAS (HTTP 403)")
-            fresh = self._renew()
-            old = self._manifest
-            if (fresh.etag, fresh.blob_list_digest) != (old.etag, old.blob_list_digest):
-                msg = (
-                    f"{self._label}: the data changed while downloading (eTag {old.etag} → "
-                    f"{fresh.etag}); the next run restarts this partition"
-                )
-                raise ServiceError(msg)
-            LOGGER.info(
-                "%s: storage refused the SAS; a fresh one came with the operation", self._label
-            )
-            self._manifest = fresh
-            self.generation += 1
 
 
 def download_in_order(

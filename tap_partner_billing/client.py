@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import metrics
 
-from tap_partner_billing.blobs import BlobUrls
+from tap_partner_billing.blob_urls import BlobUrls
 from tap_partner_billing.errors import (
     ExportFailedError,
     OperationGoneError,

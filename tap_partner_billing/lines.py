@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from _typeshed import WriteableBuffer
 
-    from tap_partner_billing.blobs import BlobFetcher, BlobUrls, Spool
+    from tap_partner_billing.blob_urls import BlobUrls
+    from tap_partner_billing.blobs import BlobFetcher, Spool
     from tap_partner_billing.manifest import BlobRef
     from tap_partner_billing.writer import BlobReader
 
