@@ -25,6 +25,7 @@ from tap_partner_billing.errors import (
     PartnerBillingError,
 )
 from tap_partner_billing.redact import redact_text
+from tap_partner_billing.sdk_seam import config_input
 
 if TYPE_CHECKING:
     import logging
@@ -124,18 +125,19 @@ def invoke(
     tap_class: TapClass,
     logger: logging.Logger,
     *,
-    config: Any,  # noqa: ANN401 - the SDK's private _ConfigInput
+    config: Any,  # noqa: ANN401 - the SDK's private _ConfigInput, see sdk_seam.config_input
     state: IO[str] | None,
     catalog: IO[str] | None,
 ) -> None:
     """A run: check the credentials first, sync, then the summary line of each stream."""
     tap_class.print_version(print_fn=logger.info)
+    settings, parse_env = config_input(config)
     with user_errors(logger):
         tap = tap_class(
-            config=config.config if config else {},
+            config=settings,
             state=_load(state),
             catalog=_load(catalog),
-            parse_env_config=bool(config and config.parse_env),
+            parse_env_config=parse_env,
             validate_config=True,
         )
         tap.preflight()
@@ -147,13 +149,9 @@ def invoke(
 
 def connection_test(tap_class: TapClass, logger: logging.Logger, ctx: click.Context) -> None:
     """``--test``: each step logs what it proved; the first failure is the message, exit 1."""
-    config = ctx.params.get("config")
+    settings, parse_env = config_input(ctx.params.get("config"))
     with user_errors(logger, "Connection test failed: "):
-        tap = tap_class(
-            config=config.config if config else {},
-            parse_env_config=bool(config and config.parse_env),
-            validate_config=True,
-        )
+        tap = tap_class(config=settings, parse_env_config=parse_env, validate_config=True)
         services = tap.run.services
         try:
             proved = [require_graph_role(services.tokens, tap.config["client_id"])]

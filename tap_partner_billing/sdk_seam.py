@@ -22,6 +22,18 @@ SDK_CHECKED = "0.54.9"
 MARKDOWN_SETTINGS_HEADING = "## Settings"
 
 
+def config_input(value: Any) -> tuple[dict[str, Any], bool]:  # noqa: ANN401 - see below
+    """The merged config and whether to read environment variables, from the SDK's argument.
+
+    Use 9 — the command line's config. The SDK's click callbacks hand ``invoke`` and
+    ``cb_test`` (through ``ctx.params["config"]``) a private ``plugin_base._ConfigInput``:
+    the config files merged, and whether ``--config=ENV`` was given. No public type says so.
+    """
+    if value is None:
+        return {}, False
+    return dict(value.config), bool(value.parse_env)
+
+
 class SeamError(RuntimeError):
     """The SDK no longer looks the way this module expects (an upgrade changed it)."""
 

@@ -7,15 +7,17 @@ numbers match the "Use N" comments there.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.metadata
 import inspect
 import json
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from singer_sdk import Stream, Tap
+from singer_sdk import Stream, Tap, plugin_base
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import PluginBase
 
@@ -62,6 +64,16 @@ def _private_uses(path: Path, tree: ast.Module, private: set[str], derived: set[
             module = node.module or ""
             if any(part.startswith("_") for part in module.split(".")):
                 found.append(f"{path.name}:{node.lineno} imports {module}")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("singer_sdk"):
+            hidden = [a.name for a in node.names if a.name.startswith("_")]
+            if hidden:
+                found.append(f"{path.name}:{node.lineno} imports {', '.join(hidden)}")
+        if (  # stream._write_state_message(), tap._config: an SDK private on another object
+            isinstance(node, ast.Attribute)
+            and node.attr in private
+            and ast.unparse(node.value) not in {"self", "cls", "super()"}
+        ):
+            found.append(f"{path.name}:{node.lineno} uses {node.attr} of {ast.unparse(node.value)}")
         if isinstance(node, ast.ClassDef) and node.name in derived:
             for inner in ast.walk(node):
                 if isinstance(inner, ast.FunctionDef) and inner.name in private:
@@ -97,14 +109,18 @@ def test_the_private_use_check_can_fail() -> None:
         "    def _increment_stream_state(self): self._write_state_message()\n"
         "class O:\n"
         "    def _write_state_message(self): self._input_schema = 1\n"  # not an SDK class
+        "from singer_sdk.plugin_base import _ConfigInput\n"
+        "def f(stream): stream._write_state_message()\n"
     )
     tree = ast.parse(source)
     derived = _sdk_derived_classes({Path("x.py"): tree, **_trees()})
     found = _private_uses(Path("x.py"), tree, _sdk_private_names(), derived)
-    assert found == [
+    assert sorted(found) == [
         "x.py:1 imports singer_sdk.helpers._batch",
         "x.py:3 overrides _increment_stream_state",
         "x.py:3 uses _write_state_message",
+        "x.py:6 imports _ConfigInput",
+        "x.py:7 uses _write_state_message of stream",
     ]
 
 
@@ -206,3 +222,53 @@ def test_use_8_the_catalog_schema_keeps_decimal_details() -> None:
     effective = stream.effective_schema["properties"]["unit_price"]
     assert effective["format"] == "x-singer.decimal"
     assert effective["precision"] == stream.schema["properties"]["unit_price"]["precision"]
+
+
+def test_use_9_the_command_line_config_arrives_as_the_private_config_input() -> None:
+    fields = {f.name for f in dataclasses.fields(plugin_base._ConfigInput)}
+    assert fields == {"config", "parse_env"}
+    given = plugin_base._ConfigInput(config={"a": 1}, parse_env=True)
+    assert sdk_seam.config_input(given) == ({"a": 1}, True)
+    assert sdk_seam.config_input(None) == ({}, False)
+    invoke = inspect.signature(Tap.invoke).parameters
+    assert {"about", "about_format", "config", "state", "catalog"} <= set(invoke)
+    assert list(inspect.signature(Tap.cb_test).parameters) == ["ctx", "param", "value"]
+
+
+class _Probe(sdk_seam.SeamStream):
+    """Checks, inside its record generator, what the SDK has done before each record."""
+
+    name = "probe"
+    counter_seen: bool = False
+    written_before_resume: list[bool]
+
+    def get_record_counter(self, **kwargs: Any) -> Any:  # noqa: ANN401
+        self.counter_seen = True
+        return super().get_record_counter(**kwargs)
+
+    def get_records(self, context: Any) -> Any:  # noqa: ANN401
+        del context
+        assert self.counter_seen, "the SDK no longer makes its counter before get_records"
+        out = sys.stdout
+        for n in range(3):
+            yield {"n": n}
+            # The adapter's crash-safety rule on the SDK route: a record yielded is written
+            # before the generator resumes (so no STATE can overtake it).
+            self.written_before_resume.append(f'"n":{n}' in out.getvalue().replace(" ", ""))  # type: ignore[union-attr]
+
+
+def test_use_10_the_sdk_writes_each_record_before_resuming_the_generator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": ["integer"]}}}
+    tap = _tap()
+    tap.mapper.register_raw_stream_schema("probe", schema, [])
+    probe = _Probe(tap=tap, schema=schema)
+    probe.written_before_resume = []
+    probe.selected = True
+    probe.sync()
+    assert probe.counter_seen
+    assert probe.written_before_resume == [True, True, True]
+    assert [m["type"] for m in map(json.loads, capsys.readouterr().out.splitlines())].count(
+        "RECORD"
+    ) == 3
