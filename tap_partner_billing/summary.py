@@ -23,6 +23,10 @@ class StreamSummary:
     bookmark, nothing downloaded; *not re-checked*: bookmarked and older than
     ``recheck_months``, no request; *no data*: the operation answered 5000; *retired*: an
     invoiced month whose keys were all tombstoned.
+
+    *Records* and *tombstones* count the lines and retired keys the tap handed to its output;
+    on the SDK's route a stream map's ``__filter__`` may still drop some of them (the SDK's
+    ``record_count`` METRIC counts what it wrote).
     """
 
     exported: int = 0
@@ -30,8 +34,8 @@ class StreamSummary:
     not_rechecked: int = 0
     no_data: int = 0
     retired: int = 0
-    records: int = 0  # RECORD messages of data lines
-    tombstones: int = 0  # RECORD messages with _sdc_deleted_at
+    records: int = 0  # data lines handed to the output
+    tombstones: int = 0  # retired keys handed to the output (_sdc_deleted_at set)
     bytes_downloaded: int = 0  # gzip bytes of the blobs
     polling_seconds: float = 0.0  # export request and operation polls
     downloading_seconds: float = 0.0  # first blob request to last line emitted
