@@ -43,9 +43,11 @@ def test_meltano_run_to_jsonl_matches_ground_truth(
         env=sandbox_env(sandbox),
     )
     sb = sandbox.sandbox
-    counts = {f.stem: sum(1 for _ in f.open()) for f in output.glob("*.jsonl")}
+    counts = {f.stem: len(f.read_text().splitlines()) for f in output.glob("*.jsonl")}
     assert counts == expected_counts(sb)
-    records = [json.loads(line) for line in (output / "billed_usage.jsonl").open()]
+    records = [
+        json.loads(line) for line in (output / "billed_usage.jsonl").read_text().splitlines()
+    ]
     by_invoice: Counter[str] = Counter()
     for record in records:
         by_invoice[record["invoice_id"]] += 1
