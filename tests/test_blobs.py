@@ -90,6 +90,14 @@ def blob_manifest(root: str, sas: str, *names: str) -> Manifest:
     )
 
 
+def read_served_blob(
+    origin: hostile.HostileServer, spool_dir: Path, into: list[list[bytes]]
+) -> None:
+    """``read_blobs`` of the one blob ``part-0.json.gz`` the hostile server serves."""
+    manifest = blob_manifest(f"{origin.origin}{hostile.BLOB_ROOT}", hostile.SAS, "part-0.json.gz")
+    read_blobs(manifest, spool_dir, into)
+
+
 def read_blobs(
     manifest: Manifest, spool_dir: Path, into: list[list[bytes]], *, max_parallel: int = 1
 ) -> None:
@@ -162,11 +170,7 @@ def test_a_dropped_download_resumes_with_a_range_from_the_byte_reached(
 
     origin.routes["GET", BLOB] = blob
     got: list[list[bytes]] = []
-    read_blobs(
-        blob_manifest(f"{origin.origin}{hostile.BLOB_ROOT}", hostile.SAS, "part-0.json.gz"),
-        tmp_path,
-        got,
-    )
+    read_served_blob(origin, tmp_path, got)
     assert got == [lines]  # every line once: nothing lost at the cut, nothing twice
     gets = blob_gets(origin)
     assert [range_start(seen) for seen in gets] == [None, cut]
@@ -191,11 +195,7 @@ def test_a_body_shorter_than_its_content_length_is_resumed_then_refused_clearly(
     origin.routes["GET", BLOB] = blob
     got: list[list[bytes]] = []
     with pytest.raises(ServiceError, match=r"blob part-0\.json\.gz: download kept breaking off"):
-        read_blobs(
-            blob_manifest(f"{origin.origin}{hostile.BLOB_ROOT}", hostile.SAS, "part-0.json.gz"),
-            tmp_path,
-            got,
-        )
+        read_served_blob(origin, tmp_path, got)
     starts = [range_start(seen) or 0 for seen in blob_gets(origin)]
     assert starts == [n * step for n in range(len(starts))]  # each resume from the byte reached
     assert 1 < len(starts) < 20  # the retry budget ended it before the blob was complete
@@ -227,11 +227,7 @@ def test_storage_that_ignores_the_range_is_refused_without_repeating_a_byte(
     origin.routes["GET", BLOB] = blob
     got: list[list[bytes]] = []
     with pytest.raises(ServiceError, match="storage ignored a Range request"):
-        read_blobs(
-            blob_manifest(f"{origin.origin}{hostile.BLOB_ROOT}", hostile.SAS, "part-0.json.gz"),
-            tmp_path,
-            got,
-        )
+        read_served_blob(origin, tmp_path, got)
     assert [range_start(seen) for seen in blob_gets(origin)] == [None, cut]  # no third try
     (seen_lines,) = got
     assert seen_lines == lines[: len(seen_lines)]  # the whole body was not appended
@@ -262,11 +258,7 @@ def test_a_blob_that_changes_while_downloading_is_never_spliced(
     origin.routes["GET", BLOB] = blob
     got: list[list[bytes]] = []
     with pytest.raises(ServiceError, match=f"the blob changed while downloading.*{named}"):
-        read_blobs(
-            blob_manifest(f"{origin.origin}{hostile.BLOB_ROOT}", hostile.SAS, "part-0.json.gz"),
-            tmp_path,
-            got,
-        )
+        read_served_blob(origin, tmp_path, got)
     (seen_lines,) = got
     assert seen_lines == lines[: len(seen_lines)]  # only lines of the first version
     assert list(tmp_path.iterdir()) == []
