@@ -157,7 +157,7 @@ def test_any_blob_bytes_give_lines_or_a_blob_error(
 
 # Route equivalence of the codec: a codec that has learned from earlier lines (other
 # spellings, unknown keys, key order) gives each line exactly what a fresh codec's dict path
-# gives it — the values, the unknown keys in the line's order, or the same declared error.
+# gives it — the values, the unknown keys (sorted), or the same declared error.
 UNKNOWN_POOL = ["ProductOrderId", "RoundedUsageQuantity", "NewFlag", "Extra Key", 'Quo"te']
 money_texts = st.sampled_from(["12.50", "-0.000001", "1e5", "123456789012.345678", "x"])
 line_values = json_values | money_texts | st.decimals(allow_nan=False, places=8).map(str)
@@ -239,3 +239,15 @@ def test_an_odd_line_does_not_slow_the_lines_after_it() -> None:
     values, extra = codec.values(odd)
     assert extra == {"NewColumn": {"a": [1, "2.50"]}}
     assert values[codec.columns.index("customer_id")] == "7"
+
+
+def test_unknown_keys_come_out_sorted_whatever_order_a_line_has_them_in() -> None:
+    codec = LineCodec(FIELD_SETS["usage"])
+    first = b'{"Zeta":1,"CustomerId":"c","Alpha":"a","Mid":[1]}'
+    second = b'{"Mid":[1],"Alpha":"a","CustomerId":"c","Zeta":1}'
+    extras = [codec.values(line)[1] for line in (first, second, first, second)]
+    assert codec.slow_lines == 1  # the later lines, either order, on the fast path
+    for extra in extras:
+        assert extra is not None
+        assert list(extra) == ["Alpha", "Mid", "Zeta"]
+    assert ENCODER.encode(extras[0]) == ENCODER.encode(extras[1])
