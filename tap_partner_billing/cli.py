@@ -144,6 +144,7 @@ def invoke(
         try:
             tap.sync_all()
         finally:
+            tap.run.close()
             tap.log_summary()
 
 

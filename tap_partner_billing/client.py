@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.manifest import Manifest
     from tap_partner_billing.run import SyncRun
     from tap_partner_billing.services import Services
+    from tap_partner_billing.writer import BlobReader
 
 REPLICATION_INCREMENTAL = "INCREMENTAL"
 
@@ -243,14 +244,30 @@ class ExportStream(SeamStream):
         """The events of one finished export (see ``writer.PartitionWriter.write_export``)."""
         export = Export(ledger.label, result.operation_id, manifest, identity, bookmark)
         urls = BlobUrls(manifest, self._sas_renewal(result, ledger.label), ledger.label)
-        services = self.services
-        reader = spooled_blobs(
+        return self.writer.write_export(export, ledger, self._blob_reader(urls))
+
+    def _blob_reader(self, urls: BlobUrls) -> BlobReader:
+        """Decode workers for the direct and BATCH routes, when the run has them."""
+        if self._sink is None:
+            self.open_sink()
+        sink, services = self._sink, self.services
+        assert sink is not None  # noqa: S101 - for mypy: open_sink() just set it
+        workers = self.run.decode_workers
+        if workers is not None and sink.mode != "sdk":
+            return workers.reader(
+                services.blobs,
+                urls,
+                max_parallel=services.max_parallel_downloads,
+                limits=services.limits,
+                layout=self.layout,
+                encoding=sink.encoding,
+            )
+        return spooled_blobs(
             services.blobs,
             urls,
             max_parallel=services.max_parallel_downloads,
             limits=services.limits,
         )
-        return self.writer.write_export(export, ledger, reader)
 
     def _sas_renewal(self, result: ExportResult, label: str) -> Callable[[], Manifest] | None:
         """How to get a fresh SAS for ``result``'s manifest: read its operation again."""

@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 
     from tap_partner_billing.blob_urls import BlobUrls
     from tap_partner_billing.blobs import BlobFetcher, Spool
-    from tap_partner_billing.manifest import BlobRef
-    from tap_partner_billing.writer import BlobReader
+    from tap_partner_billing.writer import BlobJob, BlobReader
 
 INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes read at a time
 OUTPUT_CHUNK_BYTES = 1 << 20  # inflated bytes produced at a time, whatever the ratio
@@ -69,7 +68,7 @@ class BlobLimits:
 
 
 def iter_line_blocks(
-    spool_or_path: Spool | Path, label: str, limits: BlobLimits | None = None
+    spool_or_path: Spool | Path | io.RawIOBase, label: str, limits: BlobLimits | None = None
 ) -> Iterator[list[bytes]]:
     """Yield the lines of a gzip JSON-lines blob in blocks, in order, as the blob arrives.
 
@@ -85,6 +84,8 @@ def iter_line_blocks(
     limits = limits or BlobLimits()
     if isinstance(spool_or_path, Path):  # a finished file
         source: io.RawIOBase = io.FileIO(spool_or_path, "rb")
+    elif isinstance(spool_or_path, io.RawIOBase):  # a decode worker's view of a spool
+        source = spool_or_path
     else:
         source = _GrowingFile(spool_or_path)
     # wbits=47: zlib reads the gzip header itself; members are chained as the gzip format allows.
@@ -160,9 +161,10 @@ def spooled_blobs(
     arrive; a blob's spool file is gone once the writer asks for the next blob.
     """
 
-    def read(jobs: Sequence[tuple[str, BlobRef]]) -> Iterator[BlobContent]:
-        for index, spool in download_in_order(fetcher, jobs, urls, max_parallel=max_parallel):
-            blocks = iter_line_blocks(spool, jobs[index][0], limits)
+    def read(jobs: Sequence[BlobJob]) -> Iterator[BlobContent]:
+        blobs = [(job.where, job.blob) for job in jobs]
+        for index, spool in download_in_order(fetcher, blobs, urls, max_parallel=max_parallel):
+            blocks = iter_line_blocks(spool, jobs[index].where, limits)
             yield BlobContent(index, blocks, functools.partial(getattr, spool, "size"))
 
     return read

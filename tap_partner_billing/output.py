@@ -87,6 +87,14 @@ class RecordSink:
         extracted = ENCODER.encode(datetime.now(timezone.utc))
         self._tail = b',"time_extracted":' + extracted + b"}\n"
 
+    def encoding(self) -> tuple[bytes, bytes]:
+        """A new ``time_extracted``; the head and tail of each record of the next blob.
+
+        What a decode worker needs to encode records exactly as :meth:`put` would.
+        """
+        self.stamp()
+        return self._head, self._tail
+
     def put(self, block: Block) -> None:
         """Type and encode ``block`` and write it (direct and batch modes)."""
         data = encode_block(block, self._head, self._tail)

@@ -14,6 +14,7 @@ from tap_partner_billing.catalogue import InvoiceCatalogue
 from tap_partner_billing.checks import invoice_list_warnings
 from tap_partner_billing.services import Services, build_services
 from tap_partner_billing.summary import StreamSummary
+from tap_partner_billing.workers import DecodeWorkers, usable_cores
 
 if TYPE_CHECKING:
     import logging
@@ -46,6 +47,18 @@ class SyncRun:
     def services(self) -> Services:
         """The clients all streams use."""
         return self._make_services(self._config)
+
+    @cached_property
+    def decode_workers(self) -> DecodeWorkers | None:
+        """The run's decode worker processes (``None``: decode in this process)."""
+        count = self._config.get("decode_workers") or usable_cores()
+        return DecodeWorkers(count) if count > 1 else None
+
+    def close(self) -> None:
+        """End what the run started (the decode workers)."""
+        workers: DecodeWorkers | None = self.__dict__.get("decode_workers")
+        if workers is not None:
+            workers.close()
 
     @cached_property
     def catalogue(self) -> InvoiceCatalogue:

@@ -167,6 +167,14 @@ SETTINGS = th.PropertiesList(
         default=4,
     ),
     _setting(
+        "decode_workers",
+        th.IntegerType(minimum=1, maximum=64),
+        "Decode worker processes",
+        "How many processes decode, type and encode blobs. Unset: the number of usable "
+        "cores. 1: all in the tap's own process. Stream maps and flattening always decode "
+        "in-process (they need the records as objects).",
+    ),
+    _setting(
         "max_line_bytes",
         th.IntegerType(minimum=1024, maximum=1 << 30),
         "Maximum line size (bytes)",

@@ -21,9 +21,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tap_partner_billing.rows import Block, LineBlock, RowLayout, TombstoneBlock
+from tap_partner_billing.rows import (
+    Block,
+    EncodedBlock,
+    EncodedRows,
+    LineBlock,
+    RowLayout,
+    TombstoneBlock,
+)
 
 if TYPE_CHECKING:
     import logging
@@ -33,8 +40,8 @@ if TYPE_CHECKING:
     from tap_partner_billing.manifest import BlobRef, Manifest
     from tap_partner_billing.summary import StreamSummary
 
-    # (label of a blob, the blob) in manifest order → each blob's content, in that order.
-    BlobReader = Callable[[Sequence[tuple[str, BlobRef]]], Iterator["BlobContent"]]
+    # The blobs to read, in manifest order → each blob's content, in that order.
+    BlobReader = Callable[[Sequence["BlobJob"]], Iterator["BlobContent"]]
 
 TOMBSTONE_BLOCK = 1000
 
@@ -68,12 +75,23 @@ class Checkpoint:
 Event = BlobStarted | Rows | Flush | Checkpoint
 
 
+class BlobJob(NamedTuple):
+    """A blob to read: how errors name it, its manifest entry, its records' provenance."""
+
+    where: str  # dataset, partition and blob
+    blob: BlobRef
+    template: tuple[Any, ...]  # see RowLayout.template
+
+
 @dataclass
 class BlobContent:
-    """One blob as its reader hands it over: line blocks in order, then its size."""
+    """One blob as its reader hands it over: blocks of lines in order, then its size.
+
+    A block is raw lines, or records a decode worker already encoded (``workers.py``).
+    """
 
     index: int  # position in the list of blobs asked for
-    blocks: Iterator[list[bytes]]
+    blocks: Iterator[list[bytes] | EncodedRows]
     size: Callable[[], int]  # compressed bytes, once ``blocks`` is exhausted
 
 
@@ -138,12 +156,18 @@ class PartitionWriter:
         yield Checkpoint()  # rule 3
         ordinal = start.next_ordinal
         remaining = manifest.blobs[start.blobs_done :]
-        jobs = [(f"{label}, blob {blob.name}", blob) for blob in remaining]
+        jobs = [
+            BlobJob(
+                f"{label}, blob {blob.name}",
+                blob,
+                self.layout.template({**provenance, "_blob_name": blob.name}),
+            )
+            for blob in remaining
+        ]
         phase_started = self._clock()
         for content in read_blobs(jobs):
-            where, blob = jobs[content.index]
+            where, blob, template = jobs[content.index]
             started, first = self._clock(), ordinal
-            template = self.layout.template({**provenance, "_blob_name": blob.name})
             yield BlobStarted(blob.name)
             line_number = 1
             for lines in content.blocks:
@@ -151,7 +175,12 @@ class PartitionWriter:
                 if ledger.needs_high_water(last):  # rule 1
                     ledger.raise_high_water(last)
                     yield Checkpoint(close_batch_file=False)
-                yield Rows(LineBlock(where, self.layout, template, lines, line_number, ordinal))
+                block: Block = (
+                    EncodedBlock(self.layout, lines, ordinal)
+                    if isinstance(lines, EncodedRows)
+                    else LineBlock(where, self.layout, template, lines, line_number, ordinal)
+                )
+                yield Rows(block)
                 line_number += len(lines)
                 ordinal += len(lines)
             yield Flush()  # rule 2, also for a STATE written on SIGTERM

@@ -309,6 +309,7 @@ def run_tap(
         with redirect_stdout(out):
             tap.sync_all()
     finally:
+        tap.run.close()  # the decode workers, as the command line does
         out.flush()
         text = buffer.getvalue().decode()
         if raw is not None:

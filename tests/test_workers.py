@@ -1,0 +1,117 @@
+"""Decode workers (``workers.py``): the same bytes as the in-process route, the same errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from benchmarks.profiles import PROFILES
+from tap_partner_billing.errors import RecordValueError
+from tap_partner_billing.rows import (
+    LineBlock,
+    RowLayout,
+    encode_block,
+    encode_relative,
+)
+from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
+from tap_partner_billing.streams import BilledUsageStream
+from tests.helpers import Export, base_config, gz_lines, run_tap
+
+if TYPE_CHECKING:
+    from tests.helpers import FakeGraph
+
+KEYS = tuple(BilledUsageStream.declared_schema()["properties"])
+LAYOUT = RowLayout.build("usage", KEYS)
+TEMPLATE = LAYOUT.template({"_blob_name": "b", "billing_month": "202609", "invoice_id": "G1"})
+# An unknown key named like the ordinal, nested deeper, and a string that spells the key.
+ODD = b'{"CustomerId":"\\"line_ordinal\\":7","line_ordinal":{"line_ordinal":9},"UnitPrice":1}'
+
+
+def _lines(count: int, seed: int = 3) -> list[bytes]:
+    return list(iter_usage_lines(LineSpec(seed, "202609", "G000000001", "USD", "full"), count))
+
+
+@pytest.mark.parametrize("shift", [0, 1, 9, 990, 10**12])
+def test_renumbered_records_equal_records_encoded_with_their_ordinals(shift: int) -> None:
+    lines = [*_lines(12), ODD, *_lines(3, seed=4)]
+    first_line = 990  # ordinals of the blob cross from three digits to four
+    relative = encode_relative(
+        LineBlock("w", LAYOUT, TEMPLATE, lines, first_line, first_line - 1), b"<", b">\n"
+    )
+    expected = encode_block(
+        LineBlock("w", LAYOUT, TEMPLATE, lines, first_line, first_line - 1 + shift), b"<", b">\n"
+    )
+    assert len(relative) == len(lines)
+    assert relative.with_ordinals(first_line - 1 + shift) == expected
+
+
+def test_a_layout_with_objects_after_the_ordinal_is_refused() -> None:
+    from tap_partner_billing.rows import LayoutError
+
+    keys = list(KEYS)
+    keys.remove("_extra_fields")
+    keys.append("_extra_fields")
+    with pytest.raises(LayoutError, match="_extra_fields must come before line_ordinal"):
+        RowLayout.build("usage", tuple(keys))
+
+
+def _served(graph: FakeGraph, bad_line: bytes | None = None) -> None:
+    lines = _lines(2600)  # more than two blocks of 1024 lines in a blob
+    varied = [
+        line
+        for blob, profile in enumerate(("unknown20", "unknown100"))
+        for line in PROFILES[profile].rewrite(iter(lines[:700]), blob, 5)
+    ]
+    tail = [*lines[2000:2100], *([bad_line] if bad_line else []), *lines[2100:]]
+    blobs = {
+        "a.json.gz": gz_lines(*(line.decode() for line in lines[:1500])),
+        "b.json.gz": gz_lines(*(line.decode() for line in varied)),
+        "c.json.gz": gz_lines(),
+        "d.json.gz": gz_lines(*(line.decode() for line in lines[1500:2000])),
+        "e.json.gz": gz_lines(*(line.decode() for line in tail)),
+    }
+    graph.add("G000000001", Export(blobs))
+
+
+def _sync(workers: int) -> list[str]:
+    raw: list[str] = []
+    config = base_config(invoice_ids=["G000000001"], decode_workers=workers)
+    run_tap(config, raw=raw, streams=("billed_usage",))
+    return raw
+
+
+def _comparable(raw: list[str]) -> list[Any]:
+    """Messages with the clock readings and the fake service's per-export ids blanked."""
+    volatile = re.compile(
+        r'"(time_extracted|started_at|_operation_id|operation_url|_?manifest_id)":"[^"]*"'
+    )
+    return [json.loads(volatile.sub(r'"\1":"…"', line)) for line in raw]
+
+
+def test_workers_write_the_messages_the_in_process_route_writes(graph: FakeGraph) -> None:
+    _served(graph)
+    in_process = _sync(workers=1)
+    with_workers = _sync(workers=2)
+    records = [m for m in _comparable(with_workers) if m["type"] == "RECORD"]
+    assert len(records) == 1500 + 1400 + 500 + 2600 - 2000
+    ordinals = [m["record"]["line_ordinal"] for m in records]
+    assert ordinals == list(range(len(records)))  # numbered on across five blobs
+    assert any(m["record"]["_extra_fields"] for m in records)
+    assert _comparable(with_workers) == _comparable(in_process)
+
+
+def test_a_bad_line_in_a_worker_is_the_error_the_in_process_route_raises(
+    graph: FakeGraph,
+) -> None:
+    _served(graph, bad_line=b'{"CustomerId": "c", "UnitPrice": 0.1234567890123456789}')
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(RecordValueError) as raised:
+            _sync(workers)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
+    assert "blob e.json.gz, line 101" in errors[1]
+    assert "field UnitPrice" in errors[1]
