@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.manifest import Manifest
     from tap_partner_billing.run import SyncRun
     from tap_partner_billing.services import Services
+    from tap_partner_billing.workers import DecodeWorkers
     from tap_partner_billing.writer import BlobReader
 
 REPLICATION_INCREMENTAL = "INCREMENTAL"
@@ -174,6 +175,7 @@ class ExportStream(SeamStream):
         A failed operation is terminal: it leaves state before the error goes up, so that the
         next run starts a new export instead of polling the failed one forever.
         """
+        self._blob_reader_ready()  # decode workers start while the export runs
         try:
             return self._poll_or_start(request, pending, key)
         except ExportFailedError:
@@ -246,14 +248,25 @@ class ExportStream(SeamStream):
         urls = BlobUrls(manifest, self._sas_renewal(result, ledger.label), ledger.label)
         return self.writer.write_export(export, ledger, self._blob_reader(urls))
 
-    def _blob_reader(self, urls: BlobUrls) -> BlobReader:
-        """Decode workers for the direct and BATCH routes, when the run has them."""
+    def _blob_reader_ready(self) -> tuple[RecordSink, DecodeWorkers | None]:
+        """The sink, and the run's decode workers (started) if this stream's route uses them.
+
+        Decode workers serve the direct and BATCH routes; the SDK's route needs objects.
+        """
         if self._sink is None:
             self.open_sink()
-        sink, services = self._sink, self.services
+        sink = self._sink
         assert sink is not None  # noqa: S101 - for mypy: open_sink() just set it
-        workers = self.run.decode_workers
-        if workers is not None and sink.mode != "sdk":
+        workers = self.run.decode_workers if sink.mode != "sdk" else None
+        if workers is not None:
+            workers.start()
+        return sink, workers
+
+    def _blob_reader(self, urls: BlobUrls) -> BlobReader:
+        """The blobs read by decode workers, when the run has them, else in this process."""
+        sink, workers = self._blob_reader_ready()
+        services = self.services
+        if workers is not None:
             return workers.reader(
                 services.blobs,
                 urls,

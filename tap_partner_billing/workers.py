@@ -255,6 +255,10 @@ class DecodeWorkers:
         self._jobs = 0
         self._finalizer: weakref.finalize[Any, DecodeWorkers] | None = None
 
+    def start(self) -> None:
+        """Start the processes now (they import while the export runs), if not yet running."""
+        self._started()
+
     def _started(self) -> list[_Worker]:
         if not self._workers:
             self._workers = [_Worker() for _ in range(self.count)]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from benchmarks.profiles import PROFILES
+from tap_partner_billing.blobs import Spool
 from tap_partner_billing.errors import RecordValueError
 from tap_partner_billing.rows import (
     LineBlock,
@@ -18,6 +22,7 @@ from tap_partner_billing.rows import (
 )
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams import BilledUsageStream
+from tap_partner_billing.workers import WorkerError, _Assigned, _records, _Worker
 from tests.helpers import Export, base_config, gz_lines, run_tap
 
 if TYPE_CHECKING:
@@ -115,3 +120,39 @@ def test_a_bad_line_in_a_worker_is_the_error_the_in_process_route_raises(
     assert errors[0] == errors[1]
     assert "blob e.json.gz, line 101" in errors[1]
     assert "field UnitPrice" in errors[1]
+
+
+def _children() -> set[int]:
+    """This process's child processes (Linux)."""
+    pid = os.getpid()
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming_the_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAP_PARTNER_BILLING_CLIENT_SECRET", "very-secret-value")
+    before = _children()
+    worker = _Worker()
+    spool = Spool(str(tmp_path))
+    try:
+        environment = Path(f"/proc/{worker.process.pid}/environ").read_bytes()
+        assert b"very-secret-value" not in environment
+        assert b"PATH=" in environment
+        worker.process.kill()
+        current = _Assigned(0, spool, worker, 1)
+        with pytest.raises(WorkerError, match=r"^usage G1, blob x\.json\.gz: a decode worker"):
+            next(_records(current, deque([current]), "usage G1, blob x.json.gz"))
+    finally:
+        worker.stop(at_once=True)
+        spool.remove()
+    assert _children() == before
+
+
+def test_no_worker_outlives_a_run_that_failed(graph: FakeGraph) -> None:
+    before = _children()
+    _served(graph, bad_line=b'{"CustomerId": "c", "UnitPrice": 1e400000}')
+    with pytest.raises(RecordValueError):
+        _sync(workers=2)
+    assert _children() == before
