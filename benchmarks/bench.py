@@ -36,7 +36,7 @@ from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines, stable_
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
-from tap_partner_billing.workers import usable_cores
+from tap_partner_billing.workers import default_worker_count
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".work" / "bench"
 PY = sys.executable
 PROFILE_VERSION = 2  # bump when a generator changes (the cache key)
-WORKERS = usable_cores()  # the default of decode_workers on this machine
+WORKERS = default_worker_count()  # the default of decode_workers on this machine
 
 
 def make_blobs(

@@ -14,7 +14,7 @@ from tap_partner_billing.catalogue import InvoiceCatalogue
 from tap_partner_billing.checks import invoice_list_warnings
 from tap_partner_billing.services import Services, build_services
 from tap_partner_billing.summary import StreamSummary
-from tap_partner_billing.workers import DecodeWorkers, usable_cores
+from tap_partner_billing.workers import DecodeWorkers, default_worker_count
 
 if TYPE_CHECKING:
     import logging
@@ -51,7 +51,7 @@ class SyncRun:
     @cached_property
     def decode_workers(self) -> DecodeWorkers | None:
         """The run's decode worker processes (``None``: decode in this process)."""
-        count = self._config.get("decode_workers") or usable_cores()
+        count = self._config.get("decode_workers") or default_worker_count()
         return DecodeWorkers(count) if count > 1 else None
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.profiles import PROFILES
 from tap_partner_billing.blobs import Spool
-from tap_partner_billing.errors import RecordValueError
+from tap_partner_billing.errors import PartnerBillingError, RecordValueError
 from tap_partner_billing.rows import (
     LineBlock,
     RowLayout,
@@ -22,7 +22,13 @@ from tap_partner_billing.rows import (
 )
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams import BilledUsageStream
-from tap_partner_billing.workers import WorkerError, _Assigned, _records, _Worker
+from tap_partner_billing.workers import (
+    DecodeWorkers,
+    WorkerError,
+    _Assigned,
+    _records,
+    _Worker,
+)
 from tests.helpers import Export, base_config, gz_lines, run_tap
 
 if TYPE_CHECKING:
@@ -141,11 +147,12 @@ def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming
         assert b"very-secret-value" not in environment
         assert b"PATH=" in environment
         worker.process.kill()
-        current = _Assigned(0, spool, worker, 1)
+        current = _Assigned(0, spool, worker, 1, "usage G1, blob x.json.gz")
         with pytest.raises(WorkerError, match=r"^usage G1, blob x\.json\.gz: a decode worker"):
-            next(_records(current, deque([current]), "usage G1, blob x.json.gz"))
+            next(_records(current, deque([current])))
     finally:
-        worker.stop(at_once=True)
+        worker.end(at_once=True)
+        worker.reap()
         spool.remove()
     assert _children() == before
 
@@ -156,3 +163,39 @@ def test_no_worker_outlives_a_run_that_failed(graph: FakeGraph) -> None:
     with pytest.raises(RecordValueError):
         _sync(workers=2)
     assert _children() == before
+
+
+def test_workers_one_block_ahead_and_blobs_of_many_blocks(
+    graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[DecodeWorkers] = []
+
+    def small_credit(count: int) -> DecodeWorkers:
+        started.append(DecodeWorkers(count, max_unread=1))  # every block waits for the tap
+        return started[-1]
+
+    _served(graph)
+    in_process = _sync(workers=1)
+    monkeypatch.setattr("tap_partner_billing.run.DecodeWorkers", small_credit)
+    assert _comparable(_sync(workers=3)) == _comparable(in_process)
+    assert [workers.count for workers in started] == [3]
+
+
+class _MissingBlob(dict[str, bytes]):
+    """Blobs the manifest lists, one of which storage does not have (404)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name != "d.json.gz" and super().__contains__(name)
+
+
+def test_a_failed_download_is_the_error_the_in_process_route_raises(graph: FakeGraph) -> None:
+    _served(graph)
+    export = graph.exports["G000000001"]
+    export.blobs = _MissingBlob(export.blobs)
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(PartnerBillingError) as raised:
+            _sync(workers)
+        errors.append((type(raised.value), str(raised.value)))
+    assert errors[0] == errors[1]
+    assert "d.json.gz" in errors[1][1]
