@@ -16,7 +16,6 @@ import socket
 import tempfile
 import threading
 import time
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
@@ -41,7 +40,7 @@ from tap_partner_billing.http import (
 from tap_partner_billing.urls import CheckedSession, UrlPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from tap_partner_billing.blob_urls import BlobUrls
     from tap_partner_billing.manifest import BlobRef
@@ -291,15 +290,12 @@ def download_in_order(
     urls: BlobUrls,
     *,
     max_parallel: int,
-    lookahead: int = 0,
-) -> Generator[tuple[int, Spool], None, None]:
+) -> Iterator[tuple[int, Spool]]:
     """Download ``blobs`` (label, blob), up to ``max_parallel`` at once; yield in order.
 
     A spool is yielded as soon as its download has *started*: the caller reads it while it
-    grows. Each spool is deleted when the caller asks for the one ``lookahead + 1`` after it
-    (the next one by default; decode workers read several at once), so at most
-    ``max_parallel + lookahead`` blobs sit on disk. Closing the generator cancels pending
-    downloads.
+    grows. Each spool is deleted when the caller asks for the next one, so at most
+    ``max_parallel`` blobs sit on disk. Closing the generator cancels pending downloads.
     """
     width = max(1, max_parallel)
     pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="blob")
@@ -316,28 +312,17 @@ def download_in_order(
             futures[next_to_submit] = pool.submit(_download, fetcher, spool, urls, blob, label)
             next_to_submit += 1
 
-    held: deque[tuple[int, Spool]] = deque()  # yielded, not yet released
-
-    def release(index: int, spool: Spool) -> None:
-        try:
-            futures.pop(index).result()  # surface a failure the reader did not see
-        finally:
-            spool.cancel()  # if the reader stopped early, so does the download
-            spool.remove()
-
     try:
         for index in range(len(blobs)):
             top_up(index + width)
-            held.append((index, spools.pop(index)))
-            yield held[-1]
-            while len(held) > lookahead:
-                release(*held.popleft())
-        while held:
-            release(*held.popleft())
+            spool = spools.pop(index)
+            try:
+                yield index, spool
+                futures.pop(index).result()  # surface a failure the reader did not see
+            finally:
+                spool.cancel()  # if the reader stopped early, so does the download
+                spool.remove()
     finally:
-        for _, spool in held:
-            spool.cancel()
-            spool.remove()
         for spool in spools.values():
             spool.cancel()
         for future in futures.values():

@@ -259,27 +259,23 @@ class ExportStream(SeamStream):
         assert sink is not None  # noqa: S101 - for mypy: open_sink() just set it
         workers = self.run.decode_workers if sink.mode != "sdk" else None
         if workers is not None:
-            workers.start()
+            workers.start(self.services.blobs.spool_dir)
         return sink, workers
 
     def _blob_reader(self, urls: BlobUrls) -> BlobReader:
-        """The blobs read by decode workers, when the run has them, else in this process."""
+        """Blobs read in this process; their lines typed by decode workers if the run has them."""
         sink, workers = self._blob_reader_ready()
         services = self.services
-        if workers is not None:
-            return workers.reader(
-                services.blobs,
-                urls,
-                max_parallel=services.max_parallel_downloads,
-                limits=services.limits,
-                layout=self.layout,
-                encoding=sink.encoding,
-            )
-        return spooled_blobs(
+        reader = spooled_blobs(
             services.blobs,
             urls,
             max_parallel=services.max_parallel_downloads,
             limits=services.limits,
+        )
+        if workers is None:
+            return reader
+        return workers.reader(
+            reader, folder=services.blobs.spool_dir, layout=self.layout, encoding=sink.encoding
         )
 
     def _sas_renewal(self, result: ExportResult, label: str) -> Callable[[], Manifest] | None:

@@ -68,7 +68,7 @@ class BlobLimits:
 
 
 def iter_line_blocks(
-    spool_or_path: Spool | Path | io.RawIOBase, label: str, limits: BlobLimits | None = None
+    spool_or_path: Spool | Path, label: str, limits: BlobLimits | None = None
 ) -> Iterator[list[bytes]]:
     """Yield the lines of a gzip JSON-lines blob in blocks, in order, as the blob arrives.
 
@@ -84,8 +84,6 @@ def iter_line_blocks(
     limits = limits or BlobLimits()
     if isinstance(spool_or_path, Path):  # a finished file
         source: io.RawIOBase = io.FileIO(spool_or_path, "rb")
-    elif isinstance(spool_or_path, io.RawIOBase):  # a decode worker's view of a spool
-        source = spool_or_path
     else:
         source = _GrowingFile(spool_or_path)
     # wbits=47: zlib reads the gzip header itself; members are chained as the gzip format allows.
@@ -161,7 +159,8 @@ def spooled_blobs(
     arrive; a blob's spool file is gone once the writer asks for the next blob.
     """
 
-    def read(jobs: Sequence[BlobJob]) -> Iterator[BlobContent]:
+    def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
+        del first_ordinal  # the writer numbers the lines it is given
         blobs = [(job.where, job.blob) for job in jobs]
         for index, spool in download_in_order(fetcher, blobs, urls, max_parallel=max_parallel):
             blocks = iter_line_blocks(spool, jobs[index].where, limits)

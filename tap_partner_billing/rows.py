@@ -6,7 +6,6 @@ BATCH files, so every route types a line the same way.
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +71,6 @@ class RowLayout:
         missing = [key for key in (*needed, "_sdc_deleted_at") if key not in keys]
         if missing:
             msg = f"{dataset}: the schema lacks {', '.join(missing)}"
-            raise LayoutError(msg)
-        if keys.index(EXTRA_FIELDS_COLUMN) > keys.index("line_ordinal"):
-            # Only scalars may follow the ordinal: see encode_relative.
-            msg = f"{dataset}: {EXTRA_FIELDS_COLUMN} must come before line_ordinal"
             raise LayoutError(msg)
         return cls(
             dataset,
@@ -145,43 +140,22 @@ class TombstoneBlock:
 
 @dataclass(frozen=True)
 class EncodedRows:
-    """Records a decode worker typed and encoded, with the ``line_ordinal`` still to set.
-
-    A worker cannot know its blob's first ordinal (ordinals run on across the blobs of a
-    manifest), so it encodes each record with its line's place in the blob (``first`` is the
-    first record's) and notes where those digits are: ``spans`` holds a start and an end per
-    record.
-    """
+    """Records a decode worker typed and encoded (``workers.py``), ready to write."""
 
     data: bytes
-    spans: array[int]
-    first: int
+    count: int
+    first_ordinal: int  # the writer checks it is where the blob's ordinals stand
 
     def __len__(self) -> int:
-        return len(self.spans) // 2
-
-    def with_ordinals(self, first_ordinal: int) -> bytes:
-        """The records, numbered from ``first_ordinal``."""
-        if first_ordinal == self.first:  # the first blob of a manifest: already right
-            return self.data
-        data, spans = self.data, self.spans
-        starts, ends = spans[0::2], spans[1::2]
-        starts.append(len(data))
-        ends.insert(0, 0)
-        # The text around the old digits and the new digits, interleaved: one join.
-        pieces: list[bytes] = [b""] * (2 * len(starts) - 1)
-        pieces[0::2] = [data[end:start] for end, start in zip(ends, starts, strict=True)]
-        pieces[1::2] = [b"%d" % n for n in range(first_ordinal, first_ordinal + len(self))]
-        return b"".join(pieces)
+        return self.count
 
 
 @dataclass(frozen=True)
 class EncodedBlock:
-    """Records encoded by a decode worker, the first of them at ordinal ``first_ordinal``."""
+    """Records encoded by a decode worker."""
 
     layout: RowLayout
     rows: EncodedRows
-    first_ordinal: int
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -272,28 +246,5 @@ def encode_block(block: Block, head: bytes, tail: bytes) -> bytes:
     An encoded block has its head and tail already (the worker was given the same ones).
     """
     if isinstance(block, EncodedBlock):
-        return block.rows.with_ordinals(block.first_ordinal)
+        return block.rows.data
     return encode_rows(block_rows(block), block.layout.keys, head, tail)
-
-
-_ORDINAL_KEY = b'"line_ordinal":'
-
-
-def encode_relative(block: LineBlock, head: bytes, tail: bytes) -> EncodedRows:
-    """Encode ``block`` as ``encode_block`` does, noting where each ``line_ordinal`` is.
-
-    The last ``"line_ordinal":`` of a record is its own key: the layout puts only scalars
-    after it (``RowLayout.build``), and a JSON string cannot hold an unescaped quote.
-    """
-    record, encode_into = row_struct(block.layout.keys), ENCODER.encode_into
-    ordinal_at, key_length = block.layout.ordinal_at, len(_ORDINAL_KEY)
-    out, spans = bytearray(), array("q")
-    for row in iter_rows(block):
-        begin = len(out)
-        out += head
-        encode_into(record(*row), out, -1)
-        start = out.rfind(_ORDINAL_KEY, begin) + key_length
-        spans.append(start)
-        spans.append(start + len(b"%d" % row[ordinal_at]))
-        out += tail
-    return EncodedRows(bytes(out), spans, block.first_ordinal)

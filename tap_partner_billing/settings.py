@@ -170,9 +170,9 @@ SETTINGS = th.PropertiesList(
         "decode_workers",
         th.IntegerType(minimum=1, maximum=64),
         "Decode worker processes",
-        "How many processes decode, type and encode blobs. Unset: the number of usable "
-        "cores. 1: all in the tap's own process. Stream maps and flattening always decode "
-        "in-process (they need the records as objects).",
+        "How many processes decode, type and encode blobs. Unset: the cores the tap may use "
+        "(CPU affinity and cgroup quota), at most 4. 1: all in the tap's own process. Stream "
+        "maps and flattening always decode in-process (they need the records as objects).",
     ),
     _setting(
         "max_line_bytes",

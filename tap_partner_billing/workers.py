@@ -1,34 +1,32 @@
-"""Decode workers: blobs typed and encoded in other processes, written here in blob order.
+"""Decode workers: blocks of lines typed and encoded in other processes, in order.
 
 One Python process cannot type and encode every value as fast as it downloads and inflates
-(``decode_workers``, README "Throughput"). With workers, this process still downloads
-(``blobs.download_in_order``: SAS renewal, retries, resume and the URL policy stay in one
-place) and writes; each worker process (``worker_process.py``) owns whole blobs. It follows a
-blob's spool file as the download fills it, inflates it within the same bounds, decodes,
-types and encodes every line with the same code as the in-process route, and hands back the
-finished records, which this process renumbers (``rows.EncodedRows``) and writes in blob
-order. A worker sees a spool file's path and the blob's provenance, never a token, a SAS or
-the tap's environment.
+(``decode_workers``, README "Throughput"). With workers, this process still downloads and
+inflates every blob (the in-process reader, unchanged: SAS renewal, retries, resume, the URL
+policy and the inflation limits stay in one place) and writes every message; each block of
+lines goes, through a file, to the next worker process in turn (``worker_process.py``),
+which types and encodes it with the same code as the in-process route, ``line_ordinal``
+included, and the records come back in order. Whole blobs per worker would leave a one-blob
+export (the usual size for a mid-size partner) on one core. A worker sees the lines and the
+blob's provenance, never a token, a SAS or the tap's environment.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import weakref
-from array import array
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.blobs import download_in_order
 from tap_partner_billing.errors import (
     BlobDataError,
     PartnerBillingError,
@@ -36,24 +34,16 @@ from tap_partner_billing.errors import (
     ResourceLimitError,
 )
 from tap_partner_billing.rows import EncodedRows
-from tap_partner_billing.worker_process import (
-    BOOT,
-    MAX_UNREAD_BLOCKS,
-    POLL_SECONDS,
-    RECORDS_SUFFIX,
-    Job,
-)
+from tap_partner_billing.worker_process import BOOT, Task
 from tap_partner_billing.writer import BlobContent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from tap_partner_billing.blob_urls import BlobUrls
-    from tap_partner_billing.blobs import BlobFetcher, Spool
-    from tap_partner_billing.lines import BlobLimits
     from tap_partner_billing.rows import RowLayout
     from tap_partner_billing.writer import BlobJob, BlobReader
 
+POLL_SECONDS = 0.005  # how often the tap, waiting on a worker, looks whether it died
 DEFAULT_MAX_WORKERS = 4  # the default follows the cores, up to this (memory and spool disk)
 # Errors a worker reports by name and message, raised again here as they would be in-process.
 _REPORTED: dict[str, type[PartnerBillingError]] = {
@@ -127,7 +117,7 @@ class _Worker:
         )
         return WorkerError(msg)
 
-    def send(self, message: tuple[Any, ...], where: str) -> None:
+    def send(self, message: object, where: str) -> None:
         """Send ``message``; a worker that is gone is an error naming the blob."""
         try:
             self.outbox.send(message)
@@ -162,16 +152,6 @@ class _Worker:
             self.process.stderr.close()
 
 
-@dataclass
-class _Assigned:
-    index: int
-    spool: Spool
-    worker: _Worker
-    job_id: int
-    where: str
-    size_sent: bool = False
-
-
 def _stop_all(workers: list[_Worker], *, at_once: bool) -> None:
     for worker in workers:
         worker.end(at_once=at_once)
@@ -180,148 +160,145 @@ def _stop_all(workers: list[_Worker], *, at_once: bool) -> None:
 
 
 class DecodeWorkers:
-    """A run's worker processes, started on first use and reused by every partition."""
+    """A run's worker processes, started on first use and reused by every partition.
 
-    def __init__(self, count: int, *, max_unread: int = MAX_UNREAD_BLOCKS) -> None:
+    This process still downloads and inflates every blob (``lines.spooled_blobs``: the
+    limits, the bomb check and the resume stay in one place, and a blob of any size is
+    spread over every worker); each block of lines becomes a :class:`Task` for the next
+    worker in turn, and the blocks' records come back in order. ``window`` tasks at most
+    are out at once (their files are the disk it takes).
+    """
+
+    def __init__(self, count: int, *, window: int | None = None) -> None:
         self.count = count
-        self.max_unread = max_unread  # blocks a worker may run ahead (tests make it small)
+        self.window = window or 2 * count
         self._workers: list[_Worker] = []
-        self._jobs = 0
+        self._tasks = 0
+        self._folder: Path | None = None
         self._finalizer: weakref.finalize[Any, DecodeWorkers] | None = None
 
-    def start(self) -> None:
-        """Start the processes now (they import while the export runs), if not yet running."""
-        self._started()
+    def start(self, folder: str | None = None) -> None:
+        """Start the processes now (they import while the export runs), if not yet running.
 
-    def _started(self) -> list[_Worker]:
+        ``folder`` holds the tasks' files (the run's spool folder; else a temporary one).
+        """
         if not self._workers:
             self._workers = [_Worker() for _ in range(self.count)]
             self._finalizer = weakref.finalize(self, _stop_all, self._workers, at_once=False)
-        return self._workers
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="decode-", dir=folder))
 
     def close(self, *, at_once: bool = False) -> None:
-        """End the workers (a later partition starts new ones)."""
+        """End the workers and remove their files (a later partition starts new ones)."""
         if self._finalizer is not None:
             self._finalizer.detach()
         _stop_all(self._workers, at_once=at_once)
         self._workers = []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def reader(
         self,
-        fetcher: BlobFetcher,
-        urls: BlobUrls,
+        inner: BlobReader,
         *,
-        max_parallel: int,
-        limits: BlobLimits,
+        folder: str | None,
         layout: RowLayout,
         encoding: Callable[[], tuple[bytes, bytes]],
     ) -> BlobReader:
-        """A blob reader for ``writer.PartitionWriter`` (as ``lines.spooled_blobs`` is).
+        """``inner`` (the in-process reader), its blocks of lines typed and encoded here.
 
         ``encoding`` gives the head and tail of a blob's records (``RecordSink.encoding``).
-        Up to ``max_parallel`` downloads run, and each worker holds one more spool.
         """
 
-        def read(jobs: Sequence[BlobJob]) -> Iterator[BlobContent]:
-            workers = self._started()
-            blobs = [(job.where, job.blob) for job in jobs]
-            downloads = download_in_order(
-                fetcher, blobs, urls, max_parallel=max_parallel, lookahead=len(workers) - 1
-            )
-            assigned: deque[_Assigned] = deque()
-            idle, handed_out, finished = list(workers), 0, False
-
-            def assign() -> None:
-                nonlocal handed_out
-                # Never past the last blob: an exhausted download generator releases every
-                # spool it holds, and the workers may not have read them yet.
-                while idle and handed_out < len(jobs):
-                    index, spool = next(downloads)
-                    handed_out += 1
-                    self._jobs += 1
-                    head, tail = encoding()
-                    where, template = jobs[index].where, jobs[index].template
-                    job = Job(
-                        self._jobs, str(spool.path), where, layout, template, head, tail, limits,
-                        self.max_unread,
-                    )  # fmt: skip
-                    worker = idle.pop(0)
-                    worker.send(("blob", job), where)
-                    assigned.append(_Assigned(index, spool, worker, self._jobs, where))
-
-            try:
-                assign()
-                while assigned:
-                    current = assigned[0]
-                    yield BlobContent(
-                        current.index,
-                        _records(current, assigned),
-                        size=functools.partial(getattr, current.spool, "size"),
-                    )
-                    assigned.popleft()
-                    idle.append(current.worker)
-                    assign()
-                for _ in downloads:  # every blob read: release the spools, surface failures
-                    pass
-                finished = True
-            finally:
-                downloads.close()
-                if not finished:  # workers busy with blobs nobody will read
-                    self.close(at_once=True)
-                    for job in assigned:  # their records not read yet
-                        for path in job.spool.path.parent.glob(job.spool.path.name + ".*"):
-                            if path.name.endswith(RECORDS_SUFFIX):
-                                path.unlink(missing_ok=True)
+        def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
+            self.start(folder)
+            ordinal = [first_ordinal]  # of the next block: ordinals run on across blobs
+            for content in inner(jobs, first_ordinal):
+                head, tail = encoding()
+                job = jobs[content.index]
+                encoded = self._encoded(content.blocks, job, layout, (head, tail), ordinal)
+                yield BlobContent(content.index, encoded, content.size)
 
         return read
 
+    def _encoded(
+        self,
+        blocks: Iterator[list[bytes] | EncodedRows],
+        job: BlobJob,
+        layout: RowLayout,
+        ends: tuple[bytes, bytes],
+        ordinal: list[int],
+    ) -> Iterator[EncodedRows]:
+        """The records of one blob's blocks, in order, each block encoded by a worker."""
+        pending: deque[tuple[Task, _Worker]] = deque()
+        failure: Exception | None = None
+        line, finished = 1, False
+        try:
+            while True:
+                try:
+                    lines = next(blocks)
+                except StopIteration:
+                    break
+                except Exception as err:  # noqa: BLE001 - raised below, in its place
+                    failure = err  # a download or inflate error: the blocks before it go out
+                    break
+                if isinstance(lines, EncodedRows):  # not from the in-process reader
+                    raise TypeError(lines)
+                while len(pending) >= self.window:
+                    yield self._collect(*pending.popleft())
+                task = self._dispatch(
+                    lines, job, layout, ends, first_line=line, first_ordinal=ordinal[0]
+                )
+                pending.append(task)
+                line += len(lines)
+                ordinal[0] += len(lines)
+            while pending:
+                yield self._collect(*pending.popleft())
+            finished = True
+        finally:
+            if not finished:  # workers busy with tasks nobody will read: start afresh
+                self.close(at_once=True)
+        if failure is not None:
+            raise failure
 
-def _announce_sizes(assigned: deque[_Assigned]) -> None:
-    """Tell each worker whose download ended how many bytes its blob has.
+    def _dispatch(
+        self,
+        lines: list[bytes],
+        job: BlobJob,
+        layout: RowLayout,
+        ends: tuple[bytes, bytes],
+        *,
+        first_line: int,
+        first_ordinal: int,
+    ) -> tuple[Task, _Worker]:
+        assert self._folder is not None  # noqa: S101 - start() made it
+        self._tasks += 1
+        path = self._folder / f"{self._tasks}"
+        lines_path = path.with_suffix(".lines")
+        lines_path.write_bytes(b"\n".join(lines))
+        task = Task(
+            self._tasks, str(lines_path), str(path.with_suffix(".records")), job.where,
+            layout, job.template, first_line, first_ordinal, *ends,
+        )  # fmt: skip
+        worker = self._workers[self._tasks % len(self._workers)]
+        worker.send(task, job.where)
+        return task, worker
 
-    A worker that died hears nothing: its error comes when its blob is read.
-    """
-    for job in assigned:
-        if job.size_sent or not job.spool.done or job.spool.error is not None:
-            continue
-        if job.worker.process.poll() is None:
-            with contextlib.suppress(OSError):
-                job.worker.outbox.send(("size", job.job_id, job.spool.size))
-        job.size_sent = True
+    def _collect(self, task: Task, worker: _Worker) -> EncodedRows:
+        """A task's records, once its worker is done.
 
-
-def _records(current: _Assigned, assigned: deque[_Assigned]) -> Iterator[EncodedRows]:
-    """The encoded records of ``current``'s blob, in order, as its worker sends them.
-
-    Raises:
-        BlobDataError, RecordValueError, ResourceLimitError: As the in-process route would.
-        WorkerError: The worker died, failed otherwise, or sent fewer lines than it counted.
-    """
-    worker, where, first = current.worker, current.where, 0
-    while True:
-        _announce_sizes(assigned)
-        if current.spool.error is not None:
-            raise current.spool.error
-        if not worker.inbox.poll(POLL_SECONDS) and worker.process.poll() is None:
-            continue
-        message = worker.receive(where)
-        if message[0] == "rows":
-            path, spans = Path(message[1]), array("q")
-            with path.open("rb") as records:
-                data = records.read(message[2])
-                spans.frombytes(records.read())
+        Raises:
+            BlobDataError, RecordValueError, ResourceLimitError: As the in-process route would.
+            WorkerError: The worker died or failed otherwise.
+        """
+        message = worker.receive(task.where)
+        if message[:2] == ("done", task.task_id):
+            path = Path(task.records_path)
+            data = path.read_bytes()
             path.unlink()
-            worker.send(("read", current.job_id), where)
-            rows = EncodedRows(data, spans, first)
-            first += len(rows)
-            yield rows
-        elif message[0] == "end":
-            if message[1] != first:
-                msg = f"{where}: a decode worker counted {message[1]} lines but sent {first}"
-                raise WorkerError(msg)
-            return
-        else:
-            kind, text = message[1], message[2]
-            raise _REPORTED.get(kind, WorkerError)(
-                text if kind in _REPORTED else f"{where}: {text}"
-            )
+            return EncodedRows(data, message[2], task.first_ordinal)
+        if message[0] == "error" and message[2] in _REPORTED:  # it names blob and line
+            raise _REPORTED[message[2]](message[3])
+        detail = message[3] if message[0] == "error" else f"out of step: {message!r}"
+        raise WorkerError(f"{task.where}: {detail}")

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     from tap_partner_billing.manifest import BlobRef, Manifest
     from tap_partner_billing.summary import StreamSummary
 
-    # The blobs to read, in manifest order → each blob's content, in that order.
-    BlobReader = Callable[[Sequence["BlobJob"]], Iterator["BlobContent"]]
+    # The blobs to read, in manifest order, and the ordinal of their first line → each
+    # blob's content, in that order.
+    BlobReader = Callable[[Sequence["BlobJob"], int], Iterator["BlobContent"]]
 
 TOMBSTONE_BLOCK = 1000
 
@@ -165,7 +166,7 @@ class PartitionWriter:
             for blob in remaining
         ]
         phase_started = self._clock()
-        for content in read_blobs(jobs):
+        for content in read_blobs(jobs, ordinal):
             where, blob, template = jobs[content.index]
             started, first = self._clock(), ordinal
             yield BlobStarted(blob.name)
@@ -175,11 +176,15 @@ class PartitionWriter:
                 if ledger.needs_high_water(last):  # rule 1
                     ledger.raise_high_water(last)
                     yield Checkpoint(close_batch_file=False)
-                block: Block = (
-                    EncodedBlock(self.layout, lines, ordinal)
-                    if isinstance(lines, EncodedRows)
-                    else LineBlock(where, self.layout, template, lines, line_number, ordinal)
-                )
+                block: Block
+                if isinstance(lines, EncodedRows):
+                    if lines.first_ordinal != ordinal:
+                        at = lines.first_ordinal
+                        msg = f"{where}: records encoded from ordinal {at}, not {ordinal}"
+                        raise ValueError(msg)
+                    block = EncodedBlock(self.layout, lines)
+                else:
+                    block = LineBlock(where, self.layout, template, lines, line_number, ordinal)
                 yield Rows(block)
                 line_number += len(lines)
                 ordinal += len(lines)

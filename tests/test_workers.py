@@ -5,33 +5,25 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from benchmarks.profiles import PROFILES
-from tap_partner_billing.blobs import Spool
-from tap_partner_billing.errors import PartnerBillingError, RecordValueError
-from tap_partner_billing.rows import (
-    LineBlock,
-    RowLayout,
-    encode_block,
-    encode_relative,
-)
+from tap_partner_billing.errors import BlobDataError, PartnerBillingError, RecordValueError
+from tap_partner_billing.manifest import BlobRef
+from tap_partner_billing.rows import LineBlock, RowLayout, encode_block
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams import BilledUsageStream
-from tap_partner_billing.workers import (
-    DecodeWorkers,
-    WorkerError,
-    _Assigned,
-    _records,
-    _Worker,
-)
+from tap_partner_billing.worker_process import Task, run_task
+from tap_partner_billing.workers import DecodeWorkers, WorkerError
+from tap_partner_billing.writer import BlobContent, BlobJob
 from tests.helpers import Export, base_config, gz_lines, run_tap
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from tests.helpers import FakeGraph
 
 KEYS = tuple(BilledUsageStream.declared_schema()["properties"])
@@ -45,28 +37,17 @@ def _lines(count: int, seed: int = 3) -> list[bytes]:
     return list(iter_usage_lines(LineSpec(seed, "202609", "G000000001", "USD", "full"), count))
 
 
-@pytest.mark.parametrize("shift", [0, 1, 9, 990, 10**12])
-def test_renumbered_records_equal_records_encoded_with_their_ordinals(shift: int) -> None:
+def test_a_task_encodes_what_the_in_process_route_encodes(tmp_path: Path) -> None:
     lines = [*_lines(12), ODD, *_lines(3, seed=4)]
-    first_line = 990  # ordinals of the blob cross from three digits to four
-    relative = encode_relative(
-        LineBlock("w", LAYOUT, TEMPLATE, lines, first_line, first_line - 1), b"<", b">\n"
-    )
-    expected = encode_block(
-        LineBlock("w", LAYOUT, TEMPLATE, lines, first_line, first_line - 1 + shift), b"<", b">\n"
-    )
-    assert len(relative) == len(lines)
-    assert relative.with_ordinals(first_line - 1 + shift) == expected
-
-
-def test_a_layout_with_objects_after_the_ordinal_is_refused() -> None:
-    from tap_partner_billing.rows import LayoutError
-
-    keys = list(KEYS)
-    keys.remove("_extra_fields")
-    keys.append("_extra_fields")
-    with pytest.raises(LayoutError, match="_extra_fields must come before line_ordinal"):
-        RowLayout.build("usage", tuple(keys))
+    (tmp_path / "t.lines").write_bytes(b"\n".join(lines))
+    task = Task(
+        1, str(tmp_path / "t.lines"), str(tmp_path / "t.records"), "usage G1, blob b",
+        LAYOUT, TEMPLATE, 990, 10**12, b"<", b">\n",
+    )  # fmt: skip
+    assert run_task(task) == len(lines)
+    expected = encode_block(LineBlock("w", LAYOUT, TEMPLATE, lines, 990, 10**12), b"<", b">\n")
+    assert (tmp_path / "t.records").read_bytes() == expected
+    assert not (tmp_path / "t.lines").exists()
 
 
 def _served(graph: FakeGraph, bad_line: bytes | None = None) -> None:
@@ -140,21 +121,29 @@ def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming
 ) -> None:
     monkeypatch.setenv("TAP_PARTNER_BILLING_CLIENT_SECRET", "very-secret-value")
     before = _children()
-    worker = _Worker()
-    spool = Spool(str(tmp_path))
+    workers = DecodeWorkers(1)
+    workers.start(str(tmp_path))
     try:
-        environment = Path(f"/proc/{worker.process.pid}/environ").read_bytes()
+        [pid] = _children() - before
+        environment = Path(f"/proc/{pid}/environ").read_bytes()
         assert b"very-secret-value" not in environment
         assert b"PATH=" in environment
-        worker.process.kill()
-        current = _Assigned(0, spool, worker, 1, "usage G1, blob x.json.gz")
+        os.kill(pid, 9)
+
+        def inner(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
+            yield BlobContent(0, iter([_lines(3)]), lambda: 100)
+
+        job = BlobJob("usage G1, blob x.json.gz", BlobRef("x.json.gz"), TEMPLATE)
+        read = workers.reader(
+            inner, folder=str(tmp_path), layout=LAYOUT, encoding=lambda: (b"", b"")
+        )
+        [content] = read([job], 0)
         with pytest.raises(WorkerError, match=r"^usage G1, blob x\.json\.gz: a decode worker"):
-            next(_records(current, deque([current])))
+            list(content.blocks)
     finally:
-        worker.end(at_once=True)
-        worker.reap()
-        spool.remove()
+        workers.close(at_once=True)
     assert _children() == before
+    assert list(tmp_path.iterdir()) == []  # the tasks' folder is gone
 
 
 def test_no_worker_outlives_a_run_that_failed(graph: FakeGraph) -> None:
@@ -165,18 +154,18 @@ def test_no_worker_outlives_a_run_that_failed(graph: FakeGraph) -> None:
     assert _children() == before
 
 
-def test_workers_one_block_ahead_and_blobs_of_many_blocks(
+def test_workers_one_block_at_a_time_write_the_same_messages(
     graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[DecodeWorkers] = []
 
-    def small_credit(count: int) -> DecodeWorkers:
-        started.append(DecodeWorkers(count, max_unread=1))  # every block waits for the tap
+    def one_at_a_time(count: int) -> DecodeWorkers:
+        started.append(DecodeWorkers(count, window=1))  # each block waits for the one before
         return started[-1]
 
     _served(graph)
     in_process = _sync(workers=1)
-    monkeypatch.setattr("tap_partner_billing.run.DecodeWorkers", small_credit)
+    monkeypatch.setattr("tap_partner_billing.run.DecodeWorkers", one_at_a_time)
     assert _comparable(_sync(workers=3)) == _comparable(in_process)
     assert [workers.count for workers in started] == [3]
 
@@ -199,3 +188,20 @@ def test_a_failed_download_is_the_error_the_in_process_route_raises(graph: FakeG
         errors.append((type(raised.value), str(raised.value)))
     assert errors[0] == errors[1]
     assert "d.json.gz" in errors[1][1]
+
+
+def test_a_blob_cut_short_writes_what_the_in_process_route_writes_before_the_error(
+    graph: FakeGraph,
+) -> None:
+    whole = gz_lines(*(line.decode() for line in _lines(3000)))
+    graph.add("G000000001", Export({"a.json.gz": whole[: len(whole) * 2 // 3]}))
+    outcomes = []
+    for workers in (1, 2):
+        raw: list[str] = []
+        config = base_config(invoice_ids=["G000000001"], decode_workers=workers)
+        with pytest.raises(BlobDataError) as raised:
+            run_tap(config, raw=raw, streams=("billed_usage",))
+        outcomes.append((str(raised.value), _comparable(raw)))
+    assert "blob a.json.gz: gzip data is corrupt or truncated after line" in outcomes[1][0]
+    assert sum(m["type"] == "RECORD" for m in outcomes[1][1]) >= 1024  # blocks before it
+    assert outcomes[0] == outcomes[1]

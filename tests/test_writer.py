@@ -54,7 +54,7 @@ def _manifest(etag: str, blobs: int) -> Manifest:
 def _reader(blob_blocks: Sequence[Sequence[int]]) -> Any:  # noqa: ANN401 - a BlobReader
     """Blobs made of blocks of ``n`` placeholder lines (the writer never decodes a line)."""
 
-    def read(jobs: Sequence[BlobJob]) -> Iterator[BlobContent]:
+    def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
         todo = blob_blocks[len(blob_blocks) - len(jobs) :]  # the blobs not done yet
         for index, blocks in enumerate(todo):
             lines = iter([[b"{}"] * n for n in blocks])

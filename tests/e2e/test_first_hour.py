@@ -281,6 +281,13 @@ def test_record_counters_replication_and_summary_agree_with_the_output(
         "1 no data, 0 retired; " in result.stderr
     )
 
+    # Whatever the machine's cores: in-process, and with decode workers (direct route).
+    for workers in (1, 2):
+        routed = tap(sandbox, tmp_path, decode_workers=workers)
+        assert routed.returncode == 0, routed.stderr[-3000:]
+        assert record_counts(routed.stdout) == counts, workers
+        assert metric_counts(routed.stderr) == counts, workers
+
     batch = {"encoding": {"format": "jsonl"}, "storage": {"root": (tmp_path / "b").as_uri()}}
     batched = tap(sandbox, tmp_path, batch_config=batch)
     assert batched.returncode == 0, batched.stderr[-3000:]
