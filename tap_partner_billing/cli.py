@@ -143,8 +143,12 @@ def invoke(
         tap.preflight()
         try:
             tap.sync_all()
-        finally:
+        except BaseException:  # SIGTERM included: workers are not waited for
+            tap.run.close(at_once=True)
+            raise
+        else:
             tap.run.close()
+        finally:
             tap.log_summary()
 
 

@@ -54,11 +54,11 @@ class SyncRun:
         count = self._config.get("decode_workers") or default_worker_count()
         return DecodeWorkers(count) if count > 1 else None
 
-    def close(self) -> None:
-        """End what the run started (the decode workers)."""
+    def close(self, *, at_once: bool = False) -> None:
+        """End what the run started (the decode workers; killed ``at_once`` after an error)."""
         workers: DecodeWorkers | None = self.__dict__.get("decode_workers")
         if workers is not None:
-            workers.close()
+            workers.close(at_once=at_once)
 
     @cached_property
     def catalogue(self) -> InvoiceCatalogue:

@@ -47,6 +47,7 @@ class Task:
     template: tuple[Any, ...]
     first_line: int
     first_ordinal: int
+    count: int  # lines in the file (the tap checks the worker encoded as many)
     head: bytes
     tail: bytes
 

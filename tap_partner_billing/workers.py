@@ -175,6 +175,7 @@ class DecodeWorkers:
         self._workers: list[_Worker] = []
         self._tasks = 0
         self._folder: Path | None = None
+        self._parent: str | None = None  # where the tasks' folder is made
         self._finalizer: weakref.finalize[Any, DecodeWorkers] | None = None
 
     def start(self, folder: str | None = None) -> None:
@@ -210,9 +211,9 @@ class DecodeWorkers:
 
         ``encoding`` gives the head and tail of a blob's records (``RecordSink.encoding``).
         """
+        self._parent = folder
 
         def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
-            self.start(folder)
             ordinal = [first_ordinal]  # of the next block: ordinals run on across blobs
             for content in inner(jobs, first_ordinal):
                 head, tail = encoding()
@@ -231,6 +232,7 @@ class DecodeWorkers:
         ordinal: list[int],
     ) -> Iterator[EncodedRows]:
         """The records of one blob's blocks, in order, each block encoded by a worker."""
+        self.start(self._parent)
         pending: deque[tuple[Task, _Worker]] = deque()
         failure: Exception | None = None
         line, finished = 1, False
@@ -279,7 +281,7 @@ class DecodeWorkers:
         lines_path.write_bytes(b"\n".join(lines))
         task = Task(
             self._tasks, str(lines_path), str(path.with_suffix(".records")), job.where,
-            layout, job.template, first_line, first_ordinal, *ends,
+            layout, job.template, first_line, first_ordinal, len(lines), *ends,
         )  # fmt: skip
         worker = self._workers[self._tasks % len(self._workers)]
         worker.send(task, job.where)
@@ -293,12 +295,14 @@ class DecodeWorkers:
             WorkerError: The worker died or failed otherwise.
         """
         message = worker.receive(task.where)
-        if message[:2] == ("done", task.task_id):
+        if message[:3] == ("done", task.task_id, task.count):
             path = Path(task.records_path)
             data = path.read_bytes()
             path.unlink()
-            return EncodedRows(data, message[2], task.first_ordinal)
-        if message[0] == "error" and message[2] in _REPORTED:  # it names blob and line
-            raise _REPORTED[message[2]](message[3])
-        detail = message[3] if message[0] == "error" else f"out of step: {message!r}"
-        raise WorkerError(f"{task.where}: {detail}")
+            return EncodedRows(data, task.count, task.first_ordinal)
+        if message[:2] == ("error", task.task_id):
+            if message[2] in _REPORTED:  # the message names blob and line, as in-process
+                raise _REPORTED[message[2]](message[3])
+            raise WorkerError(f"{task.where}: {message[3]}")
+        msg = f"{task.where}: a decode worker is out of step (task {task.task_id}: {message[:3]!r})"
+        raise WorkerError(msg)

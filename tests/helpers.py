@@ -72,6 +72,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
         "currency_codes": ["USD"],
         "poll_interval_seconds": 5,
         "max_parallel_downloads": 2,
+        "decode_workers": 2,  # the worker route whatever the machine (tests of 1 say so)
     }
     config.update(overrides)
     return config

@@ -25,10 +25,16 @@ LINES = [
 LINE = LINES[0][:-1] + ', "SomeNewField": 1.25}'  # a key the schema does not know yet
 
 # The suite warns about schema columns no sample record fills; here that is the tombstone
-# column (_sdc_deleted_at), which only appears when data shrinks.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Fields in transformed catalog but not in records:UserWarning"
-)
+# column (_sdc_deleted_at), which only appears when data shrinks. Its attribute tests warn
+# "No records were available to test" for that column too: raised as an error only for the
+# first such test a process runs (which one depends on pytest-xdist's distribution), so
+# ignored here; a stream with no records at all still fails its own test.
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Fields in transformed catalog but not in records:UserWarning"
+    ),
+    pytest.mark.filterwarnings("ignore:No records were available to test:UserWarning"),
+]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import pytest
 from benchmarks.profiles import PROFILES
 from tap_partner_billing.errors import BlobDataError, PartnerBillingError, RecordValueError
 from tap_partner_billing.manifest import BlobRef
-from tap_partner_billing.rows import LineBlock, RowLayout, encode_block
+from tap_partner_billing.rows import EncodedRows, LineBlock, RowLayout, encode_block
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams import BilledUsageStream
 from tap_partner_billing.worker_process import Task, run_task
@@ -42,7 +43,7 @@ def test_a_task_encodes_what_the_in_process_route_encodes(tmp_path: Path) -> Non
     (tmp_path / "t.lines").write_bytes(b"\n".join(lines))
     task = Task(
         1, str(tmp_path / "t.lines"), str(tmp_path / "t.records"), "usage G1, blob b",
-        LAYOUT, TEMPLATE, 990, 10**12, b"<", b">\n",
+        LAYOUT, TEMPLATE, 990, 10**12, len(lines), b"<", b">\n",
     )  # fmt: skip
     assert run_task(task) == len(lines)
     expected = encode_block(LineBlock("w", LAYOUT, TEMPLATE, lines, 990, 10**12), b"<", b">\n")
@@ -205,3 +206,27 @@ def test_a_blob_cut_short_writes_what_the_in_process_route_writes_before_the_err
     assert "blob a.json.gz: gzip data is corrupt or truncated after line" in outcomes[1][0]
     assert sum(m["type"] == "RECORD" for m in outcomes[1][1]) >= 1024  # blocks before it
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_reader_stopped_part_way_kills_its_workers_and_removes_their_files(
+    tmp_path: Path,
+) -> None:
+    before = _children()
+    workers = DecodeWorkers(2)
+
+    def inner(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
+        yield BlobContent(0, iter([_lines(50)] * 6), lambda: 100)
+
+    ends = (b"<", b">\n")
+    read = workers.reader(inner, folder=str(tmp_path), layout=LAYOUT, encoding=lambda: ends)
+    job = BlobJob("usage G1, blob x.json.gz", BlobRef("x.json.gz"), TEMPLATE)
+    content = next(read([job], 7))
+    first = next(content.blocks)
+    assert isinstance(first, EncodedRows)
+    assert (len(first), first.first_ordinal) == (50, 7)
+    assert len(_children() - before) == 2
+    blocks = content.blocks
+    assert isinstance(blocks, Generator)
+    blocks.close()
+    assert _children() == before  # killed at once, not left for the run's end
+    assert list(tmp_path.iterdir()) == []
