@@ -259,7 +259,7 @@ class ExportStream(SeamStream):
         assert sink is not None  # noqa: S101 - for mypy: open_sink() just set it
         workers = self.run.decode_workers if sink.mode != "sdk" else None
         if workers is not None:
-            workers.start(self.services.blobs.spool_dir)
+            workers.start()
         return sink, workers
 
     def _blob_reader(self, urls: BlobUrls) -> BlobReader:
@@ -274,9 +274,7 @@ class ExportStream(SeamStream):
         )
         if workers is None:
             return reader
-        return workers.reader(
-            reader, folder=services.blobs.spool_dir, layout=self.layout, encoding=sink.encoding
-        )
+        return workers.reader(reader, layout=self.layout, encoding=sink.encoding)
 
     def _sas_renewal(self, result: ExportResult, label: str) -> Callable[[], Manifest] | None:
         """How to get a fresh SAS for ``result``'s manifest: read its operation again."""

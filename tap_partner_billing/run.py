@@ -52,7 +52,9 @@ class SyncRun:
     def decode_workers(self) -> DecodeWorkers | None:
         """The run's decode worker processes (``None``: decode in this process)."""
         count = self._config.get("decode_workers") or default_worker_count()
-        return DecodeWorkers(count) if count > 1 else None
+        if count <= 1:
+            return None
+        return DecodeWorkers(count, folder=self.services.blobs.spool_dir)
 
     def close(self, *, at_once: bool = False) -> None:
         """End what the run started (the decode workers; killed ``at_once`` after an error)."""

@@ -169,25 +169,22 @@ class DecodeWorkers:
     are out at once (their files are the disk it takes).
     """
 
-    def __init__(self, count: int, *, window: int | None = None) -> None:
+    def __init__(self, count: int, *, folder: str | None = None, window: int | None = None) -> None:
         self.count = count
         self.window = window or 2 * count
+        self._parent = folder  # where the tasks' folder is made: the run's spool folder
         self._workers: list[_Worker] = []
         self._tasks = 0
         self._folder: Path | None = None
-        self._parent: str | None = None  # where the tasks' folder is made
         self._finalizer: weakref.finalize[Any, DecodeWorkers] | None = None
 
-    def start(self, folder: str | None = None) -> None:
-        """Start the processes now (they import while the export runs), if not yet running.
-
-        ``folder`` holds the tasks' files (the run's spool folder; else a temporary one).
-        """
+    def start(self) -> None:
+        """Start the processes now (they import while the export runs), if not yet running."""
         if not self._workers:
             self._workers = [_Worker() for _ in range(self.count)]
             self._finalizer = weakref.finalize(self, _stop_all, self._workers, at_once=False)
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="decode-", dir=folder))
+            self._folder = Path(tempfile.mkdtemp(prefix="decode-", dir=self._parent))
 
     def close(self, *, at_once: bool = False) -> None:
         """End the workers and remove their files (a later partition starts new ones)."""
@@ -203,7 +200,6 @@ class DecodeWorkers:
         self,
         inner: BlobReader,
         *,
-        folder: str | None,
         layout: RowLayout,
         encoding: Callable[[], tuple[bytes, bytes]],
     ) -> BlobReader:
@@ -211,7 +207,6 @@ class DecodeWorkers:
 
         ``encoding`` gives the head and tail of a blob's records (``RecordSink.encoding``).
         """
-        self._parent = folder
 
         def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
             ordinal = [first_ordinal]  # of the next block: ordinals run on across blobs
@@ -232,7 +227,7 @@ class DecodeWorkers:
         ordinal: list[int],
     ) -> Iterator[EncodedRows]:
         """The records of one blob's blocks, in order, each block encoded by a worker."""
-        self.start(self._parent)
+        self.start()
         pending: deque[tuple[Task, _Worker]] = deque()
         failure: Exception | None = None
         line, finished = 1, False

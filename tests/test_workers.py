@@ -116,14 +116,13 @@ def _children() -> set[int]:
     return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
 def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming_the_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TAP_PARTNER_BILLING_CLIENT_SECRET", "very-secret-value")
     before = _children()
-    workers = DecodeWorkers(1)
-    workers.start(str(tmp_path))
+    workers = DecodeWorkers(1, folder=str(tmp_path))
+    workers.start()
     try:
         [pid] = _children() - before
         environment = Path(f"/proc/{pid}/environ").read_bytes()
@@ -135,9 +134,7 @@ def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming
             yield BlobContent(0, iter([_lines(3)]), lambda: 100)
 
         job = BlobJob("usage G1, blob x.json.gz", BlobRef("x.json.gz"), TEMPLATE)
-        read = workers.reader(
-            inner, folder=str(tmp_path), layout=LAYOUT, encoding=lambda: (b"", b"")
-        )
+        read = workers.reader(inner, layout=LAYOUT, encoding=lambda: (b"", b""))
         [content] = read([job], 0)
         with pytest.raises(WorkerError, match=r"^usage G1, blob x\.json\.gz: a decode worker"):
             list(content.blocks)
@@ -160,8 +157,8 @@ def test_workers_one_block_at_a_time_write_the_same_messages(
 ) -> None:
     started: list[DecodeWorkers] = []
 
-    def one_at_a_time(count: int) -> DecodeWorkers:
-        started.append(DecodeWorkers(count, window=1))  # each block waits for the one before
+    def one_at_a_time(count: int, *, folder: str | None) -> DecodeWorkers:
+        started.append(DecodeWorkers(count, folder=folder, window=1))  # one block at a time
         return started[-1]
 
     _served(graph)
@@ -212,13 +209,13 @@ def test_a_reader_stopped_part_way_kills_its_workers_and_removes_their_files(
     tmp_path: Path,
 ) -> None:
     before = _children()
-    workers = DecodeWorkers(2)
+    workers = DecodeWorkers(2, folder=str(tmp_path))
 
     def inner(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
         yield BlobContent(0, iter([_lines(50)] * 6), lambda: 100)
 
     ends = (b"<", b">\n")
-    read = workers.reader(inner, folder=str(tmp_path), layout=LAYOUT, encoding=lambda: ends)
+    read = workers.reader(inner, layout=LAYOUT, encoding=lambda: ends)
     job = BlobJob("usage G1, blob x.json.gz", BlobRef("x.json.gz"), TEMPLATE)
     content = next(read([job], 7))
     first = next(content.blocks)
