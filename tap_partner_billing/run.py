@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.catalogue import InvoiceCatalogue
 from tap_partner_billing.checks import invoice_list_warnings
+from tap_partner_billing.planner import refresh_warnings
 from tap_partner_billing.services import Services, build_services
 from tap_partner_billing.summary import StreamSummary
 from tap_partner_billing.workers import DecodeWorkers, default_worker_count
@@ -65,7 +66,11 @@ class SyncRun:
     @cached_property
     def catalogue(self) -> InvoiceCatalogue:
         """The invoice list read once (when discovery is on) and what it means for the run."""
-        return InvoiceCatalogue.from_settings(self._read_invoice_list(), self._config)
+        catalogue = InvoiceCatalogue.from_settings(self._read_invoice_list(), self._config)
+        refresh = self._config.get("refresh_invoice_ids") or []
+        for warning in refresh_warnings(refresh, catalogue.billed_invoice_ids):
+            self._logger.warning("%s", warning)
+        return catalogue
 
     def _read_invoice_list(self) -> list[Invoice] | None:
         """Partner Center's invoice list, its count and warnings logged (None: discovery off)."""

@@ -92,6 +92,17 @@ SETTINGS = th.PropertiesList(
         default=[],
     ),
     _setting(
+        "refresh_invoice_ids",
+        th.ArrayType(th.StringType(pattern=INVOICE_ID_PATTERN)),
+        "Refresh invoice IDs",
+        "Invoice numbers whose billed exports are asked for again on every run while listed "
+        "here, even when already synced or remembered as having no data (e.g. after Microsoft "
+        "re-issued an invoice). Rows are emitted again only when the data changed (eTag). "
+        "Only documents the run exports count: below a coverage floor, name it in "
+        "invoice_ids too. See docs/coverage-and-refresh.md.",
+        default=[],
+    ),
+    _setting(
         "discover_invoices",
         th.BooleanType,
         "Discover invoices",
@@ -223,7 +234,7 @@ def settings_problems(config: Mapping[str, Any]) -> list[str]:
     for name in ("tenant_id", "client_id"):
         if not str(config.get(name, "")).strip():
             problems.append(f"{name} is empty")
-    for name in ("invoice_ids", "billing_periods", "currency_codes"):
+    for name in ("invoice_ids", "refresh_invoice_ids", "billing_periods", "currency_codes"):
         values = config.get(name) or []
         if isinstance(values, list) and len(set(map(str, values))) != len(values):
             problems.append(f"{name} lists a value twice")

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_partner_billing.client import ExportStream
 from tap_partner_billing.export import ExportRequest
 from tap_partner_billing.invoices import shift_month
 from tap_partner_billing.ledger import Ledger
+from tap_partner_billing.planner import (
+    BilledPlanner,
+    Decision,
+    Plan,
+    billed_documents,
+    floor_warning,
+    forget_no_data,
+    skipped_lines,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,33 +69,46 @@ class BilledUsageStream(ExportStream):
     identity_properties = ("invoice_id", "attribute_set")
     primary_keys: ClassVar[list[str]] = ["invoice_id", "attribute_set", "line_ordinal"]
 
+    @cached_property
+    def planner(self) -> BilledPlanner:
+        """This run's decisions for this dataset (see ``planner.py``)."""
+        return BilledPlanner(
+            self.dataset,
+            today=self.services.calendar(),
+            recheck_months=int(self.config["recheck_months"]),
+            refresh_ids=frozenset(self.config.get("refresh_invoice_ids") or ()),
+        )
+
+    @cached_property
+    def plans(self) -> dict[str, Plan]:
+        """Invoice id → its plan at the start of the run; the skipped are logged once here."""
+        attribute_set = self.config["attribute_set"]
+        saved = self.tap_state.get("bookmarks", {}).get(self.name, {}).get("partitions") or []
+        bookmarks = {
+            p["context"].get("invoice_id"): p
+            for p in saved
+            if p.get("context", {}).get("attribute_set") == attribute_set
+        }
+        plans = {
+            doc.invoice_id: self.planner.plan(doc, bookmarks.get(doc.invoice_id, {}))
+            for doc in billed_documents(self.run.catalogue)
+        }
+        for level, line in skipped_lines(self.name, self.dataset, plans.values()):
+            self.logger.log(level, "%s", line)
+        return plans
+
     @property
     def partitions(self) -> list[dict[str, Any]]:
-        """One partition per invoice: explicit ``invoice_ids`` and discovered invoices."""
+        """One partition per invoice the floors leave: explicit ids and discovered ones."""
         attribute_set = self.config["attribute_set"]
         return [
             {"invoice_id": invoice_id, "attribute_set": attribute_set}
-            for invoice_id in self.run.catalogue.billed_invoice_ids
+            for invoice_id, plan in self.plans.items()
+            if plan.decision is not Decision.BELOW_FLOOR
         ]
 
-    def _is_recent(self, invoice_id: str, state: dict[str, Any]) -> bool:
-        """Whether the invoice's billing month is within ``recheck_months`` of today."""
-        months = int(self.config["recheck_months"])
-        if months == 0:
-            return False
-        month = state.get("billing_month") or self.run.catalogue.month_of(invoice_id)
-        if not month:
-            return False
-        this_month = self.services.calendar().strftime("%Y%m")
-        return str(month) >= shift_month(this_month, -months)
-
-    def _note_type(self, invoice_id: str) -> str | None:
-        """The document type of a usage partition's credit/adjustment note (else None)."""
-        kind = self.run.catalogue.document_type_of(invoice_id)
-        return None if self.dataset != "usage" or kind.lower() == "invoice" else kind
-
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Export one invoice unless it was emitted completely before and is not recent."""
+        """Export one invoice unless its plan says not to (settled, or remembered no data)."""
         if context is None:  # the SDK passes None when there are no partitions
             self.logger.info("%s: no invoices to export", self.name)
             return
@@ -94,7 +118,8 @@ class BilledUsageStream(ExportStream):
         state = self.get_context_state(context)
         ledger = Ledger(state, label)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
-        if not pending and self._is_settled(invoice_id, state, label):
+        plan = self.planner.plan(self.plans[invoice_id].document, state)
+        if not self._asks(plan, state, label):
             self.summary.not_rechecked += 1
             return
         request = ExportRequest(
@@ -102,49 +127,54 @@ class BilledUsageStream(ExportStream):
         )
         result = self.run_export(request, pending, "export")
         if result.manifest is None:
-            self._no_data(invoice_id, state, label)
+            self._no_data(plan, state, label, result.message)
         else:
+            forget_no_data(state)
             yield from self._sync_invoice(result, result.manifest, ledger, context, label)
         pending.clear()
         self.checkpoint()
 
-    def _is_settled(self, invoice_id: str, state: dict[str, Any], label: str) -> bool:
-        """Whether the saved state says not to ask Graph again (and log why, or why it asks)."""
-        if state.get("no_usage"):
+    def _asks(self, plan: Plan, state: dict[str, Any], label: str) -> bool:
+        """Whether to ask Graph, saying why (a remembered 'no data' was said at the start)."""
+        if plan.decision is Decision.SETTLED:
+            self.logger.info("%s: %s; no export requested", label, plan.why)
+            return False
+        if plan.decision is not Decision.EXPORT:
+            self.logger.debug("%s: not asked again: %s", label, plan.why)
+            return False
+        if plan.floor_overridden:
+            self.logger.warning("%s: %s", label, floor_warning(plan, self.dataset))
+        if plan.refresh:
             self.logger.info(
-                "%s: documentType %s has no usage (its export answered 'no data' before); "
-                "not asked again",
+                "%s: refresh_invoice_ids names it: asking Graph again (rows are emitted only "
+                "if the data changed)",
                 label,
-                state["no_usage"],
             )
-            return True
-        if "etag" not in state or "progress" in state:
-            return False  # never completed, or stopped halfway: export
-        if not self._is_recent(invoice_id, state):
-            self.logger.info(
-                "%s: already synced (eTag %s, %s lines); no export requested",
-                label,
-                state["etag"],
-                state.get("line_count"),
+            forget_no_data(state)
+        else:  # a re-check of an exported invoice is worth a line; a first export is not
+            self.logger.log(
+                logging.INFO if "etag" in state else logging.DEBUG, "%s: %s", label, plan.why
             )
-            return True
-        self.logger.info(
-            "%s: billing month %s is recent; checking for re-issued data",
-            label,
-            state.get("billing_month"),
-        )
-        return False
+        return True
 
-    def _no_data(self, invoice_id: str, state: dict[str, Any], label: str) -> None:
-        """The export answered 5000: remembered for a note (which never has usage), else not.
+    def _no_data(self, plan: Plan, state: dict[str, Any], label: str, message: str) -> None:
+        """The export answered 5000: remembered when asking again cannot help, else not.
 
-        "No data available" is not "done" for an invoice: billed data lags about a day.
+        "No data available" is not "done" for a recent invoice: billed data lags about a day.
         """
         self.summary.no_data += 1
-        note = self._note_type(invoice_id)
-        if note is not None:
-            state["no_usage"] = note
-            self.logger.info("%s: documentType %s has no usage; not asked again", label, note)
+        at = self.services.calendar().isoformat()
+        memory = self.planner.no_data_memory(plan.document, state, message, at)
+        if memory is None:
+            return
+        state["no_data"] = memory
+        self.logger.log(
+            logging.INFO if plan.document.is_note else logging.WARNING,
+            "%s: answered 5000 and %s: remembered in its bookmark as having no data, not "
+            "asked again (refresh_invoice_ids asks again)",
+            label,
+            memory["why"],
+        )
 
     def _sync_invoice(
         self,
