@@ -137,11 +137,13 @@ class BilledPlanner:
         remembered = None if asked else remembered_no_data(bookmark)
         if remembered is not None:
             return Plan(document, Decision.NO_DATA, remembered, month)
-        why = self._why_export(bookmark, month, refresh=refresh)
-        if why is None:
-            why = f"already synced (eTag {bookmark['etag']}, {bookmark.get('line_count')} lines)"
-            return Plan(document, Decision.SETTLED, why, month)
-        return Plan(document, Decision.EXPORT, why, month, refresh, floor_overridden=below)
+        reason = self._why_export(bookmark, month, refresh=refresh)
+        if reason is None:
+            settled = (
+                f"already synced (eTag {bookmark['etag']}, {bookmark.get('line_count')} lines)"
+            )
+            return Plan(document, Decision.SETTLED, settled, month)
+        return Plan(document, Decision.EXPORT, reason, month, refresh, floor_overridden=below)
 
     def _why_export(
         self, bookmark: Mapping[str, Any], month: str | None, *, refresh: bool
