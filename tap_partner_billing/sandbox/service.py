@@ -34,6 +34,10 @@ BILLING = "/v1.0/reports/partners/billing"
 PARTNER_TENANT = "c0c0c0c0-0000-4000-8000-00000000de00"
 _INVOICE = re.compile(r"^[A-Z][A-Z0-9]{5,19}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# The first billing month Graph's billed export serves, per dataset (Partner Center: usage v2
+# from September 2022, invoice reconciliation v2 from February 2024). An older invoice is
+# accepted (202), and its operation fails with 5000, every time. Spelled here, not imported.
+COVERAGE_FROM = {"usage": "202209", "reconciliation": "202402"}
 
 
 @dataclass
@@ -81,7 +85,11 @@ class Sandbox:
         self, invoice: str, attribute_set: str, dataset: str = "usage"
     ) -> tuple[str, ...] | None:
         spec = self.config.invoices.get(invoice)
-        if spec is None or (dataset == "usage" and spec.document_type != "invoice"):
+        if (
+            spec is None
+            or (dataset == "usage" and spec.document_type != "invoice")
+            or spec.billing_month < COVERAGE_FROM[dataset]
+        ):
             return None
         return (f"{dataset}/billed", invoice, attribute_set)
 

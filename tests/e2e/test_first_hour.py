@@ -231,8 +231,9 @@ def last_state(stdout: str) -> dict[str, Any]:
 def test_a_credit_note_is_asked_for_usage_once(sandbox: SandboxServer, tmp_path: Path) -> None:
     first = tap(sandbox, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "G000000003 (full): documentType adjustment_note has no usage; not asked" in (
-        first.stderr
+    assert (
+        "G000000003 (full): answered 5000 and documentType adjustment_note has no usage: "
+        "remembered in its bookmark as having no data, not asked again" in first.stderr
     )
     state = tmp_path / "state.json"
     state.write_text(json.dumps(last_state(first.stdout)), encoding="utf-8")
@@ -247,7 +248,11 @@ def test_a_credit_note_is_asked_for_usage_once(sandbox: SandboxServer, tmp_path:
     ]
     assert len(usage_asks) == 1
     assert "G000000002" in asked  # the second run did ask Graph (a recent invoice)
-    assert "has no usage (its export answered 'no data' before); not asked again" in (second.stderr)
+    assert (
+        "billed_usage: 1 document(s) not asked again: their exports answered 5000 (no data) "
+        "when asking again could not help: G000000003; refresh_invoice_ids asks again"
+        in second.stderr
+    )
 
 
 def metric_counts(stderr: str) -> dict[str, int]:
