@@ -21,8 +21,8 @@ class StreamSummary:
     A partition is one invoice (billed) or one absolute billing month of a currency
     (unbilled). *Exported*: its lines were emitted; *unchanged*: the export matched the
     bookmark, nothing downloaded; *not re-checked*: bookmarked and older than
-    ``recheck_months``, no request; *no data*: the operation answered 5000; *retired*: an
-    invoiced month whose keys were all tombstoned.
+    ``recheck_months``, or remembered as having no data, no request; *no data*: the operation
+    answered 5000; *retired*: an invoiced month whose keys were all tombstoned.
 
     *Records* and *tombstones* count the lines and retired keys the tap handed to its output;
     on the SDK's route a stream map's ``__filter__`` may still drop some of them (the SDK's

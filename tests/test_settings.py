@@ -85,6 +85,17 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("empty tenant", {"tenant_id": " "}, "tenant_id is empty"),
     ("missing client id", {"client_id": None}, "client_id"),
     ("malformed invoice id", {"invoice_ids": ["G-1"]}, "G-1"),
+    (
+        "malformed refresh id",
+        {"refresh_invoice_ids": ["G000000001", "g16907411"]},
+        "'g16907411' does not match '^[A-Z][A-Z0-9]{5,19}$' in config['refresh_invoice_ids'][1]",
+    ),
+    ("refresh ids not a list", {"refresh_invoice_ids": "G000000001"}, "refresh_invoice_ids"),
+    (
+        "refresh id twice",
+        {"refresh_invoice_ids": ["G000000001", "G000000001"]},
+        "refresh_invoice_ids lists a value twice",
+    ),
     ("malformed currency", {"currency_codes": ["US"]}, "'US' does not match"),
     ("unknown billing period", {"billing_periods": ["previous"]}, "previous"),
     (

@@ -127,7 +127,7 @@ def test_floors_remembered_5000s_and_refresh_over_two_runs(
     sb.reissue_invoice(SETTLED, lines=18)
     caplog.clear()
     posts = len(sb.faults.requests("export"))
-    second = sync(server, first.state, refresh_invoice_ids=[SETTLED, BETWEEN])
+    second = sync(server, first.state, refresh_invoice_ids=[SETTLED, BETWEEN, "G000000999"])
     # The old 5000s are not asked again; the refreshed and the recent invoices are.
     assert asked(sb, posts) == {
         ("usage", SETTLED): 1,
@@ -155,3 +155,4 @@ def test_floors_remembered_5000s_and_refresh_over_two_runs(
         f"billed_reconciliation: refresh_invoice_ids names {BETWEEN}, but its billing month "
         "2023-06 is before 2024-02" in logged
     )
+    assert "refresh_invoice_ids: G000000999 is not a document this run exports" in logged
