@@ -87,7 +87,9 @@ class BilledUsageStream(ExportStream):
         bookmarks = {
             p["context"].get("invoice_id"): p
             for p in saved
-            if p.get("context", {}).get("attribute_set") == attribute_set
+            if isinstance(p, dict)
+            and isinstance(p.get("context"), dict)
+            and p["context"].get("attribute_set") == attribute_set
         }
         plans = {
             doc.invoice_id: self.planner.plan(doc, bookmarks.get(doc.invoice_id, {}))
