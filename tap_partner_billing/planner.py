@@ -43,6 +43,7 @@ DATASET_NAMES: Mapping[str, str] = {
 MIN_NO_DATA_WINDOW_MONTHS = 1
 NO_DATA_KEYS = ("no_data", "no_usage")  # no_usage: what bookmarks of 0.x releases hold
 MAX_NO_DATA_MESSAGE_CHARS = 200
+MAX_IDS_LOGGED = 20  # per once-a-run line
 INVOICE = "invoice"
 
 
@@ -274,9 +275,6 @@ def refresh_warnings(refresh_ids: Iterable[str], exported: Iterable[str]) -> lis
         for invoice_id in refresh_ids
         if invoice_id not in chosen
     ]
-
-
-MAX_IDS_LOGGED = 20
 
 
 def _ids(plans: list[Plan]) -> str:
