@@ -18,7 +18,8 @@ import responses
 from tap_partner_billing.services import build_services
 from tap_partner_billing.tap import TapPartnerBilling
 
-DATA = Path(__file__).parent / "data"
+# Microsoft's documented responses (and one observed manifest); its README names each source.
+DATA = Path(__file__).resolve().parents[1] / "tap_partner_billing" / "sandbox" / "microsoft"
 LOGIN = "https://login.test"
 GRAPH = "https://graph.test/v1.0"
 BLOBS = "https://blobs.test"
@@ -30,7 +31,7 @@ TODAY = datetime(2026, 11, 15, tzinfo=timezone.utc)  # the fixtures' months are 
 
 
 def load_json(name: str) -> Any:  # noqa: ANN401
-    """A JSON fixture from tests/data."""
+    """A JSON fixture from the documented responses (``DATA``)."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
