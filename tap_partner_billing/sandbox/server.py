@@ -282,7 +282,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 "token",
                 400,
-                {"error": "invalid_scope", "error_description": "AADSTS70011: invalid scope."},
+                {
+                    "error": "invalid_scope",
+                    "error_description": (
+                        "AADSTS70011: The provided value for the input parameter 'scope' is "
+                        f"not valid. The scope {form.get('scope', '')} is not valid."
+                    ),
+                },
             )
             return
         token, lifetime = issued
