@@ -170,13 +170,15 @@ def list_documents(items: Iterable[tuple[object, str]]) -> list[Invoice]:
         copies = _copies(item, where)
         top.setdefault(copies[0].id, copies[0])
         listed.extend(copies)
+    amended: dict[str, str] = {}  # id → what the first copy that names one says it amends
+    for copy in listed:
+        if copy.amends_of and copy.amends_of != copy.id:
+            amended.setdefault(copy.id, copy.amends_of)
     documents: dict[str, Invoice] = {}
     for copy in listed:
         if copy.id not in documents:
             chosen = top.get(copy.id, copy)
-            documents[copy.id] = (
-                replace(chosen, amends_of=copy.amends_of) if not chosen.amends_of else chosen
-            )
+            documents[copy.id] = replace(chosen, amends_of=chosen.amends_of or amended.get(copy.id))
     return [replace(d, billing_month=_billing_month(d, documents)) for d in documents.values()]
 
 

@@ -63,10 +63,13 @@ def test_a_document_listed_nested_and_at_top_level_is_one_with_the_top_level_fie
             ({"id": "G3", "invoiceDate": "2026-03-01T00:00:00Z"}, "p1"),
             ({"id": "G2", "invoiceDate": "2026-03-02T00:00:00Z", "totalCharges": 2}, "p2"),
             ({"id": "G1", "invoiceDate": "2026-04-01T00:00:00Z"}, "p2"),  # a page repeated
+            ({"id": "G5", "invoiceDate": "2026-05-01T00:00:00Z", "amendments": ["G3"]}, "p3"),
         ]
     )
-    assert [d.id for d in documents] == ["G1", "G2", "G3"]  # where first listed
+    assert [d.id for d in documents] == ["G1", "G2", "G3", "G5"]  # where first listed
     by_id = {d.id: d for d in documents}
+    assert by_id["G3"].amends_of == "G5"  # nested only after its top-level copy
+    assert by_id["G3"].billing_month == "202604"  # G5's month
     assert by_id["G2"].total_charges == "2"  # the top-level copy's fields
     assert by_id["G2"].amends_of == "G1"  # what the nesting says, as the copy names none
     assert by_id["G1"].invoice_date == "2026-03-01T00:00:00+00:00"  # the first top-level copy
