@@ -26,6 +26,7 @@ def _documents(*items: dict[str, Any]) -> dict[str, Any]:
     return {d.id: d for d in list_documents((item, f"item {n}") for n, item in enumerate(items))}
 
 
+@pytest.mark.contract
 @responses.activate
 def test_the_documented_list_is_read_as_documents_across_its_offset_pages() -> None:
     responses.get(
@@ -115,3 +116,22 @@ def test_a_next_link_asking_again_for_a_page_already_read_is_refused() -> None:
     with pytest.raises(ServiceError, match=r"page 3: the next link asks for a page already"):
         _client().list_invoices()
     assert len(responses.calls) == 2
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("uri", "second"),
+    [
+        pytest.param("/invoices?size=2&offset=2", f"{LIST}?size=2&offset=2", id="documented"),
+        pytest.param("invoices?size=2&offset=2", f"{LIST}?size=2&offset=2", id="no-slash"),
+        pytest.param("/v1/invoices?offset=2", f"{LIST}?offset=2", id="v1-not-doubled"),
+        pytest.param(f"{LIST}?offset=2", f"{LIST}?offset=2", id="absolute-same-origin"),
+    ],
+)
+def test_a_next_link_is_resolved_under_the_v1_root_of_partner_center_url(
+    uri: str, second: str
+) -> None:
+    responses.get(second, json={"items": [{"id": "G2"}]})
+    responses.get(LIST, json={"items": [{"id": "G1"}], "links": {"next": {"uri": uri}}})
+    assert [d.id for d in _client().list_invoices()] == ["G1", "G2"]
+    assert [c.request.url for c in responses.calls] == [LIST, second]
