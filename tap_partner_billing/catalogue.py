@@ -26,7 +26,8 @@ class InvoiceCatalogue:
     """The invoice list of a run and the answers the streams need from it.
 
     Attributes:
-        invoices: The list as Partner Center gave it, in its order; None when
+        invoices: The documents of Partner Center's list, each once (nested amendments
+            included, see ``invoices.list_documents``), in its order; None when
             ``discover_invoices`` is off (then only ``explicit_ids`` are exported and no
             month is known to be invoiced).
         explicit_ids: ``invoice_ids``: always exported.

@@ -1,4 +1,7 @@
-"""The ``invoices`` stream: the Partner Center invoice list, one record per invoice."""
+"""The ``invoices`` stream: the Partner Center invoice list, one record per document.
+
+Every document once, nested amendments included (``docs/invoices.md``).
+"""
 
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ class InvoicesStream(Stream):
         }
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Every invoice in the list read for this run."""
+        """Every document of the list read for this run."""
         del context
         invoices = self.run.catalogue.invoices
         if invoices is None:

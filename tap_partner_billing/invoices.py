@@ -4,6 +4,9 @@ Graph offers no invoice list (reference §7), so the billed exports learn their 
 from Partner Center, which wants a token of its own audience. The list is read once per run
 and shared: the ``invoices`` stream emits it, the billed streams export from it, and the
 unbilled streams use it to see that a month has been invoiced.
+
+The list is read as documents (``docs/invoices.md``): an amendment nested in its invoice's
+``amendments`` is a document of its own, and a document listed twice is one document.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,7 @@ from tap_partner_billing.errors import RecordValueError, ServiceError
 from tap_partner_billing.export import graph_error
 from tap_partner_billing.fields import to_datetime_text, to_decimal_text
 from tap_partner_billing.http import Outcome, RetryPolicy, classify, read_body, send
-from tap_partner_billing.urls import CheckedSession, UrlPolicy
+from tap_partner_billing.urls import CheckedSession, UrlPolicy, describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -50,10 +53,10 @@ class Invoice:
     currency_code: str | None
     total_charges: str | None  # exact decimal text
     paid_amount: str | None
-    amends_of: str | None
+    amends_of: str | None  # amendsOf, else the document whose amendments list it
     amendments: tuple[str, ...]
     details: str | None  # invoiceDetails as JSON text
-    billing_month: str | None  # YYYYMM, see _billing_month
+    billing_month: str | None  # YYYYMM, see _own_billing_month and list_documents
 
     @property
     def has_export_data(self) -> bool:
@@ -96,11 +99,12 @@ def _date_text(value: object) -> str:
     return to_datetime_text(value)
 
 
-def _billing_month(item: dict[str, Any]) -> str | None:
+def _own_billing_month(item: dict[str, Any]) -> str | None:
     """``YYYYMM`` of the billing period start, else the month before the invoice date.
 
     Read from the text as written, not shifted to UTC: a period that starts at local midnight
-    east of Greenwich is still that month.
+    east of Greenwich is still that month. An amendment without a period takes its amended
+    document's month instead when that is listed (:func:`list_documents`).
     """
     start = _MONTH.match(str(item.get("billingPeriodStartDate") or ""))
     if start:
@@ -111,20 +115,26 @@ def _billing_month(item: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_invoice(item: object, where: str) -> Invoice:
-    """Read one list item; ``where`` names it in errors."""
-    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-        msg = f"{where}: an item without a string id"
-        raise ServiceError(msg)
-    where = f"{where}, invoice {item['id']}"
+def _nested(item: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The amendments listed inside ``item``: invoice objects (bare ids are read as ``{id}``)."""
     amendments = item.get("amendments") or []
     if not isinstance(amendments, list):
         msg = f"{where}: amendments is not a list"
         raise ServiceError(msg)
-    # Partner Center lists amendments as invoice objects; accept bare ids too.
-    amendment_ids = tuple(
-        str(a.get("id")) if isinstance(a, dict) else str(a) for a in amendments if a
-    )
+    return [a if isinstance(a, dict) else {"id": str(a)} for a in amendments if a]
+
+
+def parse_invoice(item: object, where: str, *, nested_in: str | None = None) -> Invoice:
+    """Read one document of the list; ``where`` names it in errors.
+
+    ``nested_in``: the id of the document whose ``amendments`` list this one (it amends that
+    one when it names no ``amendsOf`` itself).
+    """
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+        msg = f"{where}: an item without a string id"
+        raise ServiceError(msg)
+    where = f"{where}, invoice {item['id']}"
+    amendment_ids = tuple(str(a.get("id")) for a in _nested(item, where))
     details = item.get("invoiceDetails")
     return Invoice(
         id=item["id"],
@@ -136,11 +146,71 @@ def parse_invoice(item: object, where: str) -> Invoice:
         currency_code=_text(item, "currencyCode"),
         total_charges=_typed(item, "totalCharges", where, to_decimal_text),
         paid_amount=_typed(item, "paidAmount", where, to_decimal_text),
-        amends_of=_text(item, "amendsOf"),
+        amends_of=_text(item, "amendsOf") or nested_in,
         amendments=amendment_ids,
         details=None if details is None else json.dumps(details, sort_keys=True, default=str),
-        billing_month=_billing_month(item),
+        billing_month=_own_billing_month(item),
     )
+
+
+def list_documents(items: Iterable[tuple[object, str]]) -> list[Invoice]:
+    """Every document of the list once, in list order, each amendment after its invoice.
+
+    ``items``: the top-level items of every page, each with its name for errors. A document
+    nested in another's ``amendments`` is a document of its own. A document listed more than
+    once (nested and at the top level, or on two pages) is one document with the fields of
+    its first top-level copy: that is the document's own entry, while a nested copy is an
+    abridged view inside another document (the documented one lacks the top-level copy's
+    links and PDF link). An amendment without billing-period dates takes the billing month of
+    the document it amends when that is listed (``docs/invoices.md``).
+    """
+    top: dict[str, Invoice] = {}
+    listed: list[Invoice] = []  # every copy, in list order
+    for item, where in items:
+        copies = _copies(item, where)
+        top.setdefault(copies[0].id, copies[0])
+        listed.extend(copies)
+    amended: dict[str, str] = {}  # id → what the first copy that names one says it amends
+    for copy in listed:
+        if copy.amends_of and copy.amends_of != copy.id:
+            amended.setdefault(copy.id, copy.amends_of)
+    documents: dict[str, Invoice] = {}
+    for copy in listed:
+        if copy.id not in documents:
+            chosen = top.get(copy.id, copy)
+            documents[copy.id] = replace(chosen, amends_of=chosen.amends_of or amended.get(copy.id))
+    return [replace(d, billing_month=_billing_month(d, documents)) for d in documents.values()]
+
+
+def _copies(item: object, where: str) -> list[Invoice]:
+    """A top-level item's own document, then the amendments nested in it."""
+    invoice = parse_invoice(item, where)
+    nested = _nested(item, where) if isinstance(item, dict) else []
+    where = f"{where}, invoice {invoice.id}"
+    return [
+        invoice,
+        *(
+            parse_invoice(a, f"{where}, amendment {n}", nested_in=invoice.id)
+            for n, a in enumerate(nested, 1)
+        ),
+    ]
+
+
+def _billing_month(document: Invoice, documents: dict[str, Invoice]) -> str | None:
+    """The billing month of ``document``, following ``amends_of`` while it names no period.
+
+    The chain ends at a document with a period, or whose amended document is not listed:
+    that one's own month counts (its period, else the month before its invoice date).
+    """
+    current, seen = document, {document.id}
+    while (
+        current.billing_period_start is None
+        and current.amends_of in documents
+        and current.amends_of not in seen
+    ):
+        current = documents[current.amends_of]
+        seen.add(current.id)
+    return current.billing_month or document.billing_month
 
 
 class InvoiceClient:
@@ -161,7 +231,7 @@ class InvoiceClient:
         self._policy = policy or RetryPolicy()
 
     def list_invoices(self) -> list[Invoice]:
-        """Every invoice Partner Center lists, in its order.
+        """Every document Partner Center lists, once each, in its order (:func:`list_documents`).
 
         Raises:
             ServiceError: A refused request, a body that is not an invoice list, or a next
@@ -169,13 +239,19 @@ class InvoiceClient:
         """
         url: str | None = f"{self._base}{INVOICES_PATH}"
         headers: dict[str, str] = {}
-        invoices: list[Invoice] = []
+        items: list[tuple[object, str]] = []
+        asked: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         # One budget for the whole list: transient failures are counted over all its pages.
         budget = self._policy.budget("Partner Center invoice list", sleep=self._sleep)
         for page in range(1, MAX_PAGES + 1):
             assert url is not None  # noqa: S101 - the loop ends when it becomes None
             where = f"Partner Center invoice list, page {page}"
             self._url_policy.check(url, where)
+            request = (url, tuple(sorted(headers.items())))
+            if request in asked:  # modern invoices ignore size/offset: a link could repeat
+                msg = f"{where}: the next link asks for a page already read ({describe(url)})"
+                raise ServiceError(msg)
+            asked.add(request)
             response = send(self._session, "GET", url, budget=budget, headers=headers, stream=True)
             if response.status_code != 200:  # noqa: PLR2004
                 hint = (
@@ -191,16 +267,14 @@ class InvoiceClient:
             except (ValueError, RecursionError):
                 msg = f"{where}: the body is not JSON"
                 raise ServiceError(msg) from None
-            items = body.get("items") if isinstance(body, dict) else None
-            if not isinstance(items, list):
+            page_items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(page_items, list):
                 msg = f"{where}: no items list in the answer"
                 raise ServiceError(msg)
-            invoices.extend(
-                parse_invoice(item, f"{where}, item {n}") for n, item in enumerate(items, 1)
-            )
+            items.extend((item, f"{where}, item {n}") for n, item in enumerate(page_items, 1))
             url, headers = _next_page(body, self._base)
             if url is None:
-                return invoices
+                return list_documents(items)
         msg = f"Partner Center invoice list: more than {MAX_PAGES} pages"
         raise ServiceError(msg)
 

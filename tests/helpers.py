@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import responses
 
 from tap_partner_billing.services import build_services
 from tap_partner_billing.tap import TapPartnerBilling
 
-DATA = Path(__file__).parent / "data"
+# Microsoft's documented responses (and one observed manifest); its README names each source.
+DATA = Path(__file__).resolve().parents[1] / "tap_partner_billing" / "sandbox" / "microsoft"
 LOGIN = "https://login.test"
 GRAPH = "https://graph.test/v1.0"
 BLOBS = "https://blobs.test"
@@ -26,11 +28,16 @@ SAS = "sv=2021-08-06&se=2099-01-01T00%3A00%3A00Z&sr=d&sp=rl&sig=SECRETSIGNATURE"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-graph-token"
 PC_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-partner-center-token"
 PARTNER_CENTER = "https://partner.test"
+# Microsoft's scopes, spelled here (not taken from the tap): the token each one gets.
+SCOPE_TOKENS = {
+    "https://graph.microsoft.com/.default": TOKEN,
+    "https://api.partnercenter.microsoft.com/.default": PC_TOKEN,
+}
 TODAY = datetime(2026, 11, 15, tzinfo=timezone.utc)  # the fixtures' months are around it
 
 
 def load_json(name: str) -> Any:  # noqa: ANN401
-    """A JSON fixture from tests/data."""
+    """A JSON fixture from the documented responses (``DATA``)."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
@@ -153,7 +160,11 @@ class FakeGraph:
 
     def _token(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         self.token_requests += 1
-        token = PC_TOKEN if "partnercenter" in request.body else TOKEN
+        scope = parse_qs(request.body).get("scope", [""])[0]
+        token = SCOPE_TOKENS.get(scope)
+        if token is None:  # Entra's answer to a scope it does not know
+            error = {"error": "invalid_scope", "error_description": f"AADSTS70011: {scope!r}"}
+            return 400, {}, json.dumps(error)
         return (
             200,
             {},

@@ -310,3 +310,23 @@ def test_bad_manifests_are_refused(change: dict[str, Any], message: str) -> None
     body = {**load_json("manifest_real.json"), **change}
     with pytest.raises(ManifestError, match=message):
         Manifest.parse(body, where="billed_usage invoice X")
+
+
+def test_the_documented_export_answer_and_inline_operation_are_read(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    accepted = load_json("export_accepted.json")  # 202 Accepted, Location, no body
+    location = accepted["headers"]["Location"].replace("https://graph.microsoft.com/v1.0", GRAPH)
+    rsps.add(responses.POST, EXPORT_URL, status=accepted["status"], headers={"Location": location})
+    inline = load_json("operation_succeeded_inline.json")
+    rsps.add(responses.GET, location, json=inline)
+    exports = client(clock)
+    url = exports.start(REQUEST)
+    assert url == location
+    result = exports.poll(url, REQUEST.label)
+    assert result.manifest is not None
+    assert result.manifest.billing_month == "202310"  # BillingMonth= in its rootDirectory
+    assert result.manifest.schema_version == "1"
+    assert [b.name for b in result.manifest.blobs] == [
+        "part-00049-b016029b-a7a7-4c46-9b5e-c925ac317ac6.c000.json.gz"
+    ]

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from tap_partner_billing.invoices import previous_month, shift_month
 from tap_partner_billing.sandbox.azure_plan import azure_plan_lines
-from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
+from tap_partner_billing.sandbox.config import (
+    InvoiceSpec,
+    SandboxConfig,
+    previous_month,
+    shift_month,
+)
 from tap_partner_billing.sandbox.credentials import SasSigner, TokenIssuer
 from tap_partner_billing.sandbox.data import (
     MONEY_KEYS,
