@@ -85,6 +85,25 @@ def plugin_definition_mirrors_the_settings(
     assert definition["pip_url"] == f"tap-partner-billing=={about['version']}"
 
 
+def test_loaders_and_models_read_one_schema() -> None:
+    """target-postgres, target-snowflake and dbt's sources: one value, meltano.yml's env."""
+    meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
+    schema = meltano["env"]["PARTNER_BILLING_SCHEMA"]
+    loaders = {p["name"]: p for p in meltano["plugins"]["loaders"]}
+    for name in ("target-postgres", "target-snowflake"):
+        assert loaders[name]["config"]["default_target_schema"] == "$PARTNER_BILLING_SCHEMA"
+    assert "default_target_schema" not in loaders["target-snowflake-emulator"].get("config", {})
+    [dbt] = meltano["plugins"]["utilities"]
+    source = next(s for s in dbt["settings"] if s["name"] == "source_schema")
+    assert (source["env"], source["value"]) == ("DBT_SOURCE_SCHEMA", "$PARTNER_BILLING_SCHEMA")
+    sources = (ROOT / "transform" / "models" / "sources.yml").read_text(encoding="utf-8")
+    assert f"env_var('DBT_SOURCE_SCHEMA', '{schema}')" in sources  # dbt run without Meltano
+    for environment in meltano["environments"]:  # no environment sets one side alone
+        plugins = environment.get("config", {}).get("plugins", {})
+        for loader in plugins.get("loaders", []):
+            assert "default_target_schema" not in loader.get("config", {}), environment["name"]
+
+
 def test_readme_table_is_generated_from_about() -> None:
     assert readme_table(README.read_text(encoding="utf-8")) == about_table(), (
         "README settings table is stale: run python scripts/readme_settings.py"
