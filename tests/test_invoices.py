@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import responses
@@ -141,6 +144,62 @@ def test_billed_streams_export_discovered_invoices_from_start_date(graph: FakeGr
     assert schema["properties"]["total_charges"]["precision"] == 38  # loads as NUMERIC(38,18)
     assert len(result.records("billed_usage")) == 5
     assert graph.invoice_list_requests == 1  # read once, shared by the streams
+
+
+def _listed(graph: FakeGraph) -> dict[str, Any]:
+    graph.add_invoice("G000000007", "202606", totalCharges=1234.5678901234)
+    graph.add_invoice("G000000008", "202609", amendments=["G000000007"])
+    graph.add_invoice("D02005YFHI", "202609")
+    return base_config(discover_invoices=True, start_date="2026-08", invoice_ids=[])
+
+
+def test_invoices_direct_route_writes_what_the_sdk_path_writes(
+    graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tap_partner_billing.invoice_stream import InvoicesStream
+
+    config = _listed(graph)
+
+    def messages(direct: bool) -> list[dict[str, Any]]:
+        monkeypatch.setattr(InvoicesStream, "allow_direct_output", direct)
+        raw: list[str] = []
+        run_tap(config, streams=("invoices",), raw=raw)
+        found = [json.loads(line) for line in raw]
+        for message in found:
+            message.pop("time_extracted", None)  # a clock reading
+        return found
+
+    direct, sdk = messages(direct=True), messages(direct=False)
+    assert [m["record"]["id"] for m in direct if m["type"] == "RECORD"] == [
+        "G000000007",
+        "G000000008",
+        "D02005YFHI",
+    ]
+    assert direct == sdk
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_invoices_batch_file_is_what_its_message_says(
+    graph: FakeGraph, tmp_path: Path, compression: str
+) -> None:
+    config = _listed(graph)
+    expected = run_tap(config, streams=("invoices",)).records("invoices")
+    batch = {
+        "encoding": {"format": "jsonl", "compression": compression},
+        "storage": {"root": tmp_path.as_uri(), "prefix": "t-"},
+    }
+    result = run_tap({**config, "batch_config": batch}, streams=("invoices",))
+    assert result.records() == []
+    kinds = [m["type"] for m in result.messages]
+    assert kinds.index("BATCH") < len(kinds) - 1 - kinds[::-1].index("STATE")
+    [message] = [m for m in result.messages if m["type"] == "BATCH"]
+    assert message["encoding"] == {"format": "jsonl", "compression": compression}
+    [url] = message["manifest"]
+    data = Path(urlsplit(url).path).read_bytes()
+    assert data[:2] == b"\x1f\x8b" if compression == "gzip" else data[:1] == b"{"
+    text = gzip.decompress(data) if compression == "gzip" else data
+    assert [json.loads(line) for line in text.splitlines()] == expected
+    assert url.endswith(".jsonl.gz" if compression == "gzip" else ".jsonl")
 
 
 # ---- re-issued invoices --------------------------------------------------------------------
