@@ -299,7 +299,6 @@ def test_real_manifest_fixture_parses_verbatim() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"blobCount": 2}, "blobCount 2"),
         ({"dataFormat": "parquet"}, "dataFormat"),
         ({"rootDirectory": None}, "lacks rootDirectory"),
         ({"sasToken": ""}, "lacks sasToken"),
@@ -310,3 +309,19 @@ def test_bad_manifests_are_refused(change: dict[str, Any], message: str) -> None
     body = {**load_json("manifest_real.json"), **change}
     with pytest.raises(ManifestError, match=message):
         Manifest.parse(body, where="billed_usage invoice X")
+
+
+def test_a_manifest_whose_blob_count_differs_keeps_its_listed_blobs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = {**load_json("manifest_real.json"), "blobCount": 2}
+    with caplog.at_level("WARNING", logger="tap_partner_billing.manifest"):
+        manifest = Manifest.parse(body, where="billed_usage invoice X")
+    assert [b.name for b in manifest.blobs] == [b["name"] for b in body["blobs"]]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "billed_usage invoice X: manifest blobCount is 2 but its blob list names 1; "
+            "reading the 1 listed",
+        )
+    ]
