@@ -30,6 +30,7 @@ LINE = LINES[0][:-1] + ', "SomeNewField": 1.25}'  # a key the schema does not kn
 # first such test a process runs (which one depends on pytest-xdist's distribution), so
 # ignored here; a stream with no records at all still fails its own test.
 pytestmark = [
+    pytest.mark.contract,  # the SDK's standard tests run on every claimed Python
     pytest.mark.filterwarnings(
         "ignore:Fields in transformed catalog but not in records:UserWarning"
     ),

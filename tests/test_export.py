@@ -21,6 +21,9 @@ from tap_partner_billing.export import ExportClient, ExportRequest, OperationSta
 from tap_partner_billing.manifest import Manifest
 from tests.helpers import GRAPH, FakeClock, load_json
 
+# The export state machine: a contract test on every claimed Python (scripts/test-pythons).
+pytestmark = pytest.mark.contract
+
 OPS = f"{GRAPH}/reports/partners/billing/operations"
 OP_URL = f"{OPS}/6fe687d7-1e0f-4bd6-9091-4672691f64bc"
 EXPORT_URL = f"{GRAPH}/reports/partners/billing/usage/billed/export"
