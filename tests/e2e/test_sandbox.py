@@ -9,12 +9,20 @@ import sys
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.faults import Fault
 from tap_partner_billing.sandbox.server import SandboxServer
+from tap_partner_billing.sandbox.service import Sandbox
 from tests.e2e.conftest import billed_truths, expected_counts, record_counts
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tap_partner_billing.sandbox.tls import TlsFiles
 
 pytestmark = pytest.mark.e2e
 
@@ -75,13 +83,22 @@ def test_no_secret_in_any_output_at_debug_level(sandbox: SandboxServer, tmp_path
     assert "retrying" in result.stderr  # the 503 on a blob was survived within the run
 
 
+@pytest.fixture
+def prompt_sandbox(tls: TlsFiles) -> Iterator[SandboxServer]:
+    """The sandbox, its operations succeeding at the first poll (no second-long waits)."""
+    config = SandboxConfig(retry_after_seconds=0, polls_before_success=0)
+    server = SandboxServer(Sandbox(config), tls).start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.contract
-def test_a_sync_delivers_every_line_exactly(sandbox: SandboxServer, tmp_path: Path) -> None:
+def test_a_sync_delivers_every_line_exactly(prompt_sandbox: SandboxServer, tmp_path: Path) -> None:
     # The sandbox sync scripts/test runs on every Python the package claims: the command
     # line, TLS, tokens, the invoice list, exports, blobs and typing, in the version's venv.
-    result = run_cli(sandbox, tmp_path)
+    result = run_cli(prompt_sandbox, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    sb = sandbox.sandbox
+    sb = prompt_sandbox.sandbox
     assert record_counts(result.stdout) == expected_counts(sb)
     totals: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
     dates: set[str] = set()
