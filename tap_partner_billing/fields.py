@@ -177,7 +177,8 @@ _US_DATE = re.compile(
 # fraction digits after them: Graph and Partner Center write 7) and ``Z`` or an offset.
 _ISO = re.compile(
     r"(\d{4}-\d{2}-\d{2})"
-    r"(?:[Tt ](\d{2}:\d{2})(?::(\d{2})(?:[.,](\d+))?)?(?:([Zz])|([+-]\d{2})(?::?(\d{2}))?)?)?"
+    r"(?:[Tt ](\d{2}:\d{2})(?::(\d{2})(?:[.,](\d+))?)?(?:([Zz])|([+-]\d{2})(?::?(\d{2}))?)?)?",
+    re.ASCII,  # digits are 0-9 only
 )
 
 

@@ -69,7 +69,15 @@ def test_dates_parse_leniently(value: str, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["yesterday", "2018-02-08T18", "2018-02-08T18:44:37.Z", "2018-02-08Z", "20180208"]
+    "value",
+    [
+        "yesterday",
+        "2018-02-08T18",
+        "2018-02-08T18:44:37.Z",
+        "2018-02-08Z",
+        "20180208",
+        "٢٠١٨-02-08",
+    ],
 )
 def test_unparseable_date(value: str) -> None:
     with pytest.raises(RecordValueError, match="not a date"):
