@@ -21,6 +21,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from plugin_definition import DEFINITION, render  # noqa: E402
 from readme_settings import README, about_table, readme_table  # noqa: E402
 
+# Settings and their parsing: a contract test on every claimed Python (scripts/test-pythons).
+pytestmark = pytest.mark.contract
+
 
 def about_json() -> dict[str, Any]:
     command = [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"]
