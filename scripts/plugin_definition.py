@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -45,15 +45,19 @@ KINDS = {
 }
 
 
-def about() -> dict[str, Any]:
-    """``tap-partner-billing --about --format=json``."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
+def about_output(output_format: Literal["json", "markdown"]) -> str:
+    """What ``tap-partner-billing --about --format=<output_format>`` prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "tap_partner_billing", "--about", f"--format={output_format}"],
         check=True,
         capture_output=True,
         text=True,
-    )
-    parsed: dict[str, Any] = json.loads(result.stdout)
+    ).stdout
+
+
+def about() -> dict[str, Any]:
+    """``tap-partner-billing --about --format=json``."""
+    parsed: dict[str, Any] = json.loads(about_output("json"))
     return parsed
 
 
