@@ -291,3 +291,19 @@ def test_a_month_answered_after_its_invoice_is_not_emitted(graph: FakeGraph) -> 
     assert [r["line_ordinal"] for r in second.records()] == [0, 1, 2]
     assert all(r["_sdc_deleted_at"] is not None for r in second.records())
     assert months_state(second) == {}
+
+
+def test_a_pending_operation_below_the_floor_is_resumed_and_cleared(graph: FakeGraph) -> None:
+    # Listed in 2022-08, before billed usage's floor, but an operation (saved by an older
+    # version) is pending: the partition stays, the operation is resumed, none is left.
+    graph.add_invoice("G000000001", "202208")
+    graph.add("G000000001", Export(blob(3), month="202208"))
+    expired = "https://graph.test/v1.0/reports/partners/billing/operations/expired"
+    context = {"invoice_id": "G000000001", "attribute_set": "full"}
+    partition = {"context": context, "pending_operations": {"export": {"operation_url": expired}}}
+    state = {"bookmarks": {"billed_usage": {"partitions": [partition]}}}
+    config = base_config(discover_invoices=True, invoice_ids=[])
+    result = run_tap(config, state=state, streams=("billed_usage",))
+    assert len(result.records("billed_usage")) == 3
+    [saved] = result.partition_states("billed_usage")
+    assert saved["pending_operations"] == {}
