@@ -1,12 +1,14 @@
 """Write the Meltano plugin definition (``plugin/tap-partner-billing.yml``) from the tap itself.
 
-The definition is in the Meltano Hub's format, for ``meltano add extractor tap-partner-billing
---from-ref <file or URL>`` in a project of one's own (README, "Installation"; the
-``docs/meltano-plugin.md`` reference). Its settings are every setting ``--about --format=json``
-lists (the tap's own from ``settings.py`` and the SDK's built-ins), with kind, label,
-description, default and ``sensitive`` taken from their JSON schema; its capabilities are
-``--about``'s; the setting groups and the ``pip_url``'s version come from ``meltano.yml`` and
-``pyproject.toml``. Run ``python scripts/plugin_definition.py`` after changing a setting; the
+The definition is in the Meltano Hub's format, for ``meltano add --plugin-type extractor
+tap-partner-billing --from-ref <file> --no-install`` in a project of one's own (README,
+"Installation"; the ``docs/meltano-plugin.md`` reference). Its settings are every setting
+``--about --format=json`` lists (the tap's own from ``settings.py`` and the SDK's built-ins),
+with kind, label, description, default and ``sensitive`` taken from their JSON schema; its
+capabilities are ``--about``'s; the setting groups come from ``meltano.yml``. Nothing is
+published on a package index, so its ``pip_url`` is :data:`PIP_URL`, a placeholder the user
+replaces with a checkout, a git reference or a wheel (never a package name someone else
+could publish). Run ``python scripts/plugin_definition.py`` after changing a setting; the
 tests fail while the file differs from what this writes.
 """
 
@@ -17,7 +19,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -25,9 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFINITION = ROOT / "plugin" / "tap-partner-billing.yml"
 HEADER = (
     "# The Meltano plugin definition of tap-partner-billing (Meltano Hub format), for\n"
-    "#   meltano add extractor tap-partner-billing --from-ref <this file or its URL>\n"
+    "#   meltano add --plugin-type extractor tap-partner-billing --from-ref <file> --no-install\n"
+    "# then replace pip_url in your meltano.yml (nothing is on a package index; README,\n"
+    "# Installation) and run meltano install tap-partner-billing.\n"
     "# Written by scripts/plugin_definition.py from the tap's --about; do not edit by hand.\n"
 )
+# Not installable as it stands: replaced after `meltano add … --no-install` (README).
+PIP_URL = "<replace: -e <checkout> -c <checkout>/constraints/tap.txt, a git reference or a wheel>"
 # JSON schema type -> Meltano setting kind (an "enum" is kind "options").
 KINDS = {
     "string": "string",
@@ -39,15 +45,19 @@ KINDS = {
 }
 
 
-def about() -> dict[str, Any]:
-    """``tap-partner-billing --about --format=json``."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"],
+def about_output(output_format: Literal["json", "markdown"]) -> str:
+    """What ``tap-partner-billing --about --format=<output_format>`` prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "tap_partner_billing", "--about", f"--format={output_format}"],
         check=True,
         capture_output=True,
         text=True,
-    )
-    parsed: dict[str, Any] = json.loads(result.stdout)
+    ).stdout
+
+
+def about() -> dict[str, Any]:
+    """``tap-partner-billing --about --format=json``."""
+    parsed: dict[str, Any] = json.loads(about_output("json"))
     return parsed
 
 
@@ -106,7 +116,7 @@ def definition(info: dict[str, Any]) -> dict[str, Any]:
         "description": project_field("description"),
         "keywords": ["meltano_sdk"],
         "maintenance_status": "active",
-        "pip_url": "tap-partner-billing==" + project_field("version"),
+        "pip_url": PIP_URL,
         "executable": extractor["executable"],
         "capabilities": info["capabilities"],
         "settings": [setting(n, s) for n, s in info["settings"]["properties"].items()],

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tap_partner_billing.errors import RecordValueError, ServiceError
 from tap_partner_billing.export import graph_error
@@ -32,6 +33,13 @@ PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 INVOICES_PATH = "/v1/invoices"
 MAX_PAGES = 1_000
 MAX_HEADERS = 8
+# Amendments nested in amendments are read to this depth, and at most this many documents
+# per top-level item: deeper or more is an error, not an unbounded walk.
+MAX_NESTING_DEPTH = 16
+MAX_NESTED_DOCUMENTS = 10_000
+# documentType of a nested document that names none: it amends the one that lists it, and it
+# is no invoice (it never closes an unbilled month, and has no usage).
+AMENDMENT = "amendment"
 # A next link may carry a continuation header; never one that could replace ours.
 _RESERVED_HEADERS = frozenset({"authorization", "host", "cookie", "content-length"})
 # Modern (new commerce) invoices are "G" + digits; only they have Graph export data. Legacy
@@ -124,11 +132,18 @@ def _nested(item: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [a if isinstance(a, dict) else {"id": str(a)} for a in amendments if a]
 
 
-def parse_invoice(item: object, where: str, *, nested_in: str | None = None) -> Invoice:
+def _own_amends_of(item: dict[str, Any]) -> str | None:
+    """``amendsOf`` as listed; a document naming itself amends nothing."""
+    amends = _text(item, "amendsOf")
+    return None if amends == item["id"] else amends
+
+
+def parse_invoice(item: object, where: str, *, nested_in: Invoice | None = None) -> Invoice:
     """Read one document of the list; ``where`` names it in errors.
 
-    ``nested_in``: the id of the document whose ``amendments`` list this one (it amends that
-    one when it names no ``amendsOf`` itself).
+    ``nested_in``: the document whose ``amendments`` list this one. A nested document takes
+    from it what it does not say itself (``docs/invoices.md``): it amends that document, is
+    in its currency, and its documentType is :data:`AMENDMENT`.
     """
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
         msg = f"{where}: an item without a string id"
@@ -141,12 +156,13 @@ def parse_invoice(item: object, where: str, *, nested_in: str | None = None) -> 
         invoice_date=_typed(item, "invoiceDate", where, _date_text),
         billing_period_start=_typed(item, "billingPeriodStartDate", where, _date_text),
         billing_period_end=_typed(item, "billingPeriodEndDate", where, _date_text),
-        document_type=_text(item, "documentType"),
+        document_type=_text(item, "documentType") or (None if nested_in is None else AMENDMENT),
         invoice_type=_text(item, "invoiceType"),
-        currency_code=_text(item, "currencyCode"),
+        currency_code=_text(item, "currencyCode")
+        or (nested_in.currency_code if nested_in else None),
         total_charges=_typed(item, "totalCharges", where, to_decimal_text),
         paid_amount=_typed(item, "paidAmount", where, to_decimal_text),
-        amends_of=_text(item, "amendsOf") or nested_in,
+        amends_of=_own_amends_of(item) or (nested_in.id if nested_in else None),
         amendments=amendment_ids,
         details=None if details is None else json.dumps(details, sort_keys=True, default=str),
         billing_month=_own_billing_month(item),
@@ -172,7 +188,7 @@ def list_documents(items: Iterable[tuple[object, str]]) -> list[Invoice]:
         listed.extend(copies)
     amended: dict[str, str] = {}  # id → what the first copy that names one says it amends
     for copy in listed:
-        if copy.amends_of and copy.amends_of != copy.id:
+        if copy.amends_of:  # a document never names itself (_own_amends_of, _copies)
             amended.setdefault(copy.id, copy.amends_of)
     documents: dict[str, Invoice] = {}
     for copy in listed:
@@ -183,17 +199,39 @@ def list_documents(items: Iterable[tuple[object, str]]) -> list[Invoice]:
 
 
 def _copies(item: object, where: str) -> list[Invoice]:
-    """A top-level item's own document, then the amendments nested in it."""
+    """A top-level item's own document, then every document nested in it, each after its lister.
+
+    An amendment may list amendments of its own: they are documents too, each nested one
+    read in the context of the document that lists it (:func:`parse_invoice`). An id already
+    read inside this item is not read again (a document listing itself, or a loop), and
+    nesting deeper than :data:`MAX_NESTING_DEPTH` or more than :data:`MAX_NESTED_DOCUMENTS`
+    documents is an error naming the item.
+    """
     invoice = parse_invoice(item, where)
-    nested = _nested(item, where) if isinstance(item, dict) else []
-    where = f"{where}, invoice {invoice.id}"
-    return [
-        invoice,
-        *(
-            parse_invoice(a, f"{where}, amendment {n}", nested_in=invoice.id)
-            for n, a in enumerate(nested, 1)
-        ),
-    ]
+    copies = [invoice]
+    seen = {invoice.id}
+    # (raw item, its document, where, depth of what it lists): a stack, not recursion.
+    stack = [(item, invoice, f"{where}, invoice {invoice.id}", 1)]
+    while stack:
+        parent_item, parent, parent_where, depth = stack.pop()
+        children = _nested(parent_item, parent_where) if isinstance(parent_item, dict) else []
+        found: list[tuple[object, Invoice, str, int]] = []
+        for n, child in enumerate(children, 1):
+            child_where = f"{parent_where}, amendment {n}"
+            if depth > MAX_NESTING_DEPTH:
+                msg = f"{child_where}: amendments nested more than {MAX_NESTING_DEPTH} deep"
+                raise ServiceError(msg)
+            document = parse_invoice(child, child_where, nested_in=parent)
+            if document.id in seen:
+                continue
+            seen.add(document.id)
+            if len(seen) > MAX_NESTED_DOCUMENTS + 1:
+                msg = f"{where}: more than {MAX_NESTED_DOCUMENTS} nested amendments"
+                raise ServiceError(msg)
+            copies.append(document)
+            found.append((child, document, f"{child_where}, invoice {document.id}", depth + 1))
+        stack.extend(reversed(found))
+    return copies
 
 
 def _billing_month(document: Invoice, documents: dict[str, Invoice]) -> str | None:
@@ -295,10 +333,10 @@ def _next_page(body: dict[str, Any], base: str) -> tuple[str | None, dict[str, s
     if any(key.lower() in _RESERVED_HEADERS for key in headers) or len(headers) > MAX_HEADERS:
         msg = "Partner Center invoice list: a next link asks for headers the tap does not send"
         raise ServiceError(msg)
-    if uri.startswith("//"):  # a network-path reference names a host: the policy judges it
-        return f"https:{uri}", headers
-    if "://" in uri:
-        return uri, headers  # the caller checks the origin before sending the token
+    parts = urlsplit(uri)
+    if parts.scheme or parts.netloc:  # it names a host (or a scheme): the policy judges it
+        # the caller checks the origin before sending the token; "//host/…" is https
+        return (uri if parts.scheme else f"https:{uri}"), headers
     # Partner Center writes next links relative to its /v1 root ("/invoices?size=…").
     path = uri.lstrip("/")
     if not path.startswith("v1/"):

@@ -61,14 +61,12 @@ class RecordSink:
     def __init__(
         self,
         stream: str,
-        keys: tuple[str, ...],
         *,
         mode: str,
         batch_config: Mapping[str, Any] | None = None,
         on_batch_file: Callable[[str, str], None] | None = None,
     ) -> None:
         self.mode = mode  # "sdk" | "direct" | "batch"
-        self._keys = keys
         # A RECORD message is {"type", "stream", "record", "time_extracted"}, in the order the
         # SDK writes them; only the record is encoded per line, between a fixed head and tail.
         self._head = b'{"type":"RECORD","stream":' + ENCODER.encode(stream) + b',"record":'

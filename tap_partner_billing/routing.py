@@ -56,7 +56,6 @@ class RoutedStream(SeamStream):
         mode = "batch" if batch_config else "direct" if self.direct_output_possible() else "sdk"
         self._sink = RecordSink(
             self.name,
-            tuple(self.schema["properties"]),
             mode=mode,
             batch_config=batch_config,
             on_batch_file=self.write_batch_file_message,

@@ -10,6 +10,7 @@ import uuid
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -98,6 +99,17 @@ class Export:
     manifest_changes: dict[str, Any] = field(default_factory=dict)  # None deletes a key
 
 
+def json_text(value: object) -> str:
+    """``value`` as JSON, a :class:`Decimal` written as its number text (as services send money)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(json_text(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 class FakeGraph:
     """Login, Graph and blob endpoints on ``responses``; every request is recorded."""
 
@@ -178,7 +190,7 @@ class FakeGraph:
             "invoiceDate": f"{month[:4]}-{month[4:]}-28T00:00:00Z",
             "billingPeriodStartDate": f"{month[:4]}-{month[4:]}-01T00:00:00Z",
             "billingPeriodEndDate": f"{month[:4]}-{month[4:]}-28T00:00:00Z",
-            "totalCharges": 100.25,
+            "totalCharges": Decimal("100.25"),
             "currencyCode": "USD",
             "documentType": "invoice",
             "amendments": [],
@@ -189,7 +201,7 @@ class FakeGraph:
     def _invoices(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         assert request.headers["Authorization"] == f"Bearer {PC_TOKEN}"
         self.invoice_list_requests += 1
-        return 200, {}, json.dumps({"totalCount": len(self.invoices), "items": self.invoices})
+        return 200, {}, json_text({"totalCount": len(self.invoices), "items": self.invoices})
 
     def _export(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"

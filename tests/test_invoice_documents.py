@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 import responses
 
+from tap_partner_billing.catalogue import InvoiceCatalogue
 from tap_partner_billing.errors import ServiceError
-from tap_partner_billing.invoices import InvoiceClient, invoices_to_export, list_documents
+from tap_partner_billing.invoices import (
+    MAX_NESTING_DEPTH,
+    InvoiceClient,
+    invoices_to_export,
+    list_documents,
+)
 from tests.helpers import PARTNER_CENTER, load_json
 
 LIST = f"{PARTNER_CENTER}/v1/invoices"
@@ -107,6 +113,55 @@ def test_a_nested_bare_id_and_a_cycle_of_amendments_are_documents_with_a_month()
     assert documents["G4"].billing_month == "202606"
 
 
+def test_amendments_nested_in_amendments_are_documents_and_a_loop_ends() -> None:
+    g3 = {"id": "G3", "invoiceDate": "2026-06-03T00:00:00Z", "amendments": ["G1", "G4"]}
+    g2 = {"id": "G2", "documentType": "adjustment_note", "amendments": [g3]}
+    documents = _documents(
+        {"id": "G1", "invoiceDate": "2026-05-03T00:00:00Z", "amendments": [g2, "G1"]}
+    )
+    assert list(documents) == ["G1", "G2", "G3", "G4"]
+    assert [documents[i].amends_of for i in documents] == [None, "G1", "G2", "G3"]
+    assert documents["G1"].amendments == ("G2", "G1")  # as listed; G1 amends nothing
+    assert {d.billing_month for d in documents.values()} == {"202604"}  # G3 has no period
+
+
+def test_amendments_nested_too_deep_are_an_error_naming_the_item() -> None:
+    item: dict[str, Any] = {"id": "G0"}
+    for depth in range(MAX_NESTING_DEPTH + 1, 0, -1):
+        item = {"id": f"G{depth}", "amendments": [item]}
+    with pytest.raises(
+        ServiceError, match=rf"item 0, invoice G1, .*nested more than {MAX_NESTING_DEPTH}"
+    ):
+        _documents(item)
+    _documents(item["amendments"][0])  # one level less is read
+
+
+def test_a_nested_document_is_an_amendment_in_the_currency_of_its_lister() -> None:
+    listed = _documents(
+        {
+            "id": "G1",
+            "currencyCode": "USD",
+            "billingPeriodStartDate": "2026-04-01T00:00:00Z",
+            "amendments": ["G7", {"id": "G8", "documentType": "invoice"}],
+        },
+        {"id": "G9", "billingPeriodStartDate": "2026-05-01T00:00:00Z", "amendments": ["G6"]},
+    )
+    g7 = listed["G7"]
+    assert (g7.document_type, g7.currency_code, g7.billing_month) == ("amendment", "USD", "202604")
+    assert (listed["G6"].document_type, listed["G6"].currency_code) == ("amendment", None)
+    assert listed["G8"].document_type == "invoice"
+    catalogue = InvoiceCatalogue(tuple(listed.values()))
+    # A bare nested id closes no month: not EUR's (no currency once meant every currency),
+    # not USD's; G9 (top level, no currency) still counts for every currency.
+    assert catalogue.invoiced_months("EUR") == {"202605": "G9"}
+    assert catalogue.invoiced_months("USD") == {"202604": "G1", "202605": "G9"}
+    assert catalogue.document_type_of("G7") == "amendment"  # a note to the planner: no usage
+
+
+def test_a_document_naming_itself_in_amends_of_amends_nothing() -> None:
+    assert _documents({"id": "G1", "amendsOf": "G1"})["G1"].amends_of is None
+
+
 @responses.activate
 def test_a_next_link_asking_again_for_a_page_already_read_is_refused() -> None:
     # "Size and offset are only considered for legacy invoices": a list of modern invoices
@@ -126,6 +181,11 @@ def test_a_next_link_asking_again_for_a_page_already_read_is_refused() -> None:
         pytest.param("invoices?size=2&offset=2", f"{LIST}?size=2&offset=2", id="no-slash"),
         pytest.param("/v1/invoices?offset=2", f"{LIST}?offset=2", id="v1-not-doubled"),
         pytest.param(f"{LIST}?offset=2", f"{LIST}?offset=2", id="absolute-same-origin"),
+        pytest.param(
+            "/invoices?back=https://x.example/",
+            f"{LIST}?back=https://x.example/",
+            id="relative-with-a-url-in-its-query",
+        ),
     ],
 )
 def test_a_next_link_is_resolved_under_the_v1_root_of_partner_center_url(

@@ -1,8 +1,9 @@
 """A partner's own Meltano project: the tap added from its plugin definition keeps its state.
 
 A project made by ``meltano init`` outside the repository; the tap added by the README's
-Installation command (``meltano add … --from-ref`` the plugin definition, whose ``pip_url``
-points at this checkout with its pins instead of the package index's release); target-jsonl
+Installation, as written, from the plugin definition as shipped (``meltano add … --from-ref
+… --no-install``, the ``pip_url`` the README says to write: this checkout with its pins,
+``meltano install``; nothing is on a package index); target-jsonl
 added the same way; the tap configured in the project's ``.env`` against the sandbox; then
 ``meltano run`` twice. The second run must be incremental, leave every line once in the
 output, and leave no pending export in the state Meltano stored.
@@ -37,17 +38,6 @@ EXPORT_STREAMS = (
 )
 
 
-def from_checkout(folder: Path) -> Path:
-    """The plugin definition with its ``pip_url`` pointed at this checkout, pinned."""
-    text = DEFINITION.read_text(encoding="utf-8")
-    released = re.findall(r"^pip_url: .*$", text, flags=re.MULTILINE)
-    assert len(released) == 1, released
-    ref = folder / "tap-partner-billing.yml"
-    pinned = f"pip_url: -e {ROOT} -c {ROOT}/constraints/tap.txt"
-    ref.write_text(text.replace(released[0], pinned), encoding="utf-8")
-    return ref
-
-
 def target_jsonl(folder: Path) -> Path:
     """A plugin definition of target-jsonl (no Hub here), pinned as the repository pins it."""
     ref = folder / "target-jsonl.yml"
@@ -63,14 +53,34 @@ def target_jsonl(folder: Path) -> Path:
     return ref
 
 
-def readme_installation(ref: Path) -> list[list[str]]:
-    """The README Installation section's ``meltano`` commands, adding from ``ref``."""
-    commands = [shlex.split(line)[1:] for line in readme_sections()["Installation"]]
-    adds = [args for args in commands if "--from-ref" in args]
-    assert len(adds) == 1, commands  # the README installs the tap from its definition
-    for args in adds:
-        args[args.index("--from-ref") + 1] = str(ref)
-    return commands
+def installation_section() -> str:
+    """The README's Installation section, with ``<checkout>`` this checkout."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Installation\n", 1)[1].split("\n## ", 1)[0]
+    return section.replace("<checkout>", str(ROOT))
+
+
+def readme_installation() -> tuple[list[str], str, list[list[str]]]:
+    """The README's add command, the ``pip_url`` it says to write, and the commands after."""
+    lines = readme_sections()["Installation"]
+    commands = [shlex.split(line.replace("<checkout>", str(ROOT)))[1:] for line in lines]
+    pattern = r"^```yaml\n\s*pip_url: (.*)\n```"
+    [pip_url] = re.findall(pattern, installation_section(), flags=re.MULTILINE)
+    add, *rest = commands
+    assert add[:2] == ["add", "--plugin-type"], add
+    assert "--no-install" in add, add  # the definition's pip_url is a placeholder
+    assert add[add.index("--from-ref") + 1] == str(DEFINITION), add  # the file as shipped
+    return add, pip_url, rest
+
+
+def set_pip_url(project: MeltanoProject, pip_url: str) -> None:
+    """What the README asks of the user: the extractor's ``pip_url`` in meltano.yml replaced."""
+    path = project.root / "meltano.yml"
+    meltano_yml = yaml.safe_load(path.read_text(encoding="utf-8"))
+    [extractor] = meltano_yml["plugins"]["extractors"]
+    assert extractor["pip_url"] == yaml.safe_load(DEFINITION.read_text(encoding="utf-8"))["pip_url"]
+    extractor["pip_url"] = pip_url
+    path.write_text(yaml.safe_dump(meltano_yml, sort_keys=False), encoding="utf-8")
 
 
 def pending_operations(value: Any) -> list[Any]:  # noqa: ANN401 - any JSON value
@@ -101,7 +111,12 @@ def test_own_project_from_the_plugin_definition_keeps_state(
     project = MeltanoProject(tmp_path / "own-project")
     assert not (project.root / "plugin").exists()  # nothing of the repository in it
 
-    for args in readme_installation(from_checkout(tmp_path)):
+    # The README's Installation, as written, on the definition as shipped.
+    add, pip_url, rest = readme_installation()
+    project.run(*add)
+    set_pip_url(project, pip_url)
+    assert rest == [["install", "tap-partner-billing"]], rest
+    for args in rest:
         project.run(*args)
     loader = str(target_jsonl(tmp_path))
     project.run("add", "--plugin-type", "loader", "target-jsonl", "--from-ref", loader)
