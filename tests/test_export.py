@@ -18,8 +18,8 @@ from tap_partner_billing.errors import (
     TransientHTTPError,
 )
 from tap_partner_billing.export import ExportClient, ExportRequest, ExportResult, OperationStatus
-from tap_partner_billing.scheduler import ExportScheduler
 from tap_partner_billing.manifest import Manifest
+from tap_partner_billing.scheduler import ExportScheduler
 from tests.helpers import GRAPH, FakeClock, load_json
 
 OPS = f"{GRAPH}/reports/partners/billing/operations"
