@@ -144,9 +144,9 @@ def test_poll_table(case: Case, rsps: responses.RequestsMock, clock: FakeClock) 
         assert "billed_usage invoice G016907411" in str(raised.value)
         return
     if case.outcome == "ExportFailedError":
-        with pytest.raises(ExportFailedError) as raised:
+        with pytest.raises(ExportFailedError) as failed:
             poll(clock)
-        assert "billed_usage invoice G016907411" in str(raised.value)
+        assert "billed_usage invoice G016907411" in str(failed.value)
         return
     result = poll(clock)
     assert clock.sleeps == case.sleeps
