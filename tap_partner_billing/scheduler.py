@@ -16,9 +16,7 @@ right after that step, before any other request or sleep. See docs/scheduler.md.
 
 from __future__ import annotations
 
-import enum
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +32,14 @@ from tap_partner_billing.errors import (
     UrlPolicyError,
 )
 from tap_partner_billing.export import ExportResult, OperationStatus
+from tap_partner_billing.export_jobs import (
+    Job,
+    Phase,
+    duration,
+    job_key,
+    progress_line,
+    short_id,
+)
 from tap_partner_billing.http import RetryPolicy, Transient, clamp_wait, parse_retry_after
 
 if TYPE_CHECKING:
@@ -46,56 +52,6 @@ PROGRESS_SECONDS = 60.0  # a progress line about once a minute of waiting
 INITIAL_WINDOW = 2  # exports in flight before any POST was accepted
 MAX_QUEUED_AT_SERVICE = 2  # no more POSTs while this many of ours wait notStarted
 MIN_SLEEP_SECONDS = 0.05
-
-
-class Phase(enum.Enum):
-    """Where one export is."""
-
-    WAITING = "waiting to start"  # not POSTed yet, or to be POSTed again
-    RUNNING = "running"  # POSTed (or resumed): polled until it ends
-    ENDED = "ended"  # succeeded, or no data (5000): ready for its turn
-    FAILED = "failed"  # the error is raised at its turn
-    TAKEN = "taken"  # its stream took the result
-
-
-@dataclass(eq=False)
-class Job:
-    """One partition's export; small: a URL, times and a status word, no manifest kept."""
-
-    request: ExportRequest
-    pending: dict[str, Any]  # the partition's pending operations, saved in Singer state
-    slot: str  # this export's key in ``pending``
-    phase: Phase = Phase.WAITING
-    url: str = ""
-    posted_at: float = 0.0  # clock of its POST, or of its resumption
-    next_at: float = 0.0  # when its next step is due
-    ended_at: float | None = None
-    operation_id: str = ""
-    status: OperationStatus | None = None
-    failures: int = 0  # transient failures in a row
-    no_data: str | None = None  # the 5000 message
-    result: ExportResult | None = None  # held only while its stream waits for it
-    error: PartnerBillingError | None = None
-    wanted: bool = False  # its stream waits for it now
-
-    @property
-    def label(self) -> str:
-        """Dataset and partition, for the log."""
-        return self.request.label
-
-    @property
-    def in_flight(self) -> bool:
-        """POSTed and not seen ending yet."""
-        return self.phase is Phase.RUNNING and self.ended_at is None
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
-def _short_id(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1][:200]
 
 
 class ExportScheduler:
@@ -148,7 +104,7 @@ class ExportScheduler:
         A saved URL off ``graph_url``'s origin is dropped from ``pending`` and the export
         fails at its turn: whoever can write the state could otherwise aim the token anywhere.
         """
-        key = _key(request)
+        key = job_key(request)
         if key in self._jobs:
             return
         job = Job(request, pending, slot)
@@ -171,7 +127,7 @@ class ExportScheduler:
         job.url, job.phase = url, Phase.RUNNING
         job.posted_at = job.next_at = self._clock()
         self.resumed += 1
-        LOGGER.info("%s: resuming the saved export operation %s", job.label, _short_id(url))
+        LOGGER.info("%s: resuming the saved export operation %s", job.label, short_id(url))
 
     # ---- one round of steps ---------------------------------------------------------
     def tick(self, on_change: Callable[[], None]) -> None:
@@ -248,8 +204,8 @@ class ExportScheduler:
                 "%s: export %s after %s (operation %s)",
                 job.label,
                 how,
-                _duration(now - job.posted_at),
-                job.operation_id or _short_id(job.url),
+                duration(now - job.posted_at),
+                job.operation_id or short_id(job.url),
             )
 
     def _transient(self, job: Job, now: float, failure: Transient, what: str) -> None:
@@ -327,7 +283,7 @@ class ExportScheduler:
         LOGGER.info(
             "%s: export started, operation %s (%d in flight)",
             job.label,
-            _short_id(answer),
+            short_id(answer),
             in_flight + 1,
         )
         return True
@@ -351,7 +307,7 @@ class ExportScheduler:
         Raises:
             PartnerBillingError: The export's own failure (timeout, failed operation, …).
         """
-        job = self._jobs[_key(request)]
+        job = self._jobs[job_key(request)]
         job.wanted = True
         if job.phase is Phase.ENDED and job.no_data is None and job.result is None:
             job.phase, job.next_at = Phase.RUNNING, self._clock()  # a fresh manifest
@@ -395,22 +351,7 @@ class ExportScheduler:
         if now < self._next_progress:
             return
         self._next_progress = now + PROGRESS_SECONDS
-        jobs = list(self._jobs.values())
-        running = [j for j in jobs if j.in_flight]
-        queued = sum(j.status is OperationStatus.NOT_STARTED for j in running)
-        finished = sum(j.phase in {Phase.ENDED, Phase.TAKEN, Phase.FAILED} for j in jobs)
-        waiting = sum(j.phase is Phase.WAITING for j in jobs)
-        longest = max((now - j.posted_at for j in running), default=0.0)
-        LOGGER.info(
-            "Exports: %d running (%d not started by Graph yet), %d finished, %d waiting to "
-            "start; the longest has run %s; waiting for %s",
-            len(running),
-            queued,
-            finished,
-            waiting,
-            _duration(longest),
-            job.label,
-        )
+        LOGGER.info("%s", progress_line(self._jobs.values(), now, job.label))
 
     def summary_line(self) -> str:
         """The run summary's line about the exports and the time spent only waiting."""
@@ -419,11 +360,6 @@ class ExportScheduler:
             f"{self.most_in_flight} in flight at once; {self.waited_seconds:.1f} s waiting with "
             "nothing to download"
         )
-
-
-def _key(request: ExportRequest) -> Hashable:
-    """One export of a run: its action and body."""
-    return (request.action, tuple(sorted(request.body.items())))
 
 
 def _nothing() -> None:

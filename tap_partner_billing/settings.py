@@ -178,8 +178,8 @@ SETTINGS = th.PropertiesList(
         th.IntegerType(minimum=1, maximum=100),
         "Exports at once",
         "The most exports in flight at once. Before the first stream syncs, the tap starts "
-        "the exports every selected stream needs, up to this many, and more as Graph "
-        "accepts them (HTTP 429: fewer, after Retry-After). See docs/scheduler.md.",
+        "the exports the selected streams need, as many at once as Graph accepts up to this "
+        "cap (an HTTP 429 means fewer). See docs/scheduler.md.",
         default=DEFAULT_MAX_CONCURRENT_EXPORTS,
     ),
     _setting(

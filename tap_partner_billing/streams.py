@@ -266,8 +266,7 @@ class UnbilledUsageStream(ExportStream):
         if context is None:  # the SDK passes None when there are no partitions
             return
         self.open_sink()
-        state = self.get_context_state(context)
-        currency = context["currency"]
+        state, currency = self.get_context_state(context), context["currency"]
         part = _UnbilledPartition(
             currency,
             context["attribute_set"],
@@ -276,15 +275,14 @@ class UnbilledUsageStream(ExportStream):
             invoiced=self.run.catalogue.invoiced_months(currency),
         )
         for period in self.config["billing_periods"]:
-            yield from self._export_period(part, self._request(context, period), period)
+            yield from self._export_period(part, period, self._request(context, period))
         yield from self._retire_months_that_left(part)
 
     def _export_period(
-        self, part: _UnbilledPartition, request: ExportRequest, period: str
+        self, part: _UnbilledPartition, period: str, request: ExportRequest
     ) -> Iterator[dict[str, Any]]:
         """Export one billing period; emit its month unless invoiced or already synced."""
-        label = request.label
-        result = self.run_export(request, part.pending, period)
+        label, result = request.label, self.run_export(request, part.pending, period)
         if result.manifest is None:
             self.summary.no_data += 1
         else:
