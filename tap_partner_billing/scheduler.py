@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tap_partner_billing.errors import (
     ExportFailedError,
@@ -45,13 +45,26 @@ from tap_partner_billing.http import RetryPolicy, Transient, clamp_wait, parse_r
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-    from tap_partner_billing.export import ExportClient, ExportRequest, Reading
+    from tap_partner_billing.export import ExportRequest, Reading
+    from tap_partner_billing.urls import UrlPolicy
 
 LOGGER = logging.getLogger(__name__)
 PROGRESS_SECONDS = 60.0  # a progress line about once a minute of waiting
 INITIAL_WINDOW = 2  # exports in flight before any POST was accepted
 MAX_QUEUED_AT_SERVICE = 2  # no more POSTs while this many of ours wait notStarted
 MIN_SLEEP_SECONDS = 0.05
+
+
+class ExportSteps(Protocol):
+    """The single steps the scheduler drives (``export.ExportClient``)."""
+
+    url_policy: UrlPolicy
+
+    def post(self, request: ExportRequest) -> str | Transient:
+        """POST one export: its operation URL, or a transient failure."""
+
+    def read(self, operation_url: str, label: str) -> Reading | Transient:
+        """Read one operation once."""
 
 
 class ExportScheduler:
@@ -69,7 +82,7 @@ class ExportScheduler:
 
     def __init__(
         self,
-        exports: ExportClient,
+        exports: ExportSteps,
         *,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
@@ -236,16 +249,22 @@ class ExportScheduler:
         for job in waiting:
             in_flight = [j for j in self._jobs.values() if j.in_flight]
             queued = sum(j.status is OperationStatus.NOT_STARTED for j in in_flight)
+            # Grow only while Graph runs all it accepted: not while some wait notStarted (a
+            # service that queues), nor before the last POSTed was seen running.
+            if len(in_flight) >= self.window and all(
+                j.status is OperationStatus.RUNNING for j in in_flight
+            ):
+                self.window = min(self.max_concurrent, len(in_flight) + 1)
             if len(in_flight) >= self.window or queued >= MAX_QUEUED_AT_SERVICE:
                 return
             if job.next_at > now:
                 continue
-            posted = self._post_one(job, now, len(in_flight), queued)
+            posted = self._post_one(job, now, len(in_flight))
             self._report()
             if not posted:
                 return
 
-    def _post_one(self, job: Job, now: float, in_flight: int, queued: int) -> bool:
+    def _post_one(self, job: Job, now: float, in_flight: int) -> bool:
         """POST one export; False when no other POST should follow now."""
         try:
             answer = self._exports.post(job.request)
@@ -277,8 +296,6 @@ class ExportScheduler:
         job.failures, job.ended_at = 0, None
         job.pending[job.slot] = {"operation_url": answer, "started_at": _utc_now_text()}
         self._changed = True
-        if queued == 0:
-            self.window = min(self.max_concurrent, self.window + 1)
         self.most_in_flight = max(self.most_in_flight, in_flight + 1)
         LOGGER.info(
             "%s: export started, operation %s (%d in flight)",
