@@ -8,6 +8,9 @@ from decimal import Decimal
 
 from tap_partner_billing.invoices import shift_month
 
+# What a POST meets when max_running_exports are running (see pace.py).
+WHEN_BUSY = ("throttle", "queue")
+
 
 @dataclass
 class InvoiceSpec:
@@ -64,6 +67,15 @@ class SandboxConfig:
     )
     polls_before_success: int = 2
     retry_after_seconds: int = 1
+    # The service's time scale (see pace.py): each export runs this many seconds of wall time
+    # (None: it succeeds after polls_before_success polls instead), at most
+    # max_running_exports at once (None: no cap); a POST that finds them all busy is answered
+    # 429 + Retry-After (when_busy="throttle") or accepted and queued ("queue").
+    export_seconds: float | None = None
+    max_running_exports: int | None = None
+    when_busy: str = "throttle"
+    # The Retry-After of that 429 (None: the seconds until the first running export ends).
+    throttle_retry_after_seconds: int | None = None
     manifest_mode: str = "inline"  # or "linked"
     sas_lifetime_seconds: int = 3600
     token_lifetime_seconds: int = 3600
@@ -77,6 +89,7 @@ class SandboxConfig:
     graph_roles: tuple[str, ...] = ("PartnerBilling.Read.All",)
 
     def __post_init__(self) -> None:
+        check_pace(self)
         if not self.invoices:
             self.invoices = default_invoices(self.current_month)
         for invoice, month in list(self.legacy_invoices.items()):
@@ -87,3 +100,20 @@ class SandboxConfig:
         """A ``start_date`` (YYYY-MM) that leaves out the old invoice G000000000."""
         month = shift_month(self.current_month, -4)
         return f"{month[:4]}-{month[4:]}"
+
+
+def check_pace(config: SandboxConfig) -> None:
+    """Refuse pace knobs that cannot work together, naming the knob."""
+    if config.export_seconds is not None and config.export_seconds < 0:
+        msg = f"export_seconds must be 0 or more, not {config.export_seconds}"
+        raise ValueError(msg)
+    if config.max_running_exports is not None:
+        if config.max_running_exports < 1:
+            msg = f"max_running_exports must be 1 or more, not {config.max_running_exports}"
+            raise ValueError(msg)
+        if config.export_seconds is None:
+            msg = "max_running_exports needs export_seconds (exports that take wall time)"
+            raise ValueError(msg)
+    if config.when_busy not in WHEN_BUSY:
+        msg = f"when_busy must be one of {', '.join(WHEN_BUSY)}, not {config.when_busy!r}"
+        raise ValueError(msg)
