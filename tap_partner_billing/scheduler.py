@@ -53,6 +53,7 @@ PROGRESS_SECONDS = 60.0  # a progress line about once a minute of waiting
 INITIAL_WINDOW = 2  # exports in flight before any POST was accepted
 MAX_QUEUED_AT_SERVICE = 2  # no more POSTs while this many of ours wait notStarted
 MIN_SLEEP_SECONDS = 0.05
+MAX_RESUMES = 1  # runs that may resume one saved operation (see add())
 
 
 class ExportSteps(Protocol):
@@ -137,6 +138,19 @@ class ExportScheduler:
             )
             self._fail(job, StateError(msg))
             return
+        if int(saved.get("resumed") or 0) >= MAX_RESUMES:
+            # An export is a snapshot: one that already waited through a run that ended
+            # before its turn is asked for again rather than carried from run to run.
+            LOGGER.info(
+                "%s: the saved export operation %s was resumed by a run that ended before "
+                "its turn; asking Graph again for current data",
+                job.label,
+                short_id(url),
+            )
+            self._forget_url(job)
+            return
+        saved["resumed"] = int(saved.get("resumed") or 0) + 1
+        self._changed = True
         job.url, job.phase = url, Phase.RUNNING
         job.posted_at = job.next_at = self._clock()
         self.resumed += 1

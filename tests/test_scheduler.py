@@ -274,3 +274,15 @@ def test_progress_lines_while_waiting(clock: FakeClock, caplog: pytest.LogCaptur
     ended = [r.message for r in caplog.records if "export succeeded after" in r.message]
     assert len(started) == len(ended) == 5
     assert run.scheduler.waited_seconds == pytest.approx(clock.now - 1000)
+
+
+def test_an_operation_resumed_once_already_is_asked_for_again(clock: FakeClock) -> None:
+    run = make_run(clock, 2, saved={0: f"{OPS}/op0", 1: f"{OPS}/op1"})
+    run.pending[1]["export"]["resumed"] = 1  # a run resumed it and ended before its turn
+    for n in range(2):
+        run.graph.ops[f"op{n}"] = Op(request(n).label, 900, 900, 1005)
+    first_state = [dict(p["export"]) for p in run.pending]
+    assert first_state[0]["resumed"] == 1  # marked the moment it is resumed
+    results = run.take_all()
+    assert all(r.manifest is not None for r in results)
+    assert run.graph.posts == [request(1).label]  # a snapshot that old is asked for again
