@@ -136,7 +136,7 @@ def make_run(
     *,
     cap: int = 10,
     timeout: float = 3600,
-    saved: dict[int, str] | None = None,
+    saved: dict[int, dict[str, Any]] | None = None,
     **graph: Any,  # noqa: ANN401
 ) -> Run:
     fake = FakeGraph(clock, **graph)
@@ -145,8 +145,7 @@ def make_run(
     )
     requests = [request(n) for n in range(count)]
     pending: list[dict[str, Any]] = [
-        {"export": {"operation_url": saved[n]}} if saved and n in saved else {}
-        for n in range(count)
+        {"export": dict(saved[n])} if saved and n in saved else {} for n in range(count)
     ]
     for req, slot in zip(requests, pending, strict=True):
         scheduler.add(req, slot, "export")
@@ -241,7 +240,7 @@ def test_a_succeeded_export_is_read_again_at_its_turn_for_a_fresh_manifest(
 
 def test_saved_operations_are_resumed_not_posted(clock: FakeClock) -> None:
     graph_op = f"{OPS}/op0"
-    run = make_run(clock, 2, saved={0: graph_op})
+    run = make_run(clock, 2, saved={0: {"operation_url": graph_op}})
     run.graph.ops["op0"] = Op(request(0).label, 900, 900, 1005)  # started by the last run
     results = run.take_all()
     assert all(r.manifest is not None for r in results)
@@ -252,7 +251,7 @@ def test_saved_operations_are_resumed_not_posted(clock: FakeClock) -> None:
 def test_a_saved_url_off_graph_origin_is_dropped_and_fails_at_its_turn(
     clock: FakeClock,
 ) -> None:
-    run = make_run(clock, 1, saved={0: "https://evil.test/op"})
+    run = make_run(clock, 1, saved={0: {"operation_url": "https://evil.test/op"}})
     with pytest.raises(StateError, match="check who can write your state"):
         run.scheduler.result(run.requests[0], run.write_state)
     assert run.pending[0] == {}
@@ -277,8 +276,9 @@ def test_progress_lines_while_waiting(clock: FakeClock, caplog: pytest.LogCaptur
 
 
 def test_an_operation_resumed_once_already_is_asked_for_again(clock: FakeClock) -> None:
-    run = make_run(clock, 2, saved={0: f"{OPS}/op0", 1: f"{OPS}/op1"})
-    run.pending[1]["export"]["resumed"] = 1  # a run resumed it and ended before its turn
+    # The second was resumed by a run that ended before its turn.
+    saved = {0: {"operation_url": f"{OPS}/op0"}, 1: {"operation_url": f"{OPS}/op1", "resumed": 1}}
+    run = make_run(clock, 2, saved=saved)
     for n in range(2):
         run.graph.ops[f"op{n}"] = Op(request(n).label, 900, 900, 1005)
     first_state = [dict(p["export"]) for p in run.pending]
