@@ -277,12 +277,15 @@ def test_progress_lines_while_waiting(clock: FakeClock, caplog: pytest.LogCaptur
 
 def test_an_operation_resumed_once_already_is_asked_for_again(clock: FakeClock) -> None:
     # The second was resumed by a run that ended before its turn.
-    saved = {0: {"operation_url": f"{OPS}/op0"}, 1: {"operation_url": f"{OPS}/op1", "resumed": 1}}
+    saved: dict[int, dict[str, Any]] = {
+        0: {"operation_url": f"{OPS}/op0"},
+        1: {"operation_url": f"{OPS}/op1", "resumed": 1},
+    }
     run = make_run(clock, 2, saved=saved)
     for n in range(2):
         run.graph.ops[f"op{n}"] = Op(request(n).label, 900, 900, 1005)
-    first_state = [dict(p["export"]) for p in run.pending]
-    assert first_state[0]["resumed"] == 1  # marked the moment it is resumed
+    assert run.pending[0]["export"]["resumed"] == 1  # marked the moment it is resumed
+    assert run.pending[1] == {}  # dropped: no run polls it again
     results = run.take_all()
     assert all(r.manifest is not None for r in results)
     assert run.graph.posts == [request(1).label]  # a snapshot that old is asked for again
