@@ -168,12 +168,14 @@ class ExportScheduler:
         """
         self._on_change = on_change
         self._report()  # what add() changed
-        now = self._clock()
-        for job in list(self._jobs.values()):
-            if job.phase is Phase.RUNNING and job.next_at <= now:
-                self._read(job, now)
-                self._report()
-        self._post(now)
+        while True:
+            now = self._clock()
+            for job in list(self._jobs.values()):
+                if job.phase is Phase.RUNNING and job.next_at <= now:
+                    self._read(job, now)
+                    self._report()
+            if not self._post(now):  # a new export is read at once: running, more may go
+                return
 
     def _report(self) -> None:
         if self._changed:
@@ -196,6 +198,7 @@ class ExportScheduler:
         except ServiceError as err:
             self._fail(job, err)
             return
+        now = self._clock()  # the request may have waited (a token to acquire)
         if isinstance(reading, Transient):
             self._transient(job, now, reading, "operation poll")
         else:
@@ -236,28 +239,40 @@ class ExportScheduler:
             )
 
     def _transient(self, job: Job, now: float, failure: Transient, what: str) -> None:
-        """A 429 waits as asked; other transient failures count, with backoff."""
+        """A 429 waits as asked; other transient failures count, with backoff.
+
+        A POSTed export's waits never pass its deadline; a failure at it times it out.
+        """
+        deadline = job.posted_at + self._timeout if job.url else None
+        if deadline is not None and now >= deadline:
+            msg = (
+                f"{job.label}: {what} failed ({failure.reason}) at its deadline "
+                f"(poll_timeout_seconds={self._timeout:g}); the next run resumes polling it"
+            )
+            self._fail(job, ExportTimeoutError(msg))
+            return
         asked = parse_retry_after(failure.retry_after)
         if failure.throttled:
-            job.next_at = now + clamp_wait(asked, self._interval)
-            return
-        job.failures += 1
-        if job.failures >= self._policy.max_attempts:
-            msg = f"{job.label}: {what} failed {job.failures} times in a row: {failure.reason}"
-            if job.url and now >= job.posted_at + self._timeout:
-                msg += f" (poll_timeout_seconds={self._timeout:g}); the next run resumes it"
-                self._fail(job, ExportTimeoutError(msg))
-            else:
+            wait = clamp_wait(asked, self._interval)
+        else:
+            job.failures += 1
+            if job.failures >= self._policy.max_attempts:
+                msg = f"{job.label}: {what} failed {job.failures} times in a row: {failure.reason}"
                 self._fail(job, TransientHTTPError(msg))
-            return
-        wait = clamp_wait(asked, self._policy.backoff_seconds(job.failures))
-        LOGGER.warning("%s: %s: %s; again in %.0f s", job.label, what, failure.reason, wait)
-        job.next_at = now + wait
+                return
+            wait = clamp_wait(asked, self._policy.backoff_seconds(job.failures))
+            LOGGER.warning("%s: %s: %s; again in %.0f s", job.label, what, failure.reason, wait)
+        job.next_at = now + wait if deadline is None else min(now + wait, deadline)
 
-    def _post(self, now: float) -> None:
-        """POST waiting exports, the one a stream waits for first, while the window allows."""
+    def _post(self, now: float) -> int:
+        """POST waiting exports, the one a stream waits for first, while the window allows.
+
+        Returns:
+            How many were accepted.
+        """
+        accepted = 0
         if now < self._post_after:
-            return
+            return accepted
         waiting = [j for j in self._jobs.values() if j.phase is Phase.WAITING]
         waiting.sort(key=lambda j: not j.wanted)  # stable: otherwise in registration order
         for job in waiting:
@@ -270,13 +285,15 @@ class ExportScheduler:
             ):
                 self.window = min(self.max_concurrent, len(in_flight) + 1)
             if len(in_flight) >= self.window or queued >= MAX_QUEUED_AT_SERVICE:
-                return
+                break
             if job.next_at > now:
                 continue
             posted = self._post_one(job, now, len(in_flight))
             self._report()
             if not posted:
-                return
+                break
+            accepted += 1
+        return accepted
 
     def _post_one(self, job: Job, now: float, in_flight: int) -> bool:
         """POST one export; False when no other POST should follow now."""
@@ -287,6 +304,7 @@ class ExportScheduler:
         except ServiceError as err:
             self._fail(job, err)
             return True
+        now = self._clock()  # the request may have waited (a token to acquire)
         if isinstance(answer, Transient):
             if answer.throttled:  # back-pressure, not a failure: no budget is spent
                 self.window = max(1, in_flight)
