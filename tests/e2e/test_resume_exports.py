@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 SCHEMA = "resumed"
 KILL_AFTER = 9  # messages: inside the burst of STATE messages, exports running
+SIGTERM_EXIT = 143
 
 
 def saved_operations(state: dict[str, Any]) -> dict[str, str]:
@@ -91,5 +95,38 @@ def test_a_run_killed_while_exports_run_polls_them_when_resumed(
         assert posted_again.isdisjoint(saved_partitions), posted_again & saved_partitions
         assert saved_operations(state) == {}  # nothing left pending after a complete run
         assert_warehouse_equals_sandbox(postgres_warehouse(postgres, SCHEMA), sb)
+    finally:
+        server.stop()
+
+
+def test_sigterm_while_exports_run_leaves_every_one_in_the_last_state(
+    tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = SandboxConfig(retry_after_seconds=1, export_seconds=60, max_running_exports=5)
+    server = SandboxServer(Sandbox(config), tls).start()
+    try:
+        sb = server.sandbox
+        env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}
+        tap = subprocess.Popen(
+            tap_command(server, tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while len(sb.faults.started_exports()) < 5 or len(sb.faults.requests("export")) < 6:
+            assert time.monotonic() < deadline, "the exports did not start"
+            time.sleep(0.1)
+        time.sleep(1.5)  # waiting: polls go on
+        tap.send_signal(signal.SIGTERM)
+        stdout, stderr = tap.communicate(timeout=30)
+        assert tap.returncode == SIGTERM_EXIT, stderr.decode()[-3000:]
+        states = [json.loads(line) for line in stdout.splitlines() if b'"STATE"' in line]
+        started = {e.operation for e in sb.faults.requests("export") if e.status == 202}
+        assert set(saved_operations(states[-1]["value"])) == started
+        streams = {where.split()[0] for where in saved_operations(states[-1]["value"]).values()}
+        assert len(streams) >= 2
+        assert b"Stopped by SIGTERM" in stderr
     finally:
         server.stop()
