@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from tap_partner_billing.ledger import Ledger
     from tap_partner_billing.manifest import Manifest
+    from tap_partner_billing.planner import PlannedExport
     from tap_partner_billing.run import SyncRun
     from tap_partner_billing.services import Services
     from tap_partner_billing.workers import DecodeWorkers
@@ -187,8 +188,8 @@ class ExportStream(SeamStream):
         """An operation URL was recorded or dropped: STATE now (no batch file closed)."""
         self.checkpoint(close_batch_file=False)
 
-    def planned_exports(self) -> Iterator[tuple[ExportRequest, dict[str, Any], str]]:
-        """The exports this stream's partitions will ask for: request, pending dict, slot."""
+    def planned_exports(self) -> Iterator[PlannedExport]:
+        """The exports this stream's partitions will ask for (see ``planner.py``)."""
         raise NotImplementedError
 
     @property
@@ -270,9 +271,9 @@ def start_exports_ahead(streams: Iterable[ExportStream], logger: logging.Logger)
         if not stream.selected:
             continue
         scheduler = stream.run.scheduler
-        for request, planned, slot in stream.planned_exports():
-            scheduler.add(request, planned, slot)
-            chosen.add((id(planned), slot))
+        for planned in stream.planned_exports():
+            scheduler.add(planned.request, planned.pending, planned.slot)
+            chosen.add((id(planned.pending), planned.slot))
     dropped = 0
     for stream in streams:
         saved = stream.tap_state.get("bookmarks", {}).get(stream.name, {})

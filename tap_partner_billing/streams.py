@@ -16,6 +16,7 @@ from tap_partner_billing.planner import (
     BilledPlanner,
     Decision,
     Plan,
+    PlannedExport,
     billed_documents,
     floor_warning,
     forget_no_data,
@@ -111,19 +112,18 @@ class BilledUsageStream(ExportStream):
 
     def _request(self, context: Context) -> ExportRequest:
         """The export of one invoice partition."""
-        invoice_id, attribute_set = context["invoice_id"], context["attribute_set"]
-        label = f"{self.name} invoice {invoice_id} ({attribute_set})"
-        body = {"invoiceId": invoice_id, "attributeSet": attribute_set}
+        body = {"invoiceId": context["invoice_id"], "attributeSet": context["attribute_set"]}
+        label = f"{self.name} invoice {body['invoiceId']} ({body['attributeSet']})"
         return ExportRequest(self.action, body, label)
 
-    def planned_exports(self) -> Iterator[tuple[ExportRequest, dict[str, Any], str]]:
+    def planned_exports(self) -> Iterator[PlannedExport]:
         """The invoices whose plan is to export, in partition order."""
         for context in self.partitions:
             state = self.get_context_state(context)
             plan = self.planner.plan(self.plans[context["invoice_id"]].document, state)
             if plan.decision is Decision.EXPORT:
                 pending = state.setdefault("pending_operations", {})
-                yield self._request(context), pending, "export"
+                yield PlannedExport(self._request(context), pending, "export")
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """Export one invoice unless its plan says not to (settled, or remembered no data)."""
@@ -249,12 +249,12 @@ class UnbilledUsageStream(ExportStream):
         body = {"billingPeriod": period, "currencyCode": currency, "attributeSet": attribute_set}
         return ExportRequest(self.action, body, label)
 
-    def planned_exports(self) -> Iterator[tuple[ExportRequest, dict[str, Any], str]]:
+    def planned_exports(self) -> Iterator[PlannedExport]:
         """Every billing period of every currency: unbilled data is always asked for."""
         for context in self.partitions:
             pending = self.get_context_state(context).setdefault("pending_operations", {})
             for period in self.config["billing_periods"]:
-                yield self._request(context, period), pending, period
+                yield PlannedExport(self._request(context, period), pending, period)
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """Export each billing period of one currency, then retire the months that left.
