@@ -1,10 +1,10 @@
-"""One export of a run as the scheduler keeps it, and the progress line. No Singer in here."""
+"""What the scheduler keeps per export, the steps it drives, its progress line. No Singer."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tap_partner_billing.export import OperationStatus
 
@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable
 
     from tap_partner_billing.errors import PartnerBillingError
-    from tap_partner_billing.export import ExportRequest, ExportResult
+    from tap_partner_billing.export import ExportRequest, ExportResult, Reading
+    from tap_partner_billing.http import Transient
+    from tap_partner_billing.urls import UrlPolicy
 
 
 class Phase(enum.Enum):
@@ -85,3 +87,19 @@ def progress_line(jobs: Iterable[Job], now: float, waiting_for: str) -> str:
         f"finished, {waiting} waiting to start; the longest has run {duration(longest)}; "
         f"waiting for {waiting_for}"
     )
+
+
+class ExportSteps(Protocol):
+    """The single steps the scheduler drives (``export.ExportClient``)."""
+
+    url_policy: UrlPolicy
+
+    def post(self, request: ExportRequest) -> str | Transient:
+        """POST one export: its operation URL, or a transient failure."""
+
+    def read(self, operation_url: str, label: str) -> Reading | Transient:
+        """Read one operation once."""
+
+
+def nothing() -> None:
+    """No STATE to write (before a caller said how)."""

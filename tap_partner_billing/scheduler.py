@@ -17,8 +17,7 @@ right after that step, before any other request or sleep. See docs/scheduler.md.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.errors import (
     ExportFailedError,
@@ -33,20 +32,22 @@ from tap_partner_billing.errors import (
 )
 from tap_partner_billing.export import ExportResult, OperationStatus
 from tap_partner_billing.export_jobs import (
+    ExportSteps,
     Job,
     Phase,
     duration,
     job_key,
+    nothing,
     progress_line,
     short_id,
 )
 from tap_partner_billing.http import RetryPolicy, Transient, clamp_wait, parse_retry_after
+from tap_partner_billing.writer import utc_now_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
     from tap_partner_billing.export import ExportRequest, Reading
-    from tap_partner_billing.urls import UrlPolicy
 
 LOGGER = logging.getLogger(__name__)
 PROGRESS_SECONDS = 60.0  # a progress line about once a minute of waiting
@@ -54,18 +55,6 @@ INITIAL_WINDOW = 2  # exports in flight before any POST was accepted
 MAX_QUEUED_AT_SERVICE = 2  # no more POSTs while this many of ours wait notStarted
 MIN_SLEEP_SECONDS = 0.05
 MAX_RESUMES = 1  # runs that may resume one saved operation (see add())
-
-
-class ExportSteps(Protocol):
-    """The single steps the scheduler drives (``export.ExportClient``)."""
-
-    url_policy: UrlPolicy
-
-    def post(self, request: ExportRequest) -> str | Transient:
-        """POST one export: its operation URL, or a transient failure."""
-
-    def read(self, operation_url: str, label: str) -> Reading | Transient:
-        """Read one operation once."""
 
 
 class ExportScheduler:
@@ -108,7 +97,7 @@ class ExportScheduler:
         self.waited_seconds = 0.0  # blocked in result() with nothing else to do
         self.posts = 0
         self.resumed = 0
-        self._on_change: Callable[[], None] = _nothing
+        self._on_change: Callable[[], None] = nothing
         self.most_in_flight = 0
 
     # ---- registration ---------------------------------------------------------------
@@ -326,7 +315,7 @@ class ExportScheduler:
         job.url, job.phase, job.status = answer, Phase.RUNNING, None
         job.posted_at = job.next_at = now
         job.failures, job.ended_at = 0, None
-        job.pending[job.slot] = {"operation_url": answer, "started_at": _utc_now_text()}
+        job.pending[job.slot] = {"operation_url": answer, "started_at": utc_now_text()}
         self._changed = True
         self.most_in_flight = max(self.most_in_flight, in_flight + 1)
         LOGGER.info(
@@ -409,11 +398,3 @@ class ExportScheduler:
             f"{self.most_in_flight} in flight at once; {self.waited_seconds:.1f} s waiting with "
             "nothing to download"
         )
-
-
-def _nothing() -> None:
-    """No STATE to write (before a caller said how)."""
-
-
-def _utc_now_text() -> str:
-    return datetime.now(timezone.utc).isoformat()
