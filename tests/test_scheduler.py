@@ -9,6 +9,7 @@ STATE was written, and how long the run waited.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ from tap_partner_billing.http import Transient
 from tap_partner_billing.manifest import Manifest
 from tap_partner_billing.scheduler import ExportScheduler
 from tap_partner_billing.urls import UrlPolicy
-from tests.helpers import GRAPH, FakeClock, load_json
+from tests.helpers import GRAPH, Export, FakeClock, base_config, gz_lines, load_json, run_tap
+from tests.helpers import FakeGraph as FakeGraphService
 
 OPS = f"{GRAPH}/reports/partners/billing/operations"
 MANIFEST = Manifest.parse(load_json("manifest_real.json"), where="test")
@@ -292,3 +294,46 @@ def test_an_operation_resumed_once_already_is_asked_for_again(clock: FakeClock) 
     results = run.take_all()
     assert all(r.manifest is not None for r in results)
     assert run.graph.posts == [request(1).label]  # a snapshot that old is asked for again
+
+
+def test_a_sync_starts_every_export_ahead_and_drops_operations_no_longer_exported(
+    graph: FakeGraphService,
+) -> None:
+    for invoice in ("G000000001", "G000000002"):
+        graph.add(invoice, Export({"p-0.json.gz": gz_lines('{"CustomerId": "c"}')}, etag=invoice))
+    stale = {"operation_url": f"{OPS}/stale", "started_at": "2026-01-01T00:00:00+00:00"}
+    state = {
+        "bookmarks": {
+            "billed_usage": {  # an invoice no longer in invoice_ids
+                "partitions": [
+                    {
+                        "context": {"invoice_id": "G000000009", "attribute_set": "full"},
+                        "pending_operations": {"export": stale},
+                    }
+                ]
+            },
+            "unbilled_usage": {  # a stream not selected
+                "partitions": [
+                    {
+                        "context": {"currency": "USD", "attribute_set": "full"},
+                        "pending_operations": {"current": stale},
+                    }
+                ]
+            },
+        }
+    }
+    result = run_tap(
+        base_config(invoice_ids=["G000000001", "G000000002"]),
+        state=state,
+        streams=("billed_usage",),
+        ahead=True,
+    )
+    states = [m["value"] for m in result.messages if m["type"] == "STATE"]
+    first_record = next(i for i, m in enumerate(result.messages) if m["type"] == "RECORD")
+    before = json.dumps([m for m in result.messages[:first_record] if m["type"] == "STATE"])
+    # Both exports were POSTed, and their URLs in a STATE, before the first record.
+    assert len(graph.posts) == 2
+    assert all(op in before for op in graph.operations)
+    assert "stale" not in json.dumps(states[0])  # dropped before anything was asked
+    assert len(result.records("billed_usage")) == 2
+    assert "operation_url" not in json.dumps(states[-1])  # all taken, none left
