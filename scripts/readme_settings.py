@@ -7,9 +7,9 @@ README's table differs from what ``--about`` prints.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from plugin_definition import about_output
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
@@ -17,12 +17,7 @@ START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 def about_table() -> str:
     """The settings table as ``--about --format=markdown`` prints it."""
-    about = subprocess.run(
-        [sys.executable, "-m", "tap_partner_billing", "--about", "--format=markdown"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    about = about_output("markdown")
     match = re.search(r"^\| Setting .*?(?=\n\n|\Z)", about, flags=re.MULTILINE | re.DOTALL)
     if match is None:
         msg = "no settings table in --about output"

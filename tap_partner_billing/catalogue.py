@@ -26,7 +26,8 @@ class InvoiceCatalogue:
     """The invoice list of a run and the answers the streams need from it.
 
     Attributes:
-        invoices: The list as Partner Center gave it, in its order; None when
+        invoices: The documents of Partner Center's list, each once (nested amendments
+            included, see ``invoices.list_documents``), in its order; None when
             ``discover_invoices`` is off (then only ``explicit_ids`` are exported and no
             month is known to be invoiced).
         explicit_ids: ``invoice_ids``: always exported.
@@ -81,8 +82,10 @@ class InvoiceCatalogue:
     def invoiced_months(self, currency: str) -> dict[str, str]:
         """Billing month → the id of an invoice in ``currency`` covering it, from the list.
 
-        Only invoices proper count (a credit note does not close a month), only those Graph
-        has exports for, and an invoice without a currency counts for every currency.
+        Only invoices proper count (a credit note, or a nested document typed ``amendment``,
+        does not close a month), only those Graph has exports for, and an invoice without a
+        currency counts for every currency (a nested document without a type is an
+        amendment, and takes its lister's currency: ``docs/invoices.md``).
         """
         months: dict[str, str] = {}
         for invoice in self.invoices or ():

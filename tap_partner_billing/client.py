@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import metrics
-
 from tap_partner_billing.blob_urls import BlobUrls
 from tap_partner_billing.errors import OperationGoneError
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.lines import spooled_blobs
-from tap_partner_billing.output import RecordSink
+from tap_partner_billing.routing import RoutedStream
 from tap_partner_billing.rows import (
     FIELD_SETS,
     RowLayout,
@@ -20,7 +18,6 @@ from tap_partner_billing.rows import (
     block_size,
 )
 from tap_partner_billing.schemas import stream_schema
-from tap_partner_billing.sdk_seam import SeamStream
 from tap_partner_billing.summary import StreamSummary
 from tap_partner_billing.writer import (
     BlobStarted,
@@ -35,10 +32,9 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Iterable, Iterator
 
-    from singer_sdk.helpers.types import Context
-
     from tap_partner_billing.ledger import Ledger
     from tap_partner_billing.manifest import Manifest
+    from tap_partner_billing.output import RecordSink
     from tap_partner_billing.planner import PlannedExport
     from tap_partner_billing.run import SyncRun
     from tap_partner_billing.services import Services
@@ -48,7 +44,7 @@ if TYPE_CHECKING:
 REPLICATION_INCREMENTAL = "INCREMENTAL"
 
 
-class ExportStream(SeamStream):
+class ExportStream(RoutedStream):
     """A stream whose partitions are each one Graph export (see the README's state section).
 
     The only adapter between the partition writer (``writer.py``: which rows, and when STATE
@@ -59,58 +55,19 @@ class ExportStream(SeamStream):
     action: ClassVar[str]
     dataset: ClassVar[str] = "usage"  # the field table, see rows.FIELD_SETS
     identity_properties: ClassVar[tuple[str, ...]]
-    allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both paths
 
     def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
-        super().__init__(tap=tap, schema=self.declared_schema())
+        super().__init__(tap, self.declared_schema())
         self.run = run  # clients, invoice catalogue and counters of this run
         self.layout = RowLayout.build(self.dataset, tuple(self.declared_schema()["properties"]))
-        self._sink: RecordSink | None = None
         # Incremental by partition bookmarks (README, State), not by a replication key: the
         # SDK's catalog and its "Beginning … sync" line then say what the stream does.
         self.forced_replication_method = REPLICATION_INCREMENTAL
-        self._record_counter: metrics.Counter | None = None
-
-    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:  # noqa: ANN401
-        """The SDK's ``record_count`` counter, kept so the direct and BATCH routes count too."""
-        self._record_counter = super().get_record_counter(**kwargs)
-        return self._record_counter
 
     @property
     def summary(self) -> StreamSummary:
         """This stream's counters for the end-of-run summary."""
         return self.run.summary_of(self.name)
-
-    def direct_output_possible(self) -> bool:
-        """True when the SDK's per-record path would pass our records through unchanged."""
-        return (
-            self.allow_direct_output
-            and self.ABORT_AT_RECORD_COUNT is None
-            and not self.config.get("flattening_enabled")
-            and self.records_pass_unchanged()
-        )
-
-    def open_sink(self) -> None:
-        """Choose where this partition's rows go (see ``output.py``)."""
-        batch_config = self.config.get("batch_config")
-        mode = "batch" if batch_config else "direct" if self.direct_output_possible() else "sdk"
-        self._sink = RecordSink(
-            self.name,
-            self.layout.keys,
-            mode=mode,
-            batch_config=batch_config,
-            on_batch_file=self.write_batch_file_message,
-        )
-
-    def get_batches(self, batch_config: Any, context: Context | None = None) -> Iterable[Any]:  # noqa: ANN401
-        """BATCH mode: run the partitions; the sink writes files and their BATCH messages."""
-        del batch_config  # read from the config by open_sink()
-        partitions: list[Context | None] = [context] if context else [*(self.partitions or [])]
-        with self.get_record_counter():  # the SDK counts no records on its BATCH route
-            for partition in partitions or [None]:
-                for _ in self.get_records(partition):
-                    pass  # nothing is yielded in batch mode
-        return ()
 
     def deliver(self, events: Iterable[Event]) -> Iterator[dict[str, Any]]:
         """Carry out the writer's events in order (yielding records only on the SDK's route).
@@ -118,12 +75,7 @@ class ExportStream(SeamStream):
         Each event is finished before the next is pulled: a yielded record is written by
         the SDK before this generator resumes, a block is written before the next event.
         """
-        if self._sink is None:
-            self.open_sink()
-        sink = self._sink
-        assert sink is not None  # noqa: S101 - for mypy: open_sink() just set it
-        # The SDK counts what it writes itself; the direct and BATCH routes are counted here.
-        counter = None if sink.mode == "sdk" else self._record_counter
+        sink = self.sink
         summary = self.summary
         scheduler = self.run.scheduler
         for event in events:
@@ -132,10 +84,9 @@ class ExportStream(SeamStream):
                 block, count = event.block, block_size(event.block)
                 if sink.mode == "sdk":
                     yield from map(self.layout.as_record, block_rows(block))
-                else:
+                else:  # the SDK counts what it writes itself; the tap counts the rest
                     sink.put(block)
-                    if counter is not None:
-                        counter.increment(count)
+                    self.count_records(count)
                 if isinstance(block, TombstoneBlock):
                     summary.tombstones += count
                 else:
@@ -215,10 +166,7 @@ class ExportStream(SeamStream):
 
         Decode workers serve the direct and BATCH routes; the SDK's route needs objects.
         """
-        if self._sink is None:
-            self.open_sink()
-        sink = self._sink
-        assert sink is not None  # noqa: S101 - for mypy: open_sink() just set it
+        sink = self.sink
         workers = self.run.decode_workers if sink.mode != "sdk" else None
         if workers is not None:
             workers.start()

@@ -104,26 +104,45 @@ class Reading:
 
 
 MAX_ERROR_BODY_CHARS = 300
+# The ids a support case asks for: Graph's (request-id; client-request-id is the one the tap
+# sent) and Partner Center's (MS-CorrelationId, MS-RequestId).
+SUPPORT_ID_HEADERS = ("request-id", "client-request-id", "MS-CorrelationId", "MS-RequestId")
+
+
+def support_ids(response: requests.Response) -> str:
+    """The answer's support ids as ``name value`` pairs (empty when it carries none)."""
+    found = [
+        f"{header} {response.headers[header][:60]}"
+        for header in SUPPORT_ID_HEADERS
+        if response.headers.get(header)
+    ]
+    return redact_text(", ".join(found))
 
 
 def graph_error(response: requests.Response) -> str:
-    """Describe a Graph error response: status, error code and message, request ids.
+    """Describe an error answer of Graph or Partner Center: status, code, message, support ids.
 
-    The body is the service's text: it is cut short and redacted before it goes anywhere.
+    Graph writes ``{"error": {"code", "message"}}``, Partner Center ``{"code",
+    "description"}`` (``{"statusCode", "message"}`` when throttling). The body is the
+    service's text: it is cut short and redacted before it goes anywhere.
     """
     try:
         body = json.loads(read_body(response, "error answer"))
     except (ValueError, RecursionError, ServiceError):
         body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
+    error = body.get("error", body) if isinstance(body, dict) else None
+    code = message = None
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message") or error.get("description")
     parts = [f"HTTP {response.status_code}"]
-    if code or message:
-        parts.append(f"{str(code)[:60]}: {str(message)[:MAX_ERROR_BODY_CHARS]}")
-    for header in ("request-id", "client-request-id"):
-        if response.headers.get(header):
-            parts.append(f"{header} {response.headers[header][:60]}")
+    described = None if message is None else str(message)[:MAX_ERROR_BODY_CHARS]
+    if code is not None:
+        described = f"{str(code)[:60]}: {described}" if described else f"code {str(code)[:60]}"
+    if described:
+        parts.append(described)
+    if ids := support_ids(response):
+        parts.append(ids)
     return redact_text(", ".join(parts))
 
 

@@ -1,12 +1,17 @@
-"""The ``invoices`` stream: the Partner Center invoice list, one record per invoice."""
+"""The ``invoices`` stream: the Partner Center invoice list, one record per document.
+
+Every document once, nested amendments included (``docs/invoices.md``). Its records take the
+same routes as the export streams' (``routing.py``): BATCH files the tap writes itself, the
+direct route, or the SDK's path when a stream map, flattening or a deselected property has
+work to do.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import Stream
-
 from tap_partner_billing.fields import decimal_schema
+from tap_partner_billing.routing import RoutedStream
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -19,14 +24,14 @@ _STRING = {"type": ["string", "null"]}
 _DATETIME = {"type": ["string", "null"], "format": "date-time"}
 
 
-class InvoicesStream(Stream):
+class InvoicesStream(RoutedStream):
     """Partner Center invoices (GET /v1/invoices): a full list on every run, keyed by id."""
 
     name = "invoices"
     primary_keys: ClassVar[list[str]] = ["id"]
 
     def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
-        super().__init__(tap=tap, schema=self.declared_schema())
+        super().__init__(tap, self.declared_schema())
         self.run = run  # the invoice list is read once per run, shared with the billed streams
         self.forced_replication_method = "FULL_TABLE"  # the whole list, every run
 
@@ -54,14 +59,25 @@ class InvoicesStream(Stream):
         }
 
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Every invoice in the list read for this run."""
+        """Every document of the list read for this run (yielded on the SDK's route only)."""
         del context
+        records = self.invoice_records()
+        sink = self.open_sink()
+        if sink.mode == "sdk":
+            yield from records
+            return
+        sink.put_records(records)
+        self.count_records(len(records))
+        sink.flush()  # a BATCH file is closed and announced before the SDK's STATE
+
+    def invoice_records(self) -> list[dict[str, Any]]:
+        """The invoice list as records (exact decimal and date text, as the schema says)."""
         invoices = self.run.catalogue.invoices
         if invoices is None:
             self.logger.info("invoices: discover_invoices is false; nothing to list")
-            return
-        for invoice in invoices:
-            yield {
+            return []
+        return [
+            {
                 "id": invoice.id,
                 "invoice_date": invoice.invoice_date,
                 "billing_period_start_date": invoice.billing_period_start,
@@ -77,3 +93,5 @@ class InvoicesStream(Stream):
                 "invoice_details": invoice.details,
                 "has_export_data": invoice.has_export_data,
             }
+            for invoice in invoices
+        ]

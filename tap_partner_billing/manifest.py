@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,8 @@ from tap_partner_billing.errors import ManifestError, RecordValueError, UrlPolic
 from tap_partner_billing.fields import to_datetime_text
 from tap_partner_billing.redact import register_sas
 from tap_partner_billing.urls import UrlPolicy
+
+LOGGER = logging.getLogger(__name__)
 
 # Both spellings are in circulation: the Graph docs say compressedJSONLines, real responses
 # and the doc example say compressedJSON. Both mean gzip + JSON Lines.
@@ -142,7 +145,8 @@ def _blob_refs(raw: Any, count: Any, where: str) -> tuple[BlobRef, ...]:  # noqa
     """The manifest's blobs, validated, in name order.
 
     Raises:
-        ManifestError: Naming what is wrong with the blob list.
+        ManifestError: Naming what is wrong with the blob list (a ``blobCount`` that
+            differs from it is only a warning).
     """
     if not isinstance(raw, list) or not all(
         isinstance(b, dict) and isinstance(b.get("name"), str) and b["name"] for b in raw
@@ -158,8 +162,14 @@ def _blob_refs(raw: Any, count: Any, where: str) -> tuple[BlobRef, ...]:  # noqa
     if len(set(names)) != len(names):
         raise ManifestError(f"{where}: manifest lists a blob name twice")
     if count is not None and count != len(raw):
-        raise ManifestError(
-            f"{where}: manifest blobCount {count} does not match its {len(raw)} blobs"
+        # The docs define blobCount as "the total file count for this partner tenant ID";
+        # Microsoft's own sample ignores it. The list is what can be read: it is read whole.
+        LOGGER.warning(
+            "%s: manifest blobCount is %s but its blob list names %d; reading the %d listed",
+            where,
+            str(count)[:40],
+            len(raw),
+            len(raw),
         )
     # Ordinals are assigned over blobs in name order, so the order is part of the key.
     return tuple(

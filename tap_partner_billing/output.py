@@ -1,5 +1,8 @@
 """Where a stream's rows go: through the SDK, straight to stdout, or into BATCH files.
 
+Every stream takes the same routes (``routing.py`` chooses): the export streams hand over
+blocks of lines, the ``invoices`` stream its list as records.
+
 - **SDK**: rows become dicts and go through the SDK's record path (stream maps, flattening,
   selection, conformance). Used whenever any of those has work to do.
 - **Direct**: with no stream map, no flattening, every property selected and no record limit,
@@ -26,7 +29,7 @@ from tap_partner_billing.errors import ConfigurationError
 from tap_partner_billing.rows import ENCODER, Block, block_size, encode_block
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
 BATCH_MAX_ROWS = 100_000  # SDK targets read a whole batch file into memory
 
@@ -58,14 +61,12 @@ class RecordSink:
     def __init__(
         self,
         stream: str,
-        keys: tuple[str, ...],
         *,
         mode: str,
         batch_config: Mapping[str, Any] | None = None,
         on_batch_file: Callable[[str, str], None] | None = None,
     ) -> None:
         self.mode = mode  # "sdk" | "direct" | "batch"
-        self._keys = keys
         # A RECORD message is {"type", "stream", "record", "time_extracted"}, in the order the
         # SDK writes them; only the record is encoded per line, between a fixed head and tail.
         self._head = b'{"type":"RECORD","stream":' + ENCODER.encode(stream) + b',"record":'
@@ -97,9 +98,18 @@ class RecordSink:
 
     def put(self, block: Block) -> None:
         """Type and encode ``block`` and write it (direct and batch modes)."""
-        data = encode_block(block, self._head, self._tail)
+        self._write(encode_block(block, self._head, self._tail), block_size(block))
+
+    def put_records(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Encode records already typed (JSON values only) and write them, like :meth:`put`."""
+        if not records:
+            return
+        head, tail, encode = self._head, self._tail, ENCODER.encode
+        self._write(b"".join(head + encode(record) + tail for record in records), len(records))
+
+    def _write(self, data: bytes, rows: int) -> None:
         if self._batch is not None:
-            self._batch.write(data, block_size(block))
+            self._batch.write(data, rows)
         else:
             # A block of encoded messages (about a megabyte) goes to stdout as it is; STATE
             # messages are written to the same stream, so they keep their place after it.

@@ -140,14 +140,27 @@ class BilledPlanner:
         """The document's billing month: its manifest's (bookmarked), else the list's."""
         return str(bookmark.get("billing_month") or document.billing_month or "") or None
 
+    def below_floor(self, document: Document, bookmark: Mapping[str, Any]) -> bool:
+        """Whether the list files ``document`` before the floor, and Graph was never involved.
+
+        The list's month decides whether a document is exported at all (``docs/invoices.md``);
+        the bookmarked (manifest's) month only what is re-checked. A document Graph served
+        (an eTag) or was asked for (a pending operation, perhaps saved by an older version)
+        is never floored: it stays a partition, so the operation is resumed and cleared.
+        """
+        if "etag" in bookmark or bookmark.get("pending_operations"):
+            return False
+        return document.billing_month is not None and document.billing_month < self.floor
+
     def plan(self, document: Document, bookmark: Mapping[str, Any]) -> Plan:
         """The decision for ``document`` given its bookmark (``{}`` if it has none)."""
         month = self.month_of(document, bookmark)
         refresh = document.invoice_id in self.refresh_ids
-        below = month is not None and month < self.floor
+        below = self.below_floor(document, bookmark)
         if below and not document.explicit:
-            why = f"billing month {month_text(month or '')} is before {month_text(self.floor)}"
-            return Plan(document, Decision.BELOW_FLOOR, why, month, refresh)
+            listed = document.billing_month or ""
+            why = f"billing month {month_text(listed)} is before {month_text(self.floor)}"
+            return Plan(document, Decision.BELOW_FLOOR, why, document.billing_month, refresh)
         asked = refresh or bool(bookmark.get("pending_operations"))
         remembered = None if asked else remembered_no_data(bookmark)
         if remembered is not None:
@@ -272,7 +285,7 @@ def skipped_lines(stream: str, dataset: str, plans: Iterable[Plan]) -> list[tupl
 def floor_warning(plan: Plan, dataset: str) -> str:
     """What the log says when ``invoice_ids`` exports a document below its dataset's floor."""
     return (
-        f"billing month {month_text(plan.month or '')} is before "
+        f"billing month {month_text(plan.document.billing_month or '')} is before "
         f"{month_text(COVERAGE_FLOORS[dataset])}, the first Graph serves "
         f"{DATASET_NAMES[dataset]} for; exported because invoice_ids names it (Graph is "
         "likely to answer 5000)"

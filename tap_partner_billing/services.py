@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.auth import ClientCredentials, TokenProvider
+from tap_partner_billing.auth import GRAPH_SCOPE, ClientCredentials, TokenProvider
 from tap_partner_billing.blobs import BlobFetcher, new_blob_session
 from tap_partner_billing.export import ExportClient
 from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE, InvoiceClient
@@ -54,7 +54,9 @@ def build_services(
         certificate_path=config.get("client_certificate_path") or None,
         certificate_thumbprint=config.get("client_certificate_thumbprint") or None,
     )
-    tokens = TokenProvider(credentials, authority_url=config["authority_url"], sleep=sleep)
+    tokens = TokenProvider(
+        credentials, authority_url=config["authority_url"], scope=GRAPH_SCOPE, sleep=sleep
+    )
     exports = ExportClient(
         graph_url=config["graph_url"],
         token=tokens.token,

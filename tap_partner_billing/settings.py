@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
 from singer_sdk.plugin_base import JSONSchemaValidator
 
 from tap_partner_billing.errors import UrlPolicyError
+from tap_partner_billing.fields import parse_iso_datetime
 from tap_partner_billing.lines import DEFAULT_MAX_INFLATION_RATIO, DEFAULT_MAX_LINE_BYTES
 from tap_partner_billing.output import batch_settings_problems
 from tap_partner_billing.urls import UrlPolicy
@@ -281,8 +282,7 @@ def start_month(value: object) -> tuple[str, bool] | None:
     year, month, day, rest = match.groups()
     try:
         if rest is not None:
-            text = str(value).strip().replace(" ", "T", 1)
-            datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            parse_iso_datetime(str(value).strip())
         date(int(year), int(month), int(day or 1))
     except ValueError:
         return None

@@ -10,8 +10,10 @@ import uuid
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import responses
 
@@ -19,7 +21,8 @@ from tap_partner_billing.client import ExportStream, start_exports_ahead
 from tap_partner_billing.services import build_services
 from tap_partner_billing.tap import TapPartnerBilling
 
-DATA = Path(__file__).parent / "data"
+# Microsoft's documented responses (and one observed manifest); its README names each source.
+DATA = Path(__file__).resolve().parents[1] / "tap_partner_billing" / "sandbox" / "microsoft"
 LOGIN = "https://login.test"
 GRAPH = "https://graph.test/v1.0"
 BLOBS = "https://blobs.test"
@@ -27,11 +30,16 @@ SAS = "sv=2021-08-06&se=2099-01-01T00%3A00%3A00Z&sr=d&sp=rl&sig=SECRETSIGNATURE"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-graph-token"
 PC_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-partner-center-token"
 PARTNER_CENTER = "https://partner.test"
+# Microsoft's scopes, spelled here (not taken from the tap): the token each one gets.
+SCOPE_TOKENS = {
+    "https://graph.microsoft.com/.default": TOKEN,
+    "https://api.partnercenter.microsoft.com/.default": PC_TOKEN,
+}
 TODAY = datetime(2026, 11, 15, tzinfo=timezone.utc)  # the fixtures' months are around it
 
 
 def load_json(name: str) -> Any:  # noqa: ANN401
-    """A JSON fixture from tests/data."""
+    """A JSON fixture from the documented responses (``DATA``)."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
@@ -90,6 +98,17 @@ class Export:
     fail_code: str | None = None  # "5000" or another code: the operation fails
     linked: bool = False
     manifest_changes: dict[str, Any] = field(default_factory=dict)  # None deletes a key
+
+
+def json_text(value: object) -> str:
+    """``value`` as JSON, a :class:`Decimal` written as its number text (as services send money)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(json_text(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 class FakeGraph:
@@ -154,7 +173,11 @@ class FakeGraph:
 
     def _token(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         self.token_requests += 1
-        token = PC_TOKEN if "partnercenter" in request.body else TOKEN
+        scope = parse_qs(request.body).get("scope", [""])[0]
+        token = SCOPE_TOKENS.get(scope)
+        if token is None:  # Entra's answer to a scope it does not know
+            error = {"error": "invalid_scope", "error_description": f"AADSTS70011: {scope!r}"}
+            return 400, {}, json.dumps(error)
         return (
             200,
             {},
@@ -168,7 +191,7 @@ class FakeGraph:
             "invoiceDate": f"{month[:4]}-{month[4:]}-28T00:00:00Z",
             "billingPeriodStartDate": f"{month[:4]}-{month[4:]}-01T00:00:00Z",
             "billingPeriodEndDate": f"{month[:4]}-{month[4:]}-28T00:00:00Z",
-            "totalCharges": 100.25,
+            "totalCharges": Decimal("100.25"),
             "currencyCode": "USD",
             "documentType": "invoice",
             "amendments": [],
@@ -179,7 +202,7 @@ class FakeGraph:
     def _invoices(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         assert request.headers["Authorization"] == f"Bearer {PC_TOKEN}"
         self.invoice_list_requests += 1
-        return 200, {}, json.dumps({"totalCount": len(self.invoices), "items": self.invoices})
+        return 200, {}, json_text({"totalCount": len(self.invoices), "items": self.invoices})
 
     def _export(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"

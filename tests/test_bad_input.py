@@ -45,7 +45,6 @@ BAD: dict[str, tuple[bytes, dict[str, Any], str]] = {
         {},
         "b.json.gz, line 1: field UsageDate",
     ),
-    "blobCount mismatch": (gz_lines(*GOOD), {"blobCount": 5}, "blobCount"),
     "unknown dataFormat": (gz_lines(*GOOD), {"dataFormat": "parquet"}, "parquet"),
     "no rootDirectory": (gz_lines(*GOOD), {"rootDirectory": None}, "rootDirectory"),
     "no sasToken": (gz_lines(*GOOD), {"sasToken": None}, "sasToken"),
@@ -93,6 +92,32 @@ def test_bad_input_stops_with_a_named_error_and_the_partition_stays_open(
     assert _partition(again.state)["line_count"] == 6
     emitted = {r["line_ordinal"] for r in again.records()}
     assert emitted == set(range(done_before, 6))
+
+
+def test_a_blob_count_unlike_the_list_is_a_warning_and_the_listed_blobs_are_read(
+    graph: FakeGraph, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The docs define blobCount as "the total file count for this partner tenant ID";
+    # Microsoft's own sample ignores it: a service that counts otherwise must not stop runs.
+    blobs = {"a.json.gz": gz_lines(*GOOD), "b.json.gz": gz_lines(*GOOD[:2])}
+    graph.add("G000000001", Export(blobs, manifest_changes={"blobCount": 5}))
+    with caplog.at_level("WARNING", logger="tap_partner_billing.manifest"):
+        result = run_tap(CONFIG, streams=("billed_usage",))
+    warnings = [r.getMessage() for r in caplog.records if "blobCount" in r.getMessage()]
+    assert warnings == [
+        f"{PARTITION}: manifest blobCount is 5 but its blob list names 2; reading the 2 listed"
+    ]
+    assert all(r.levelname == "WARNING" for r in caplog.records if "blobCount" in r.message)
+    records = result.records()
+    assert [(r["customer_id"], r["line_ordinal"]) for r in records] == [
+        ("c-0", 0),
+        ("c-1", 1),
+        ("c-2", 2),
+        ("c-0", 3),
+        ("c-1", 4),
+    ]
+    assert _partition(result.state)["line_count"] == 5
+    assert "etag" in _partition(result.state), "the partition is complete"
 
 
 def test_an_empty_blob_and_a_two_megabyte_line_are_just_data(graph: FakeGraph) -> None:

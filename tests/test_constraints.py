@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -49,14 +50,24 @@ def pinfile(plugin: dict[str, Any]) -> str:
     return "tap" if plugin["name"] == "tap-partner-billing" else plugin["name"]
 
 
+def tap_pinfiles() -> dict[str, str]:
+    """The tap's pins files → the Python they were resolved for (tap-pyX.Y: another one)."""
+    header = (PINS / "tap.txt").read_text(encoding="utf-8").splitlines()[1]
+    found = {"tap": re.findall(r"on Python (3\.\d+)", header)[0]}
+    for path in PINS.glob("tap-py*.txt"):
+        found[path.stem] = path.stem.removeprefix("tap-py")
+    return found
+
+
 def test_every_file_is_plain_pins_and_used() -> None:
     names = {path.stem for path in PINS.glob("*.txt")}
-    assert names == {"tap", "meltano"} | {pinfile(p) for p in plugins()}
+    assert names == {"meltano"} | set(tap_pinfiles()) | {pinfile(p) for p in plugins()}
     for name in names:
         assert pins(name), name
 
 
-def test_every_requirement_of_the_tap_is_pinned_inside_its_range() -> None:
+@pytest.mark.parametrize("name", sorted(tap_pinfiles()))
+def test_every_requirement_of_the_tap_is_pinned_inside_its_range(name: str) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     project = pyproject["project"]
     lines = [
@@ -64,10 +75,12 @@ def test_every_requirement_of_the_tap_is_pinned_inside_its_range() -> None:
         *(r for extra in project["optional-dependencies"].values() for r in extra),
         *pyproject["build-system"]["requires"],  # the build backend of the editable install
     ]
-    tap = pins("tap")
+    tap = pins(name)
+    version = tap_pinfiles()[name]  # markers are judged for the Python the file is for
+    python = {"python_version": version, "python_full_version": f"{version}.0"}
     problems = []
     for requirement in map(Requirement, lines):
-        if requirement.marker is not None and not requirement.marker.evaluate():
+        if requirement.marker is not None and not requirement.marker.evaluate(python):
             continue
         pinned = tap.get(canonicalize_name(requirement.name))
         if pinned is None or not requirement.specifier.contains(pinned, prereleases=True):
@@ -88,7 +101,8 @@ def test_each_meltano_plugin_installs_from_its_pins() -> None:
 
 def test_bootstrap_installs_from_the_pins() -> None:
     bootstrap = (ROOT / "scripts" / "bootstrap").read_text(encoding="utf-8")
-    assert '-c "$PINS/tap.txt"' in bootstrap
+    assert 'scripts/pythons.py" --pins "$version"' in bootstrap  # tap.txt or tap-pyX.Y.txt
+    assert '-c "$pins"' in bootstrap
     assert '-c "$PINS/meltano.txt"' in bootstrap
     (meltano,) = set(re.findall(r"meltano==([0-9.]+)", bootstrap))
     assert pins("meltano")["meltano"] == meltano

@@ -30,6 +30,7 @@ LINE = LINES[0][:-1] + ', "SomeNewField": 1.25}'  # a key the schema does not kn
 # first such test a process runs (which one depends on pytest-xdist's distribution), so
 # ignored here; a stream with no records at all still fails its own test.
 pytestmark = [
+    pytest.mark.contract,  # the SDK's standard tests run on every claimed Python
     pytest.mark.filterwarnings(
         "ignore:Fields in transformed catalog but not in records:UserWarning"
     ),
@@ -43,11 +44,17 @@ def fake_graph() -> Iterator[FakeGraph]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         graph = FakeGraph(rsps)
         graph.retry_after = "0"
+        done = ["succeeded"]  # at the first poll: the suite's syncs wait for nothing
         graph.add(
             "G000000001",
-            Export({"a.json.gz": gz_lines(LINE, LINES[1]), "b.json.gz": gz_lines(LINES[2])}),
+            Export(
+                {"a.json.gz": gz_lines(LINE, LINES[1]), "b.json.gz": gz_lines(LINES[2])},
+                statuses=done,
+            ),
         )
-        graph.add("current/USD", Export({"u.json.gz": gz_lines(LINE)}, month="202611"))
+        graph.add(
+            "current/USD", Export({"u.json.gz": gz_lines(LINE)}, month="202611", statuses=done)
+        )
         recon = [
             line.decode()
             for line in reconciliation_lines(
@@ -56,8 +63,11 @@ def fake_graph() -> Iterator[FakeGraph]:
             )
         ]
         recon[0] = recon[0][:-1] + ', "AnotherNewField": 2.50}'
-        graph.add("recon:G000000001", Export({"r.json.gz": gz_lines(*recon)}))
-        graph.add("recon:current/USD", Export({"r.json.gz": gz_lines(*recon)}, month="202611"))
+        graph.add("recon:G000000001", Export({"r.json.gz": gz_lines(*recon)}, statuses=done))
+        graph.add(
+            "recon:current/USD",
+            Export({"r.json.gz": gz_lines(*recon)}, month="202611", statuses=done),
+        )
         graph.add_invoice("G000000001", "202609")  # discovered: invoice_ids stays empty
         graph.add_invoice("D02005YFHI", "202609", invoiceType="Recurring")
         yield graph

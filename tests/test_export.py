@@ -22,6 +22,9 @@ from tap_partner_billing.manifest import Manifest
 from tap_partner_billing.scheduler import ExportScheduler
 from tests.helpers import GRAPH, FakeClock, load_json
 
+# The export state machine: a contract test on every claimed Python (scripts/test-pythons).
+pytestmark = pytest.mark.contract
+
 OPS = f"{GRAPH}/reports/partners/billing/operations"
 OP_URL = f"{OPS}/6fe687d7-1e0f-4bd6-9091-4672691f64bc"
 EXPORT_URL = f"{GRAPH}/reports/partners/billing/usage/billed/export"
@@ -36,8 +39,8 @@ def client(clock: FakeClock) -> ExportClient:
     return ExportClient(graph_url=GRAPH, token=lambda: "tok", clock=clock.clock, sleep=clock.sleep)
 
 
-def poll(clock: FakeClock, *, timeout: float = 3600) -> ExportResult:
-    """Resume the operation at OP_URL through the run's scheduler, and wait for it."""
+def poll(clock: FakeClock, url: str = OP_URL, *, timeout: float = 3600) -> ExportResult:
+    """Resume the operation at ``url`` through the run's scheduler, and wait for it."""
     scheduler = ExportScheduler(
         client(clock),
         clock=clock.clock,
@@ -46,7 +49,7 @@ def poll(clock: FakeClock, *, timeout: float = 3600) -> ExportResult:
         timeout=timeout,
         max_concurrent=10,
     )
-    scheduler.add(REQUEST, {"export": {"operation_url": OP_URL}}, "export")
+    scheduler.add(REQUEST, {"export": {"operation_url": url}}, "export")
     return scheduler.result(REQUEST, lambda: None)
 
 
@@ -321,7 +324,6 @@ def test_real_manifest_fixture_parses_verbatim() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"blobCount": 2}, "blobCount 2"),
         ({"dataFormat": "parquet"}, "dataFormat"),
         ({"rootDirectory": None}, "lacks rootDirectory"),
         ({"sasToken": ""}, "lacks sasToken"),
@@ -332,3 +334,38 @@ def test_bad_manifests_are_refused(change: dict[str, Any], message: str) -> None
     body = {**load_json("manifest_real.json"), **change}
     with pytest.raises(ManifestError, match=message):
         Manifest.parse(body, where="billed_usage invoice X")
+
+
+def test_the_documented_export_answer_and_inline_operation_are_read(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    accepted = load_json("export_accepted.json")  # 202 Accepted, Location, no body
+    location = accepted["headers"]["Location"].replace("https://graph.microsoft.com/v1.0", GRAPH)
+    rsps.add(responses.POST, EXPORT_URL, status=accepted["status"], headers={"Location": location})
+    inline = load_json("operation_succeeded_inline.json")
+    rsps.add(responses.GET, location, json=inline)
+    url = client(clock).start(REQUEST)
+    assert url == location
+    result = poll(clock, url)
+    assert result.manifest is not None
+    assert result.manifest.billing_month == "202310"  # BillingMonth= in its rootDirectory
+    assert result.manifest.schema_version == "1"
+    assert [b.name for b in result.manifest.blobs] == [
+        "part-00049-b016029b-a7a7-4c46-9b5e-c925ac317ac6.c000.json.gz"
+    ]
+
+
+def test_a_manifest_whose_blob_count_differs_keeps_its_listed_blobs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = {**load_json("manifest_real.json"), "blobCount": 2}
+    with caplog.at_level("WARNING", logger="tap_partner_billing.manifest"):
+        manifest = Manifest.parse(body, where="billed_usage invoice X")
+    assert [b.name for b in manifest.blobs] == [b["name"] for b in body["blobs"]]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "billed_usage invoice X: manifest blobCount is 2 but its blob list names 1; "
+            "reading the 1 listed",
+        )
+    ]

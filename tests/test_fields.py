@@ -11,6 +11,9 @@ from tap_partner_billing.codec import LineCodec
 from tap_partner_billing.errors import BlobDataError, RecordValueError
 from tap_partner_billing.fields import USAGE, snake_case, to_datetime_text, to_decimal_text
 
+# Field typing: a contract test on every Python the package claims (scripts/test-pythons).
+pytestmark = pytest.mark.contract
+
 
 @pytest.mark.parametrize(
     ("value", "text"),
@@ -52,15 +55,38 @@ def test_bad_decimals_are_refused(value: Any, message: str) -> None:  # noqa: AN
         ("2024-10-08", "2024-10-08T00:00:00+00:00"),
         ("10/8/2024", "2024-10-08T00:00:00+00:00"),
         ("10/8/2024 1:05:09 PM", "2024-10-08T13:05:09+00:00"),
+        # Partner Center's documented invoiceDate: 7 fraction digits and Z (3.10's
+        # datetime.fromisoformat reads neither; the tap must, on every claimed Python).
+        ("2018-02-08T18:44:37.5381456Z", "2018-02-08T18:44:37.538145+00:00"),
+        ("2018-02-08T18:44:37.5Z", "2018-02-08T18:44:37.500000+00:00"),
+        ("2018-02-08 18:44:37,25+0100", "2018-02-08T17:44:37.250000+00:00"),
+        ("2018-02-08T18:44-05", "2018-02-08T23:44:00+00:00"),
+        ("2018-02-08t18:44:37z", "2018-02-08T18:44:37+00:00"),
     ],
 )
 def test_dates_parse_leniently(value: str, text: str) -> None:
     assert to_datetime_text(value) == text
 
 
-def test_unparseable_date() -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "2018-02-08T18",
+        "2018-02-08T18:44:37.Z",
+        "2018-02-08Z",
+        "20180208",
+        "٢٠١٨-02-08",
+    ],
+)
+def test_unparseable_date(value: str) -> None:
     with pytest.raises(RecordValueError, match="not a date"):
-        to_datetime_text("yesterday")
+        to_datetime_text(value)
+
+
+def test_an_impossible_date_is_refused() -> None:
+    with pytest.raises(RecordValueError, match="not a date"):
+        to_datetime_text("2018-02-30T18:44:37Z")
 
 
 def test_snake_case_names() -> None:

@@ -208,6 +208,7 @@ def test_a_learned_codec_types_every_line_as_the_dict_path_does(
     _assert_like_fresh_codecs(dataset, lines + lines)  # the second time round, all learned
 
 
+@pytest.mark.contract  # the fast path's checks (regular expressions) on every claimed Python
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_real_export_profiles_decode_on_the_fast_path_as_the_dict_path_does(
     profile: str,

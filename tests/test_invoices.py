@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import responses
@@ -123,7 +127,7 @@ def test_invoices_to_export_precedence(caplog: pytest.LogCaptureFixture) -> None
 
 def test_billed_streams_export_discovered_invoices_from_start_date(graph: FakeGraph) -> None:
     graph.add_invoice("G000000007", "202606")
-    graph.add_invoice("G000000008", "202609", totalCharges=1234.5678901234)
+    graph.add_invoice("G000000008", "202609", totalCharges=Decimal("1234.5678901234"))
     graph.add_invoice("D02005YFHI", "202609")
     graph.add("G000000008", Export(blob(3), month="202609"))
     graph.add("G000000005", Export(blob(2, start=100), month="202601"))
@@ -141,6 +145,62 @@ def test_billed_streams_export_discovered_invoices_from_start_date(graph: FakeGr
     assert schema["properties"]["total_charges"]["precision"] == 38  # loads as NUMERIC(38,18)
     assert len(result.records("billed_usage")) == 5
     assert graph.invoice_list_requests == 1  # read once, shared by the streams
+
+
+def _listed(graph: FakeGraph) -> dict[str, Any]:
+    graph.add_invoice("G000000007", "202606", totalCharges=Decimal("1234.5678901234"))
+    graph.add_invoice("G000000008", "202609", amendments=["G000000007"])
+    graph.add_invoice("D02005YFHI", "202609")
+    return base_config(discover_invoices=True, start_date="2026-08", invoice_ids=[])
+
+
+def test_invoices_direct_route_writes_what_the_sdk_path_writes(
+    graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tap_partner_billing.invoice_stream import InvoicesStream
+
+    config = _listed(graph)
+
+    def messages(direct: bool) -> list[dict[str, Any]]:
+        monkeypatch.setattr(InvoicesStream, "allow_direct_output", direct)
+        raw: list[str] = []
+        run_tap(config, streams=("invoices",), raw=raw)
+        found = [json.loads(line) for line in raw]
+        for message in found:
+            message.pop("time_extracted", None)  # a clock reading
+        return found
+
+    direct, sdk = messages(direct=True), messages(direct=False)
+    assert [m["record"]["id"] for m in direct if m["type"] == "RECORD"] == [
+        "G000000007",
+        "G000000008",
+        "D02005YFHI",
+    ]
+    assert direct == sdk
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_invoices_batch_file_is_what_its_message_says(
+    graph: FakeGraph, tmp_path: Path, compression: str
+) -> None:
+    config = _listed(graph)
+    expected = run_tap(config, streams=("invoices",)).records("invoices")
+    batch = {
+        "encoding": {"format": "jsonl", "compression": compression},
+        "storage": {"root": tmp_path.as_uri(), "prefix": "t-"},
+    }
+    result = run_tap({**config, "batch_config": batch}, streams=("invoices",))
+    assert result.records() == []
+    # No STATE before the BATCH: a target must not record a position its rows are not in.
+    assert [m["type"] for m in result.messages] == ["SCHEMA", "BATCH", "STATE"]
+    [message] = [m for m in result.messages if m["type"] == "BATCH"]
+    assert message["encoding"] == {"format": "jsonl", "compression": compression}
+    [url] = message["manifest"]
+    data = Path(urlsplit(url).path).read_bytes()
+    assert data[:2] == b"\x1f\x8b" if compression == "gzip" else data[:1] == b"{"
+    text = gzip.decompress(data) if compression == "gzip" else data
+    assert [json.loads(line) for line in text.splitlines()] == expected
+    assert url.endswith(".jsonl.gz" if compression == "gzip" else ".jsonl")
 
 
 # ---- re-issued invoices --------------------------------------------------------------------
@@ -231,3 +291,19 @@ def test_a_month_answered_after_its_invoice_is_not_emitted(graph: FakeGraph) -> 
     assert [r["line_ordinal"] for r in second.records()] == [0, 1, 2]
     assert all(r["_sdc_deleted_at"] is not None for r in second.records())
     assert months_state(second) == {}
+
+
+def test_a_pending_operation_below_the_floor_is_resumed_and_cleared(graph: FakeGraph) -> None:
+    # Listed in 2022-08, before billed usage's floor, but an operation (saved by an older
+    # version) is pending: the partition stays, the operation is resumed, none is left.
+    graph.add_invoice("G000000001", "202208")
+    graph.add("G000000001", Export(blob(3), month="202208"))
+    expired = "https://graph.test/v1.0/reports/partners/billing/operations/expired"
+    context = {"invoice_id": "G000000001", "attribute_set": "full"}
+    partition = {"context": context, "pending_operations": {"export": {"operation_url": expired}}}
+    state = {"bookmarks": {"billed_usage": {"partitions": [partition]}}}
+    config = base_config(discover_invoices=True, invoice_ids=[])
+    result = run_tap(config, state=state, streams=("billed_usage",))
+    assert len(result.records("billed_usage")) == 3
+    [saved] = result.partition_states("billed_usage")
+    assert saved["pending_operations"] == {}

@@ -107,8 +107,10 @@ def test_refresh_asks_again_whatever_the_bookmark_says(bookmark: dict[str, Any])
     assert not other.refresh
 
 
-def test_refresh_does_not_lift_a_floor() -> None:
-    plan = planner(refresh_ids=frozenset({"G000000001"})).plan(doc("202001"), DONE)
+@pytest.mark.parametrize("bookmark", [{}, {"no_data": {"why": "x"}}], ids=["new", "5000"])
+def test_refresh_does_not_lift_a_floor(bookmark: dict[str, Any]) -> None:
+    # (A document Graph served, with an eTag, is never floored: see below.)
+    plan = planner(refresh_ids=frozenset({"G000000001"})).plan(doc("202001"), bookmark)
     assert (plan.decision, plan.refresh) == (Decision.BELOW_FLOOR, True)
 
 
@@ -207,3 +209,28 @@ def test_a_refresh_id_the_run_does_not_export_is_a_warning() -> None:
         "invoice_ids, and not a listed G… invoice from start_date on); nothing is asked again "
         "for it"
     ]
+
+
+def test_a_document_graph_served_is_never_floored_by_its_bookmarked_month() -> None:
+    # The list's month decides whether a document is exported at all (docs/invoices.md rule
+    # 4): a manifest filing it under an earlier month than the list's does not floor it.
+    plan = planner().plan(doc("202209"), {**DONE, "billing_month": "202208"})
+    assert (plan.decision, plan.month) == (Decision.SETTLED, "202208")
+
+
+@pytest.mark.parametrize(
+    "bookmark",
+    [{**DONE, "billing_month": "202208"}, {"pending_operations": {"export": {"id": "op"}}}],
+    ids=["exported", "pending"],
+)
+def test_a_document_served_or_asked_for_is_not_floored(bookmark: dict[str, Any]) -> None:
+    # Listed before the floor, but Graph served it or an operation (saved by an older
+    # version) is pending: it stays a partition, so the operation is resumed and cleared.
+    plan = planner(recheck=0).plan(doc("202208"), bookmark)
+    assert plan.decision is not Decision.BELOW_FLOOR
+    assert not plan.floor_overridden
+
+
+def test_the_floor_reads_the_listed_month_without_an_export() -> None:
+    bookmark = {"billing_month": "202209", "no_data": {"why": "x"}}
+    assert planner().plan(doc("202208"), bookmark).decision is Decision.BELOW_FLOOR

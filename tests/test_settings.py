@@ -3,41 +3,36 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 import yaml
+from plugin_definition import DEFINITION, render
+from plugin_definition import about as about_json
+from readme_settings import README, about_table, readme_table
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_partner_billing.tap import SETTINGS, TapPartnerBilling
 from tests.helpers import base_config
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from readme_settings import README, about_table, readme_table  # noqa: E402
 
-
-def about_json() -> dict[str, Any]:
-    command = [sys.executable, "-m", "tap_partner_billing", "--about", "--format=json"]
-    result: dict[str, Any] = json.loads(
-        subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    )
-    return result
+# Settings and their parsing: a contract test on every claimed Python (scripts/test-pythons).
+pytestmark = pytest.mark.contract
 
 
 def tap_settings() -> set[str]:
     return set(SETTINGS.to_dict()["properties"])
 
 
-def test_meltano_yml_mirrors_the_settings() -> None:
+def test_meltano_yml_and_the_plugin_definition_mirror_the_settings() -> None:
     meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
     [extractor] = meltano["plugins"]["extractors"]
     settings = {s["name"]: s for s in extractor["settings"]}
     about = about_json()
+    plugin_definition_mirrors_the_settings(about, extractor)
     builtin = set(about["settings"]["properties"]) - tap_settings()
     assert tap_settings() <= set(settings)
     assert set(settings) - tap_settings() <= builtin  # SDK built-ins Meltano should pass on
@@ -47,6 +42,62 @@ def test_meltano_yml_mirrors_the_settings() -> None:
             assert settings[name].get("value") == schema["default"], name
     assert "activate-version" not in extractor["capabilities"]
     assert set(extractor["capabilities"]) == set(about["capabilities"])
+
+
+def plugin_definition_mirrors_the_settings(
+    about: dict[str, Any], extractor: dict[str, Any]
+) -> None:
+    """plugin/tap-partner-billing.yml: what scripts/plugin_definition.py writes from --about."""
+    text = DEFINITION.read_text(encoding="utf-8")
+    assert text == render(about), "stale: run python scripts/plugin_definition.py"
+    definition = yaml.safe_load(text)
+    settings = {s["name"]: s for s in definition["settings"]}
+    assert list(settings) == list(about["settings"]["properties"])  # every setting, in order
+    assert set(settings) >= {s["name"] for s in extractor["settings"]}
+    for name, schema in SETTINGS.to_dict()["properties"].items():
+        setting = settings[name]
+        assert setting["label"] == schema["title"], name
+        assert setting["description"] == schema["description"], name
+        assert setting.get("sensitive", False) == schema.get("secret", False), name
+        assert setting.get("value") == schema.get("default"), name
+    assert settings["client_secret"]["sensitive"] is True
+    assert settings["recheck_months"]["kind"] == "integer"
+    assert settings["currency_codes"]["kind"] == "array"
+    assert settings["attribute_set"]["options"] == [
+        {"label": "Full", "value": "full"},
+        {"label": "Basic", "value": "basic"},
+    ]
+    assert settings["batch_config"]["kind"] == "object"
+    assert definition["capabilities"] == about["capabilities"]
+    assert set(definition["capabilities"]) == set(extractor["capabilities"])
+    groups = definition["settings_group_validation"]
+    assert groups == extractor["settings_group_validation"]
+    assert all(set(group) <= set(settings) for group in groups)
+    for key in ("name", "namespace", "executable"):
+        assert definition[key] == extractor[key], key
+    # Nothing is on a package index: a placeholder the user replaces (README, Installation),
+    # never a package name someone else could publish.
+    assert definition["pip_url"].startswith("<replace: ")
+    assert "tap-partner-billing==" not in text
+
+
+def test_loaders_and_models_read_one_schema() -> None:
+    """target-postgres, target-snowflake and dbt's sources: one value, meltano.yml's env."""
+    meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
+    schema = meltano["env"]["PARTNER_BILLING_SCHEMA"]
+    loaders = {p["name"]: p for p in meltano["plugins"]["loaders"]}
+    for name in ("target-postgres", "target-snowflake"):
+        assert loaders[name]["config"]["default_target_schema"] == "$PARTNER_BILLING_SCHEMA"
+    assert "default_target_schema" not in loaders["target-snowflake-emulator"].get("config", {})
+    [dbt] = meltano["plugins"]["utilities"]
+    source = next(s for s in dbt["settings"] if s["name"] == "source_schema")
+    assert (source["env"], source["value"]) == ("DBT_SOURCE_SCHEMA", "$PARTNER_BILLING_SCHEMA")
+    sources = (ROOT / "transform" / "models" / "sources.yml").read_text(encoding="utf-8")
+    assert f"env_var('DBT_SOURCE_SCHEMA', '{schema}')" in sources  # dbt run without Meltano
+    for environment in meltano["environments"]:  # no environment sets one side alone
+        plugins = environment.get("config", {}).get("plugins", {})
+        for loader in plugins.get("loaders", []):
+            assert "default_target_schema" not in loader.get("config", {}), environment["name"]
 
 
 def test_readme_table_is_generated_from_about() -> None:

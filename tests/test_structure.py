@@ -105,6 +105,23 @@ def import_cycles(root: Path) -> list[list[str]]:
     return sorted(cycles)
 
 
+def sandbox_imports_of_the_tap(root: Path) -> dict[str, set[str]]:
+    """Sandbox module → the package's modules outside the sandbox it imports.
+
+    The sandbox stands in for Microsoft: it spells the scopes, audiences, paths and header
+    names itself, so that a wrong literal in the tap meets the sandbox's refusal instead of
+    agreeing with itself.
+    """
+    sandbox = f"{root.name}.sandbox"
+    inside = (sandbox, f"{sandbox}.")
+    return {
+        name: outside
+        for name, imports in import_graph(root).items()
+        if name.startswith(inside)
+        and (outside := {m for m in imports if not (m == sandbox or m.startswith(f"{sandbox}."))})
+    }
+
+
 def tap_reaches(root: Path) -> list[str]:
     """``module:line`` of every ``._tap`` (the SDK's private link from a stream to its tap)."""
     found: list[str] = []
@@ -138,6 +155,10 @@ def test_only_entry_points_import_the_tap() -> None:
 
 def test_no_stream_reaches_into_the_tap() -> None:
     assert tap_reaches(PACKAGE) == []
+
+
+def test_the_sandbox_imports_nothing_from_the_tap() -> None:
+    assert sandbox_imports_of_the_tap(PACKAGE) == {}
 
 
 def test_no_module_is_over_the_line_budget() -> None:
@@ -226,3 +247,21 @@ def test_the_tap_reach_check_finds_one(tmp_path: Path) -> None:
         },
     )
     assert tap_reaches(root) == ["pkg.s:3"]
+
+
+def test_the_sandbox_import_check_finds_a_literal_taken_from_the_tap(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "auth.py": "SCOPE = 'x'\n",
+            "sandbox/__init__.py": "",
+            "sandbox/server.py": "from pkg.sandbox import tokens\n",
+            "sandbox/tokens.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from pkg.auth import SCOPE\n"
+            ),
+        },
+    )
+    assert sandbox_imports_of_the_tap(root) == {"pkg.sandbox.tokens": {"pkg.auth"}}

@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="Graph tokens lack PartnerBilling.Read.All (an app without admin consent)",
     )
+    parser.add_argument(
+        "--documented",
+        action="store_true",
+        help="serve Microsoft's documented responses (the documented invoice list and shapes)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             manifest_mode=args.manifest_mode,
             total_discrepancies=dict(_discrepancy(text) for text in args.plant_discrepancy),
             graph_roles=() if args.without_permission else ("PartnerBilling.Read.All",),
+            documented=args.documented,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from tap_partner_billing.invoices import shift_month
-
 # What a POST meets when max_running_exports are running (see pace.py).
 WHEN_BUSY = ("throttle", "queue")
 
@@ -27,6 +25,17 @@ class InvoiceSpec:
     amends: str | None = None
 
 
+def shift_month(month: str, months: int) -> str:
+    """``YYYYMM`` moved by ``months`` (the sandbox's own calendar, not the tap's)."""
+    index = int(month[:4]) * 12 + int(month[4:]) - 1 + months
+    return f"{index // 12:04d}{index % 12 + 1:02d}"
+
+
+def previous_month(month: str) -> str:
+    """``202601`` → ``202512``."""
+    return shift_month(month, -1)
+
+
 def this_month() -> str:
     """The current UTC month as ``YYYYMM``."""
     return datetime.now(timezone.utc).strftime("%Y%m")
@@ -41,6 +50,21 @@ def default_invoices(current_month: str) -> dict[str, InvoiceSpec]:
         "G000000003": InvoiceSpec(
             shift_month(current_month, -3), 24, 1, "adjustment_note", "G000000001"
         ),
+    }
+
+
+# The documented mode's invoices: the documents of Microsoft's documented invoice list
+# (microsoft/partner_center_invoices*.json), dated into the covered period (billing month
+# 202402 for the void note and its adjustment note, 202403 for the invoice on page 2).
+DOCUMENTED_START_MONTH = "2024-02"
+
+
+def documented_invoices() -> dict[str, InvoiceSpec]:
+    """The G… documents of the documented list, with the data the sandbox serves for them."""
+    return {
+        "G000024130": InvoiceSpec("202402", 120, 2, "void_note"),
+        "G000024131": InvoiceSpec("202402", 40, 1, "adjustment_note", "G000024130"),
+        "G000024132": InvoiceSpec("202403", 80, 2),
     }
 
 
@@ -87,9 +111,16 @@ class SandboxConfig:
     # The application permissions in Graph tokens; () is an app without admin consent,
     # whose exports and operation reads Graph answers 403.
     graph_roles: tuple[str, ...] = ("PartnerBilling.Read.All",)
+    # Serve Microsoft's documented responses (documented.py): the documented invoice list
+    # and its documents instead of the generated ones, operations and manifests shaped like
+    # the documented examples.
+    documented: bool = False
 
     def __post_init__(self) -> None:
         check_pace(self)
+        if self.documented:
+            self.invoices = self.invoices or documented_invoices()
+            self.legacy_invoices = {}  # the documented list names its own (D02005YFHI)
         if not self.invoices:
             self.invoices = default_invoices(self.current_month)
         for invoice, month in list(self.legacy_invoices.items()):
@@ -97,7 +128,12 @@ class SandboxConfig:
 
     @property
     def start_month(self) -> str:
-        """A ``start_date`` (YYYY-MM) that leaves out the old invoice G000000000."""
+        """A ``start_date`` (YYYY-MM) that leaves out the old invoice G000000000.
+
+        In the documented mode: the documented documents' first month.
+        """
+        if self.documented:
+            return DOCUMENTED_START_MONTH
         month = shift_month(self.current_month, -4)
         return f"{month[:4]}-{month[4:]}"
 

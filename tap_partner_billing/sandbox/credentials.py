@@ -11,12 +11,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
-from tap_partner_billing.auth import GRAPH_SCOPE
-from tap_partner_billing.invoices import PARTNER_CENTER_SCOPE
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+# Microsoft's literals, spelled here and never taken from the tap: a wrong scope in the tap
+# must meet the sandbox's refusal (AADSTS70011), as it would meet Entra's.
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 AUDIENCES = (GRAPH_SCOPE, PARTNER_CENTER_SCOPE)
 
 

@@ -6,7 +6,7 @@ import calendar
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.invoices import shift_month
+from tap_partner_billing.sandbox.config import shift_month
 
 if TYPE_CHECKING:
     from tap_partner_billing.sandbox.service import Sandbox

@@ -6,13 +6,15 @@ import json
 import re
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
-from tap_partner_billing.invoices import INVOICES_PATH, PARTNER_CENTER_SCOPE
+from tap_partner_billing.sandbox import documented
+from tap_partner_billing.sandbox.credentials import PARTNER_CENTER_SCOPE
 from tap_partner_billing.sandbox.faults import Fault, LoggedRequest
 from tap_partner_billing.sandbox.partner_center import CONTINUATION_HEADER, invoice_page
 from tap_partner_billing.sandbox.service import BILLING, Sandbox, graph_error
@@ -25,6 +27,9 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")  # money as JSON number
 
 ROLES = ("login", "graph", "blob", "partner")
 GRAPH_ROLE = "PartnerBilling.Read.All"
+# Partner Center's path, spelled here (never taken from the tap): a wrong path in the tap
+# meets the sandbox's 404, as it would meet Partner Center's.
+INVOICES_PATH = "/v1/invoices"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -118,14 +123,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._graph_authorized(step):
             return
         operation_id = path.rstrip("/").rsplit("/", 1)[-1]
+        shaped = self.sandbox.config.documented  # answers shaped like the documented ones
         if step == "manifest":
             manifest = self.sandbox.manifest_for_operation(operation_id)
             if manifest is None:
                 self._send_json(step, 404, graph_error("NotFound", "manifest not found"))
             else:
-                self._send_json(step, 200, manifest)
+                self._send_json(step, 200, documented.manifest(manifest) if shaped else manifest)
             return
         status, body, retry_after = self.sandbox.poll(operation_id)
+        if shaped and "status" in body:  # an operation, not an error
+            body = documented.operation(body)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self._send_json(step, status, body, headers)
 
@@ -151,9 +159,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif not self.sandbox.tokens.valid(self.headers.get("Authorization"), PARTNER_CENTER_SCOPE):
             # A Graph token is refused here, as Partner Center refuses it.
             self._send_json("invoices", 401, {"code": 401, "description": "invalid token"})
+        elif self.sandbox.config.documented:
+            page = documented.invoice_page(urlsplit(self.path).query)
+            if page is None:
+                error = {"code": 400, "description": "no such page of the documented list"}
+                self._send_json("invoices", 400, error, _partner_center_ids())
+            else:
+                self._send_json("invoices", 200, page, _partner_center_ids())
         else:
             page = invoice_page(self.sandbox, self.headers.get(CONTINUATION_HEADER))
-            self._send_json("invoices", 200, page)
+            self._send_json("invoices", 200, page, _partner_center_ids())
 
     def _blob_get(self, path: str) -> None:
         if self._fault("blob"):
@@ -269,7 +284,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 "token",
                 400,
-                {"error": "invalid_scope", "error_description": "AADSTS70011: invalid scope."},
+                {
+                    "error": "invalid_scope",
+                    "error_description": (
+                        "AADSTS70011: The provided value for the input parameter 'scope' is "
+                        f"not valid. The scope {form.get('scope', '')} is not valid."
+                    ),
+                },
             )
             return
         token, lifetime = issued
@@ -290,6 +311,11 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128
+
+
+def _partner_center_ids() -> dict[str, str]:
+    """The support ids every documented Partner Center answer carries."""
+    return {"MS-CorrelationId": str(uuid.uuid4()), "MS-RequestId": str(uuid.uuid4())}
 
 
 class SandboxServer:

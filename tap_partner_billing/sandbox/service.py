@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from tap_partner_billing.invoices import previous_month, shift_month
 from tap_partner_billing.sandbox.azure_plan import azure_plan_lines
-from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig
+from tap_partner_billing.sandbox.config import (
+    InvoiceSpec,
+    SandboxConfig,
+    previous_month,
+    shift_month,
+)
 from tap_partner_billing.sandbox.credentials import SasSigner, TokenIssuer
 from tap_partner_billing.sandbox.data import (
     MONEY_KEYS,
@@ -223,11 +227,8 @@ class Sandbox:
 
     def unbilled_month(self, period: str) -> str:
         """The absolute month a period resolves to now."""
-        return (
-            self.config.current_month
-            if period == "current"
-            else previous_month(self.config.current_month)
-        )
+        month = self.config.current_month
+        return month if period == "current" else previous_month(month)
 
     # ---- exports ----------------------------------------------------------------------
     def start_export(self, action: str, body: dict[str, Any]) -> ExportAnswer:

@@ -171,15 +171,18 @@ def sandbox_env(server: SandboxServer) -> dict[str, str]:
     }
 
 
-def postgres_env(pg: Postgres, schema: str) -> dict[str, str]:
-    return {
+def postgres_env(pg: Postgres, schema: str | None = None) -> dict[str, str]:
+    """target-postgres's connection; loading into ``schema`` (None: the project's default)."""
+    env = {
         "TARGET_POSTGRES_HOST": pg.host,
         "TARGET_POSTGRES_PORT": str(pg.port),
         "TARGET_POSTGRES_USER": pg.user,
         "TARGET_POSTGRES_PASSWORD": pg.password,
         "TARGET_POSTGRES_DATABASE": pg.database,
-        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
     }
+    if schema is not None:
+        env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = schema
+    return env
 
 
 def query(pg: Postgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:  # noqa: ANN401

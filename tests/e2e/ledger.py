@@ -11,12 +11,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.sandbox.partner_center import invoice_items
-from tests.e2e.conftest import billed_truths
+from tests.e2e.conftest import billed_truths, query
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tap_partner_billing.sandbox.service import Sandbox
+    from tests.e2e.services import Postgres
 
 MONEY = {"usage": "billing_pre_tax_total", "reconciliation": "subtotal"}
 KEYS = {
@@ -41,6 +42,26 @@ class Warehouse:
     live: Callable[[str, str, str], dict[str, tuple[int, Decimal]]]
     invoices: Callable[[], list[tuple[Any, ...]]]
     row_count: Callable[[], int]
+
+
+def postgres_warehouse(pg: Postgres, schema: str) -> Warehouse:
+    """The scenario's view of one PostgreSQL schema."""
+
+    def live(table: str, key: str, money: str) -> dict[str, tuple[int, Decimal]]:
+        rows = query(
+            pg,
+            f"SELECT {key}, count(*), sum({money}) FROM {schema}.{table} "
+            f"WHERE _sdc_deleted_at IS NULL GROUP BY {key}",
+        )
+        return {str(k): (int(n), Decimal(total)) for k, n, total in rows}
+
+    def invoices() -> list[tuple[object, ...]]:
+        return query(pg, f"SELECT id, total_charges, billing_month FROM {schema}.invoices")
+
+    def row_count() -> int:
+        return sum(int(query(pg, f"SELECT count(*) FROM {schema}.{t}")[0][0]) for t in KEYS)
+
+    return Warehouse(live, invoices, row_count)
 
 
 def billed_exports(sb: Sandbox, since: int = 0, dataset: str = "") -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,13 +23,18 @@ from tests.e2e.conftest import (
     billed_truths,
     clean_output,
     expected_counts,
+    pipe_tap,
     postgres_env,
+    postgres_target,
     query,
     sandbox_env,
+    tap_command,
 )
+from tests.e2e.ledger import assert_warehouse_equals_sandbox, postgres_warehouse
 from tests.e2e.services import Azurite, Postgres
 
 pytestmark = pytest.mark.e2e
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def test_meltano_run_to_jsonl_matches_ground_truth(
@@ -145,35 +152,51 @@ def test_blobs_served_from_azurite(
     assert billed == billed_truths(sb)
 
 
-def test_batch_output_loaded_into_postgres(
-    sandbox: SandboxServer, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_every_batch_file_is_what_its_message_says_and_loads_exactly(
+    sandbox: SandboxServer,
+    meltano: MeltanoProject,
+    postgres: Postgres,
+    tmp_path: Path,
+    compression: str,
 ) -> None:
+    """Each file of each BATCH message, read back; then target-postgres loads them exactly."""
     sb = sandbox.sandbox
+    sb.config.polls_before_success = 0  # exports succeed at once: this test is about the files
+    schema = f"batch_{compression}"
     batch = {
-        "encoding": {"format": "jsonl", "compression": "gzip"},
-        "storage": {"root": f"file://{tmp_path}/batches", "prefix": "e2e-"},
+        "encoding": {"format": "jsonl", "compression": compression},
+        "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "e2e-"},
     }
-    env = {
-        **sandbox_env(sandbox),
-        **postgres_env(postgres, "from_batch"),
-        "TAP_PARTNER_BILLING_BATCH_CONFIG": json.dumps(batch),
-    }
-    result = meltano.run(
-        "--environment=sandbox",
-        "run",
-        "--state-id-suffix=batch",
-        "tap-partner-billing",
-        "target-postgres",
-        env=env,
-    )
-    del result
-    billed = live_totals(postgres, "from_batch", "billed_usage", "invoice_id")
-    assert billed == billed_truths(sb)
-    current, last = sb.unbilled_month("current"), sb.unbilled_month("last")
-    truth = {current: sb.unbilled_truth("current", "USD"), last: sb.unbilled_truth("last", "USD")}
-    assert live_totals(postgres, "from_batch", "unbilled_usage", "billing_month") == {
-        m: (t.line_count, t.pretax_total) for m, t in truth.items()
-    }
+    tap = tap_command(sandbox, tmp_path, batch_config=batch)
+    target = postgres_target(meltano, postgres, schema, tmp_path)
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(sandbox.tls.ca_bundle)}
+    run = pipe_tap(tap, target, env)
+    assert run.returncode == 0, run.tap_output[-3000:]
+    assert run.records == []  # every record went through a BATCH file
+    messages = [
+        json.loads(line) for line in run.tap_output.splitlines() if '"type":"BATCH"' in line
+    ]
+    assert messages
+    rows: Counter[str] = Counter()
+    for message in messages:
+        assert message["encoding"] == {"format": "jsonl", "compression": compression}
+        for url in message["manifest"]:
+            data = Path(urlsplit(url).path).read_bytes()
+            if compression == "gzip":
+                assert url.endswith(".jsonl.gz"), url
+                assert data[:2] == GZIP_MAGIC, url
+                data = gzip.decompress(data)
+            else:
+                assert url.endswith(".jsonl"), url
+                assert data[:2] != GZIP_MAGIC, url
+            for line in data.decode("utf-8").splitlines():  # strict: plain UTF-8 text
+                record = json.loads(line)
+                assert isinstance(record, dict), url
+                assert "type" not in record  # raw records, not RECORD messages
+                rows[message["stream"]] += 1
+    assert rows == expected_counts(sb)  # every line of every blob, once
+    assert_warehouse_equals_sandbox(postgres_warehouse(postgres, schema), sb)
 
 
 def test_split_runs_side_by_side_into_one_database(

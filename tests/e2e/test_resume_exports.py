@@ -23,8 +23,7 @@ from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig, this_
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tests.e2e.conftest import pipe_tap, postgres_target, tap_command, tap_into_target
-from tests.e2e.ledger import assert_warehouse_equals_sandbox
-from tests.e2e.test_ledger import postgres_warehouse
+from tests.e2e.ledger import assert_warehouse_equals_sandbox, postgres_warehouse
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,13 +6,23 @@ import json
 import os
 import subprocess
 import sys
+from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.faults import Fault
 from tap_partner_billing.sandbox.server import SandboxServer
-from tests.e2e.conftest import expected_counts, record_counts
+from tap_partner_billing.sandbox.service import Sandbox
+from tests.e2e.conftest import billed_truths, expected_counts, record_counts
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tap_partner_billing.sandbox.tls import TlsFiles
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +81,43 @@ def test_no_secret_in_any_output_at_debug_level(sandbox: SandboxServer, tmp_path
     assert issued
     assert not any(token in everything for token in issued)
     assert "retrying" in result.stderr  # the 503 on a blob was survived within the run
+
+
+@pytest.fixture
+def prompt_sandbox(tls: TlsFiles) -> Iterator[SandboxServer]:
+    """The sandbox, its operations succeeding at the first poll (no second-long waits)."""
+    config = SandboxConfig(retry_after_seconds=0, polls_before_success=0)
+    server = SandboxServer(Sandbox(config), tls).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.contract
+def test_a_sync_delivers_every_line_exactly(prompt_sandbox: SandboxServer, tmp_path: Path) -> None:
+    # The sandbox sync scripts/test runs on every Python the package claims: the command
+    # line, TLS, tokens, the invoice list, exports, blobs and typing, in the version's venv.
+    result = run_cli(prompt_sandbox, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sb = prompt_sandbox.sandbox
+    assert record_counts(result.stdout) == expected_counts(sb)
+    totals: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    dates: set[str] = set()
+    for line in result.stdout.splitlines():
+        message = json.loads(line, parse_float=Decimal)
+        stream = message.get("stream", "")
+        if message["type"] != "RECORD" or not stream.startswith("billed_"):
+            continue
+        record = message["record"]
+        money = record["billing_pre_tax_total" if stream == "billed_usage" else "subtotal"]
+        total = totals[stream, record["invoice_id"]]
+        total[0] += 1
+        total[1] += Decimal(money)  # exact text, never a float
+        dates.add(record["pc_to_bc_exchange_rate_date"])  # written with Z by the sandbox
+    for dataset in ("usage", "reconciliation"):
+        got = {i: (int(n), t) for (s, i), (n, t) in totals.items() if s == f"billed_{dataset}"}
+        assert got == billed_truths(sb, dataset), dataset
+    assert dates
+    assert all(d.endswith("T00:00:00+00:00") for d in dates), dates
 
 
 def test_discover_and_catalog_round_trip(sandbox: SandboxServer, tmp_path: Path) -> None:

@@ -26,15 +26,6 @@ def dbt(
     return meltano.run("--environment=sandbox", "invoke", f"dbt:{command}", env=env, check=check)
 
 
-def postgres_models_env(source_schema: str) -> dict[str, str]:
-    """The variables for dbt on PostgreSQL: tables in ``source_schema``, models beside."""
-    return {
-        "DBT_TARGET": "postgres",
-        "DBT_SOURCE_SCHEMA": source_schema,
-        "DBT_TARGET_SCHEMA": f"{source_schema}_models",
-    }
-
-
 def expected_invoices(sb: Sandbox) -> dict[str, tuple[Decimal, Decimal | None, str]]:
     """(listed total, sum of lines, status) per listed invoice, from the sandbox's own data."""
     exported = billed_truths(sb, "reconciliation")
