@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,9 @@ class TokenProvider:
         if credentials.client_secret:
             register_secret(credentials.client_secret)
         self._app: msal.ConfidentialClientApplication | None = None
+        # One acquisition at a time: any thread may ask (blob renewals, the scheduler), and
+        # MSAL's cache and this provider's recording session are not made for two at once.
+        self._lock = threading.RLock()
 
     def _application(self) -> msal.ConfidentialClientApplication:
         # After a transient failure the app is built anew: MSAL would otherwise replay the
@@ -117,14 +121,19 @@ class TokenProvider:
 
     def renew(self) -> None:
         """Forget the cached token: the next :meth:`token` call acquires a new one."""
-        self._app = None
+        with self._lock:
+            self._app = None
 
     def token(self) -> str:
-        """Return a valid access token, from MSAL's cache when it has one.
+        """Return a valid access token, from MSAL's cache when it has one (thread-safe).
 
         Raises:
             AuthenticationError: When Entra refuses the credentials or stays unavailable.
         """
+        with self._lock:
+            return self._acquire()
+
+    def _acquire(self) -> str:
         budget = self._policy.budget("token request", sleep=self._sleep)
         while True:
             self._http.last_status = self._http.last_retry_after = None

@@ -6,12 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_partner_billing.blob_urls import BlobUrls
-from tap_partner_billing.errors import (
-    ExportFailedError,
-    OperationGoneError,
-    StateError,
-    UrlPolicyError,
-)
+from tap_partner_billing.errors import OperationGoneError
 from tap_partner_billing.export import ExportRequest, ExportResult
 from tap_partner_billing.lines import spooled_blobs
 from tap_partner_billing.routing import RoutedStream
@@ -31,15 +26,16 @@ from tap_partner_billing.writer import (
     Flush,
     PartitionWriter,
     Rows,
-    utc_now_text,
 )
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable, Iterable, Iterator
 
     from tap_partner_billing.ledger import Ledger
     from tap_partner_billing.manifest import Manifest
     from tap_partner_billing.output import RecordSink
+    from tap_partner_billing.planner import PlannedExport
     from tap_partner_billing.run import SyncRun
     from tap_partner_billing.services import Services
     from tap_partner_billing.workers import DecodeWorkers
@@ -81,7 +77,9 @@ class ExportStream(RoutedStream):
         """
         sink = self.sink
         summary = self.summary
+        scheduler = self.run.scheduler
         for event in events:
+            scheduler.tick(self.state_changed)  # other exports run while this one downloads
             if isinstance(event, Rows):
                 block, count = event.block, block_size(event.block)
                 if sink.mode == "sdk":
@@ -121,65 +119,29 @@ class ExportStream(RoutedStream):
         self.write_state_now()
 
     def run_export(self, request: ExportRequest, pending: dict[str, Any], key: str) -> ExportResult:
-        """Resume the saved operation for ``key``, or start an export and save its URL first.
+        """The export's result when this partition's turn comes (see ``scheduler.py``).
 
-        A failed operation is terminal: it leaves state before the error goes up, so that the
-        next run starts a new export instead of polling the failed one forever.
+        Registered ahead by :func:`start_exports_ahead` (else now): its operation URL is in
+        ``pending[key]`` from its ``202`` on, and every STATE written while it runs holds it.
+        A failed operation is terminal: it left ``pending`` before the error goes up, so that
+        the next run starts a new export instead of polling the failed one forever.
         """
         self._blob_reader_ready()  # decode workers start while the export runs
-        try:
-            return self._poll_or_start(request, pending, key)
-        except ExportFailedError:
-            pending.pop(key, None)
-            self.checkpoint()
-            raise
-
-    def _poll_or_start(
-        self, request: ExportRequest, pending: dict[str, Any], key: str
-    ) -> ExportResult:
+        scheduler = self.run.scheduler
+        scheduler.add(request, pending, key)
         started = time.monotonic()
         try:
-            return self._export(request, pending, key)
+            return scheduler.result(request, self.state_changed)
         finally:
             self.summary.polling_seconds += time.monotonic() - started
 
-    def _export(self, request: ExportRequest, pending: dict[str, Any], key: str) -> ExportResult:
-        exports = self.services.exports
-        saved = pending.get(key)
-        if isinstance(saved, dict) and saved.get("operation_url"):
-            self._check_saved_url(str(saved["operation_url"]), request.label, pending, key)
-            self.logger.info("%s: resuming the saved export operation", request.label)
-            try:
-                return exports.poll(saved["operation_url"], request.label)
-            except OperationGoneError as err:
-                self.logger.warning("%s; starting a new export", err)
-        url = exports.start(request)
-        pending[key] = {"operation_url": url, "started_at": utc_now_text()}
-        self.checkpoint()
-        self.logger.info(
-            "%s: export started, operation %s", request.label, url.rstrip("/").rsplit("/", 1)[-1]
-        )
-        return exports.poll(url, request.label)
+    def state_changed(self) -> None:
+        """An operation URL was recorded or dropped: STATE now (no batch file closed)."""
+        self.checkpoint(close_batch_file=False)
 
-    def _check_saved_url(self, url: str, label: str, pending: dict[str, Any], key: str) -> None:
-        """Refuse a saved operation URL off graph_url's origin, and drop it from state.
-
-        Whoever can write the state backend could otherwise aim the Graph token anywhere.
-
-        Raises:
-            StateError: Naming the stream and partition, and how to go on.
-        """
-        try:
-            self.services.exports.url_policy.check(url, f"{label}: saved operation URL")
-        except UrlPolicyError as err:
-            pending.pop(key, None)
-            self.checkpoint()
-            msg = (
-                f"{err}. The state was edited, or graph_url changed since it was saved. The "
-                "URL is removed from the state this run wrote, so the next run starts a new "
-                "export; if you did not change graph_url, check who can write your state."
-            )
-            raise StateError(msg) from None
+    def planned_exports(self) -> Iterator[PlannedExport]:
+        """The exports this stream's partitions will ask for (see ``planner.py``)."""
+        raise NotImplementedError
 
     @property
     def writer(self) -> PartitionWriter:
@@ -230,7 +192,7 @@ class ExportStream(RoutedStream):
             return None
 
         def renew() -> Manifest:
-            fresh = self.services.exports.poll(result.operation_url, label).manifest
+            fresh = self.services.exports.reread(result.operation_url, label).manifest
             if fresh is None:
                 msg = f"{label}: the operation no longer offers its manifest"
                 raise OperationGoneError(msg)
@@ -241,3 +203,43 @@ class ExportStream(RoutedStream):
     def retire_all(self, ledger: Ledger, identity: dict[str, Any]) -> Iterator[Event]:
         """Tombstones for every key of a partition (an unbilled month that was invoiced)."""
         return self.writer.retire_all(ledger, identity)
+
+
+def start_exports_ahead(streams: Iterable[ExportStream], logger: logging.Logger) -> None:
+    """Before the first stream syncs: register every export the selected streams will need.
+
+    In the order the SDK syncs them, so the first needed is POSTed first. Saved operations
+    of partitions this run does not export (a deselected stream, a period or invoice no
+    longer chosen) are dropped. Then the first POSTs go out, each URL in a STATE at once.
+    """
+    streams = list(streams)
+    chosen: set[tuple[int, str]] = set()
+    scheduler = None
+    for stream in streams:
+        if not stream.selected:
+            continue
+        scheduler = stream.run.scheduler
+        for planned in stream.planned_exports():
+            scheduler.add(planned.request, planned.pending, planned.slot)
+            chosen.add((id(planned.pending), planned.slot))
+    dropped = 0
+    for stream in streams:
+        saved = stream.tap_state.get("bookmarks", {}).get(stream.name, {})
+        for partition in saved.get("partitions") or []:
+            found = partition.get("pending_operations") if isinstance(partition, dict) else None
+            pending = found if isinstance(found, dict) else {}
+            for slot in list(pending):
+                if (id(pending), slot) not in chosen:
+                    del pending[slot]
+                    dropped += 1
+    if dropped:
+        logger.info(
+            "Dropped %d saved export operation(s) of partitions this run does not export",
+            dropped,
+        )
+    writer = next((s for s in streams if s.selected), None)
+    if writer is None or scheduler is None:
+        return
+    if dropped:
+        writer.write_state_now()
+    scheduler.tick(writer.write_state_now)

@@ -18,20 +18,18 @@ from typing import TYPE_CHECKING, Any
 from tap_partner_billing.errors import (
     PERMISSION_HINT,
     ExportFailedError,
-    ExportTimeoutError,
     MissingPermissionError,
     OperationGoneError,
     ServiceError,
-    TransientHTTPError,
 )
 from tap_partner_billing.http import (
     Outcome,
     RetryPolicy,
-    clamp_wait,
+    Transient,
+    attempt,
     classify,
     parse_retry_after,
     read_body,
-    send,
 )
 from tap_partner_billing.manifest import Manifest
 from tap_partner_billing.redact import redact_text
@@ -42,12 +40,10 @@ if TYPE_CHECKING:
 
     import requests
 
-    from tap_partner_billing.http import RetryBudget
 
 LOGGER = logging.getLogger(__name__)
 BILLING_PATH = "/reports/partners/billing"
 NO_DATA_ERROR_CODE = "5000"  # the only documented failed-operation code: "No data available"
-HEARTBEAT_SECONDS = 60.0
 
 
 class OperationStatus(enum.Enum):
@@ -96,6 +92,17 @@ class ExportResult:
     operation_url: str = ""  # re-read it for a fresh SAS
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One read of an operation: still waiting (with the wait it asks for), or ended."""
+
+    operation_id: str
+    status: OperationStatus
+    said: str  # the service's word for the status, cut short for the log
+    retry_after: float | None = None  # seconds, as the service asked (not clamped)
+    result: ExportResult | None = None  # once it ended: a manifest, or no data (5000)
+
+
 MAX_ERROR_BODY_CHARS = 300
 # The ids a support case asks for: Graph's (request-id; client-request-id is the one the tap
 # sent) and Partner Center's (MS-CorrelationId, MS-RequestId).
@@ -140,7 +147,11 @@ def graph_error(response: requests.Response) -> str:
 
 
 class ExportClient:
-    """Runs exports against Graph with a bearer token; clock and sleep are injected."""
+    """Single steps of exports against Graph (``post``, ``read``); clock and sleep injected.
+
+    ``scheduler.ExportScheduler`` drives the steps of a run's exports; only a retry budget's
+    backoff (a manifest, a re-read) sleeps in here.
+    """
 
     def __init__(
         self,
@@ -149,8 +160,6 @@ class ExportClient:
         token: Callable[[], str],
         clock: Callable[[], float],
         sleep: Callable[[float], None],
-        poll_interval_seconds: float,
-        poll_timeout_seconds: float,
         policy: RetryPolicy | None = None,
         renew_token: Callable[[], None] | None = None,
     ) -> None:
@@ -161,9 +170,43 @@ class ExportClient:
         self._renew_token = renew_token
         self._clock = clock
         self._sleep = sleep
-        self._interval = poll_interval_seconds
-        self._timeout = poll_timeout_seconds
         self._policy = policy or RetryPolicy()
+
+    def _answer(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> requests.Response | Transient:
+        """One attempt (one step): the answer, or a transient failure to try again later."""
+        self.url_policy.check(url, what)  # where it arrived; the session checks it again
+        answer = self._attempt(method, url, what, **kwargs)
+        if (
+            isinstance(answer, Transient)
+            or classify(answer.status_code) is not Outcome.TOKEN_REFUSED
+            or not self._renew_token
+        ):
+            return answer
+        # A token refused before its expiry (revoked, clock skew): once more with a new one.
+        LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", what)
+        answer.close()
+        self._renew_token()
+        return self._attempt(method, url, what, **kwargs)
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> requests.Response | Transient:
+        headers = {"client-request-id": str(uuid.uuid4())}
+        # Streamed, so that read_body can bound what a body may hold.
+        return attempt(
+            self._session, method, url, what=what, headers=headers, stream=True, **kwargs
+        )
 
     def _request(
         self,
@@ -174,40 +217,28 @@ class ExportClient:
         deadline: float | None = None,
         **kwargs: Any,  # noqa: ANN401
     ) -> requests.Response:
-        self.url_policy.check(url, what)  # where it arrived; the session checks it again
+        """Attempts until an answer that is not transient, within a retry budget."""
         budget = self._policy.budget(what, sleep=self._sleep, clock=self._clock, deadline=deadline)
-        response = self._send(method, url, budget, **kwargs)
-        if classify(response.status_code) is Outcome.TOKEN_REFUSED and self._renew_token:
-            # A token refused before its expiry (revoked, clock skew): one retry with a new one.
-            LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", what)
-            response.close()
-            self._renew_token()
-            response = self._send(method, url, budget, **kwargs)
-        return response
+        while True:
+            answer = self._answer(method, url, what=what, **kwargs)
+            if not isinstance(answer, Transient):
+                return answer
+            budget.failed(answer.reason, answer.retry_after)
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        budget: RetryBudget,
-        **kwargs: Any,  # noqa: ANN401
-    ) -> requests.Response:
-        headers = {"client-request-id": str(uuid.uuid4())}
-        # Streamed, so that read_body can bound what a body may hold.
-        return send(
-            self._session, method, url, budget=budget, headers=headers, stream=True, **kwargs
-        )
-
-    def start(self, request: ExportRequest) -> str:
-        """POST the export and return the operation URL from ``Location``.
+    def post(self, request: ExportRequest) -> str | Transient:
+        """POST the export once: the operation URL from ``Location``, or a transient failure.
 
         Raises:
-            ServiceError: On any answer but 202 with a same-origin https ``Location``.
+            ServiceError: On any other answer than 202 with a same-origin ``Location``.
         """
         url = f"{self._graph_url}{BILLING_PATH}/{request.action}/export"
-        response = self._request(
-            "POST", url, what=f"{request.label}: export request", json=request.body
-        )
+        what = f"{request.label}: export request"
+        answer = self._answer("POST", url, what=what, json=request.body)
+        if isinstance(answer, Transient):
+            return answer
+        return self._accepted(answer, request)
+
+    def _accepted(self, response: requests.Response, request: ExportRequest) -> str:
         if response.status_code == 403:  # noqa: PLR2004 - Graph: the app lacks its permission
             msg = f"{request.label}: export request answered {graph_error(response)}; "
             raise MissingPermissionError(msg + PERMISSION_HINT)
@@ -218,79 +249,62 @@ class ExportClient:
         response.close()
         return self.url_policy.check(location, f"{request.label}: export answered 202, Location")
 
-    def poll(self, operation_url: str, label: str) -> ExportResult:
-        """Poll until the operation ends or the deadline passes (``label`` names it in logs).
+    def start(self, request: ExportRequest) -> str:
+        """POST the export (retrying transient failures) and return the operation URL.
+
+        Raises:
+            ServiceError: On any answer but 202 with a same-origin https ``Location``.
+        """
+        budget = self._policy.budget(
+            f"{request.label}: export request", sleep=self._sleep, clock=self._clock
+        )
+        while isinstance(answer := self.post(request), Transient):
+            budget.failed(answer.reason, answer.retry_after)
+        return answer
+
+    def read(self, operation_url: str, label: str) -> Reading | Transient:
+        """Read the operation once (one step): waiting, ended, or a transient failure.
 
         Raises:
             ExportFailedError: Failed (other than 5000), skipped or unknown status.
-            ExportTimeoutError: The deadline passed; the operation may still finish later.
             OperationGoneError: The operation answered 404 or 410.
+            ServiceError: Any other answer but 200 with a JSON object.
         """
-        started = self._clock()
-        deadline = started + self._timeout
-        last_status: OperationStatus | None = None
-        self.url_policy.check(operation_url, f"{label}: operation URL")
-        while True:
-            try:
-                response = self._request(
-                    "GET", operation_url, what=f"{label}: operation poll", deadline=deadline
-                )
-            except TransientHTTPError as err:
-                if self._clock() < deadline:
-                    raise
-                msg = f"{err} (poll_timeout_seconds={self._timeout:g}); the next run resumes it"
-                raise ExportTimeoutError(msg) from None
-            if response.status_code in {404, 410}:
-                raise OperationGoneError(f"{label}: operation answered {graph_error(response)}")
-            if response.status_code != 200:  # noqa: PLR2004
-                raise ServiceError(f"{label}: operation poll answered {graph_error(response)}")
-            body = _json_object(response, f"{label}: operation poll")
-            operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])[:200]
-            status = OperationStatus.parse(body.get("status"))
-            said = str(body.get("status"))[:40]  # the service's word, cut short for the log
-            LOGGER.debug("%s: operation %s polled: %s", label, operation_id, said)
-            if status != last_status:
-                LOGGER.info("%s: operation %s is %s", label, operation_id, said)
-                last_status = status
-            if status is OperationStatus.SUCCEEDED:
-                manifest = self._manifest(body, label)
-                return ExportResult(operation_id, manifest, operation_url=operation_url)
-            if not status.is_waiting:
-                return self._ended_without_data(body, operation_id, label)
-            # Retry-After is honoured within [1 s, 300 s]: 0 would poll in a tight loop, a
-            # billion would never come back.
-            asked = parse_retry_after(response.headers.get("Retry-After"))
-            wait = clamp_wait(asked, self._interval)
-            now = self._clock()
-            if now >= deadline:
-                msg = (
-                    f"{label}: operation {operation_id} still {said} after "
-                    f"{now - started:.0f} s (poll_timeout_seconds={self._timeout:g}); the next "
-                    "run resumes polling it"
-                )
-                raise ExportTimeoutError(msg)
-            self._wait(min(wait, deadline - now), label, operation_id, status, started)
+        what = f"{label}: operation poll"
+        answer = self._answer("GET", operation_url, what=what)
+        if isinstance(answer, Transient):
+            return answer
+        if answer.status_code in {404, 410}:
+            raise OperationGoneError(f"{label}: operation answered {graph_error(answer)}")
+        if answer.status_code != 200:  # noqa: PLR2004
+            raise ServiceError(f"{what} answered {graph_error(answer)}")
+        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+        body = _json_object(answer, what)
+        operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])[:200]
+        status = OperationStatus.parse(body.get("status"))
+        said = str(body.get("status"))[:40]
+        LOGGER.debug("%s: operation %s polled: %s", label, operation_id, said)
+        result = None
+        if status is OperationStatus.SUCCEEDED:
+            manifest = self._manifest(body, label)
+            result = ExportResult(operation_id, manifest, operation_url=operation_url)
+        elif not status.is_waiting:
+            result = self._ended_without_data(body, operation_id, label)
+        return Reading(operation_id, status, said, retry_after, result)
 
-    def _wait(
-        self, seconds: float, label: str, operation_id: str, status: OperationStatus, started: float
-    ) -> None:
-        """Sleep, logging a heartbeat at least every minute of a long wait."""
-        remaining = seconds
-        while True:
-            if seconds >= HEARTBEAT_SECONDS / 2:
-                LOGGER.info(
-                    "%s: waiting for operation %s (%s, %.0f s elapsed, next poll in %.0f s)",
-                    label,
-                    operation_id,
-                    status.name.lower(),
-                    self._clock() - started,
-                    remaining,
-                )
-            chunk = min(remaining, HEARTBEAT_SECONDS)
-            self._sleep(chunk)
-            remaining -= chunk
-            if remaining <= 0:
-                return
+    def reread(self, operation_url: str, label: str) -> ExportResult:
+        """Read an operation that ended, retrying transient failures: a fresh manifest SAS.
+
+        Raises:
+            OperationGoneError: The operation answered 404 or 410, or runs again.
+        """
+        budget = self._policy.budget(f"{label}: operation read", sleep=self._sleep)
+        while isinstance(reading := self.read(operation_url, label), Transient):
+            budget.failed(reading.reason, reading.retry_after)
+        if reading.result is None:
+            msg = f"{label}: operation {reading.operation_id} is {reading.said} again"
+            raise OperationGoneError(msg)
+        return reading.result
 
     def _ended_without_data(
         self, body: dict[str, Any], operation_id: str, label: str

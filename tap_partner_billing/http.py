@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 MIN_WAIT_SECONDS = 1.0  # also the floor of a poll interval, whatever Retry-After says
 MAX_RETRY_AFTER_SECONDS = 300.0
+TOO_MANY_REQUESTS = 429
 
 
 class Outcome(enum.Enum):
@@ -169,6 +170,60 @@ def describe_failure(err: BaseException) -> str:
     return redact_text(f"{type(err).__name__}: {err}")[:500]
 
 
+@dataclass(frozen=True)
+class Transient:
+    """A transient failure of one attempt: worth another try, after ``retry_after``."""
+
+    reason: str  # e.g. "HTTP 429", or the connection error, secret-free
+    retry_after: str | None = None  # the header as the service sent it
+    status: int | None = None  # None: no answer at all
+
+    @property
+    def throttled(self) -> bool:
+        """The service said 429: back-pressure rather than a fault."""
+        return self.status == TOO_MANY_REQUESTS
+
+
+def attempt(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    **kwargs: Any,  # noqa: ANN401 - passed through to requests
+) -> requests.Response | Transient:
+    """Send a request once: its answer, or a :class:`Transient` failure (a single step).
+
+    The session decides the URL policy and credentials (see ``urls.CheckedSession``).
+
+    Raises:
+        ServiceError: A redirect, or a request that cannot be sent.
+    """
+    kwargs.setdefault("timeout", REQUEST_TIMEOUT_SECONDS)
+    try:
+        response = session.request(method, url, **kwargs)
+    except UrlPolicyError:
+        raise
+    except TRANSIENT_EXCEPTIONS as err:
+        return Transient(describe_failure(err))
+    except (requests.RequestException, ValueError) as err:
+        # InvalidURL, InvalidSchema, a bad port…: its text may hold the whole URL.
+        msg = f"{what}: the request cannot be sent ({describe_failure(err)})"
+        raise ServiceError(msg) from None
+    outcome = classify(response.status_code)
+    if outcome is Outcome.REDIRECT:
+        target = redirect_target(response)
+        response.close()
+        status = response.status_code
+        msg = f"{what}: answered HTTP {status}, a redirect to {target}; not followed"
+        raise ServiceError(msg)
+    if outcome is not Outcome.TRANSIENT:
+        return response
+    retry_after = response.headers.get("Retry-After")
+    response.close()
+    return Transient(f"HTTP {response.status_code}", retry_after, response.status_code)
+
+
 def send(
     session: requests.Session,
     method: str,
@@ -177,43 +232,19 @@ def send(
     budget: RetryBudget,
     **kwargs: Any,  # noqa: ANN401 - passed through to requests
 ) -> requests.Response:
-    """Send a request, retrying transient failures within ``budget``.
-
-    The session decides the URL policy and credentials (see ``urls.CheckedSession``).
+    """Send a request, retrying transient failures within ``budget`` (see :func:`attempt`).
 
     Returns:
         The first answer that is not transient, and not a redirect.
 
     Raises:
         TransientHTTPError: The budget ran out.
-        ServiceError: A redirect, a refused URL or a request that cannot be sent.
     """
-    kwargs.setdefault("timeout", REQUEST_TIMEOUT_SECONDS)
-    what = budget.what
     while True:
-        try:
-            response = session.request(method, url, **kwargs)
-        except UrlPolicyError:
-            raise
-        except TRANSIENT_EXCEPTIONS as err:
-            budget.failed(describe_failure(err))
-            continue
-        except (requests.RequestException, ValueError) as err:
-            # InvalidURL, InvalidSchema, a bad port…: its text may hold the whole URL.
-            msg = f"{what}: the request cannot be sent ({describe_failure(err)})"
-            raise ServiceError(msg) from None
-        outcome = classify(response.status_code)
-        if outcome is Outcome.REDIRECT:
-            target = redirect_target(response)
-            response.close()
-            status = response.status_code
-            msg = f"{what}: answered HTTP {status}, a redirect to {target}; not followed"
-            raise ServiceError(msg)
-        if outcome is not Outcome.TRANSIENT:
-            return response
-        retry_after = response.headers.get("Retry-After")
-        response.close()
-        budget.failed(f"HTTP {response.status_code}", retry_after)
+        answer = attempt(session, method, url, what=budget.what, **kwargs)
+        if not isinstance(answer, Transient):
+            return answer
+        budget.failed(answer.reason, answer.retry_after)
 
 
 MAX_BODY_BYTES = 16 << 20  # an operation, manifest or invoice page is a few kilobytes

@@ -11,6 +11,10 @@ and today's date (a parameter: tests and a run-wide scheduler pass their own cal
 - *export*: everything else (never exported, interrupted, recent, or named by
   ``refresh_invoice_ids``).
 
+Unbilled partitions have no decision: every billing period of every currency is exported.
+The streams turn their decisions into :class:`PlannedExport` s, which the run's scheduler
+starts ahead (``client.start_exports_ahead``, docs/scheduler.md).
+
 See docs/coverage-and-refresh.md.
 """
 
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from datetime import date
 
     from tap_partner_billing.catalogue import InvoiceCatalogue
+    from tap_partner_billing.export import ExportRequest
 
 # The first billing month (YYYYMM) Graph's billed export serves, per dataset. Partner Center:
 # billed usage v2 covers billing periods from September 2022, billed invoice reconciliation v2
@@ -81,6 +86,15 @@ class Plan:
     month: str | None  # the billing month the decision used (bookmark's, else the list's)
     refresh: bool = False  # named by refresh_invoice_ids
     floor_overridden: bool = False  # below the floor, exported because invoice_ids names it
+
+
+@dataclass(frozen=True)
+class PlannedExport:
+    """An export a run will ask for, and where its operation URL is kept (Singer state)."""
+
+    request: ExportRequest
+    pending: dict[str, Any]  # the partition's ``pending_operations``
+    slot: str  # its key there: ``export`` (billed) or the billing period (unbilled)
 
 
 def month_text(month: str) -> str:

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from tap_partner_billing.catalogue import InvoiceCatalogue
 from tap_partner_billing.checks import invoice_list_warnings
 from tap_partner_billing.planner import refresh_warnings
+from tap_partner_billing.scheduler import ExportScheduler
 from tap_partner_billing.services import Services, build_services
+from tap_partner_billing.settings import DEFAULT_MAX_CONCURRENT_EXPORTS
 from tap_partner_billing.summary import StreamSummary
 from tap_partner_billing.workers import DecodeWorkers, default_worker_count
 
@@ -48,6 +50,21 @@ class SyncRun:
     def services(self) -> Services:
         """The clients all streams use."""
         return self._make_services(self._config)
+
+    @cached_property
+    def scheduler(self) -> ExportScheduler:
+        """Every export of the run: started ahead, polled together (see ``scheduler.py``)."""
+        services = self.services
+        return ExportScheduler(
+            services.exports,
+            clock=services.clock,
+            sleep=services.sleep,
+            interval=float(self._config["poll_interval_seconds"]),
+            timeout=float(self._config["poll_timeout_seconds"]),
+            max_concurrent=int(
+                self._config.get("max_concurrent_exports") or DEFAULT_MAX_CONCURRENT_EXPORTS
+            ),
+        )
 
     @cached_property
     def decode_workers(self) -> DecodeWorkers | None:
@@ -103,3 +120,6 @@ class SyncRun:
                 self._logger.info("Run summary %s: %d records (the invoice list)", name, count)
             else:
                 self._logger.info("%s", self.summary_of(name).line(name))
+        scheduler: ExportScheduler | None = self.__dict__.get("scheduler")
+        if scheduler is not None:
+            self._logger.info("%s", scheduler.summary_line())

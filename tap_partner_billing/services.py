@@ -31,6 +31,7 @@ class Services:
     limits: BlobLimits
     calendar: Callable[[], datetime]  # today's date decides which billing months are recent
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 def _utc_now() -> datetime:
@@ -62,8 +63,6 @@ def build_services(
         renew_token=tokens.renew,
         clock=clock,
         sleep=sleep,
-        poll_interval_seconds=float(config["poll_interval_seconds"]),
-        poll_timeout_seconds=float(config["poll_timeout_seconds"]),
     )
     # Partner Center wants a token of its own audience; a Graph token is refused there.
     partner_tokens = TokenProvider(
@@ -89,4 +88,5 @@ def build_services(
         ),
         calendar=calendar,
         sleep=sleep,
+        clock=clock,
     )

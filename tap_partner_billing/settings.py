@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+# Exports in flight at once, at most: a backfill of two years (about 50 exports) waits about
+# five export durations; a service allowing fewer says so with 429, and the tap follows.
+DEFAULT_MAX_CONCURRENT_EXPORTS = 10
 
 
 def _setting(
@@ -170,6 +173,15 @@ SETTINGS = th.PropertiesList(
         "Poll interval (s)",
         "Wait between polls when the service sends no Retry-After header.",
         default=30,
+    ),
+    _setting(
+        "max_concurrent_exports",
+        th.IntegerType(minimum=1, maximum=100),
+        "Exports at once",
+        "The most exports in flight at once. Before the first stream syncs, the tap starts "
+        "the exports the selected streams need, as many at once as Graph accepts up to this "
+        "cap (an HTTP 429 means fewer). See docs/scheduler.md.",
+        default=DEFAULT_MAX_CONCURRENT_EXPORTS,
     ),
     _setting(
         "max_parallel_downloads",

@@ -16,6 +16,7 @@ from tap_partner_billing.planner import (
     BilledPlanner,
     Decision,
     Plan,
+    PlannedExport,
     billed_documents,
     floor_warning,
     forget_no_data,
@@ -109,13 +110,28 @@ class BilledUsageStream(ExportStream):
             if plan.decision is not Decision.BELOW_FLOOR
         ]
 
+    def _request(self, context: Context) -> ExportRequest:
+        """The export of one invoice partition."""
+        body = {"invoiceId": context["invoice_id"], "attributeSet": context["attribute_set"]}
+        label = f"{self.name} invoice {body['invoiceId']} ({body['attributeSet']})"
+        return ExportRequest(self.action, body, label)
+
+    def planned_exports(self) -> Iterator[PlannedExport]:
+        """The invoices whose plan is to export, in partition order."""
+        for context in self.partitions:
+            state = self.get_context_state(context)
+            plan = self.planner.plan(self.plans[context["invoice_id"]].document, state)
+            if plan.decision is Decision.EXPORT:
+                pending = state.setdefault("pending_operations", {})
+                yield PlannedExport(self._request(context), pending, "export")
+
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """Export one invoice unless its plan says not to (settled, or remembered no data)."""
         if context is None:  # the SDK passes None when there are no partitions
             self.logger.info("%s: no invoices to export", self.name)
             return
-        invoice_id, attribute_set = context["invoice_id"], context["attribute_set"]
-        label = f"{self.name} invoice {invoice_id} ({attribute_set})"
+        request = self._request(context)
+        invoice_id, label = context["invoice_id"], request.label
         self.open_sink()
         state = self.get_context_state(context)
         ledger = Ledger(state, label)
@@ -124,9 +140,6 @@ class BilledUsageStream(ExportStream):
         if not self._asks(plan, state, label):
             self.summary.not_rechecked += 1
             return
-        request = ExportRequest(
-            self.action, {"invoiceId": invoice_id, "attributeSet": attribute_set}, label
-        )
         result = self.run_export(request, pending, "export")
         if result.manifest is None:
             self._no_data(plan, state, label, result.message)
@@ -229,6 +242,20 @@ class UnbilledUsageStream(ExportStream):
             for currency in self.config["currency_codes"]
         ]
 
+    def _request(self, context: Context, period: str) -> ExportRequest:
+        """The export of one billing period of one currency partition."""
+        currency, attribute_set = context["currency"], context["attribute_set"]
+        label = f"{self.name} {period} period, {currency} ({attribute_set})"
+        body = {"billingPeriod": period, "currencyCode": currency, "attributeSet": attribute_set}
+        return ExportRequest(self.action, body, label)
+
+    def planned_exports(self) -> Iterator[PlannedExport]:
+        """Every billing period of every currency: unbilled data is always asked for."""
+        for context in self.partitions:
+            pending = self.get_context_state(context).setdefault("pending_operations", {})
+            for period in self.config["billing_periods"]:
+                yield PlannedExport(self._request(context, period), pending, period)
+
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         """Export each billing period of one currency, then retire the months that left.
 
@@ -239,8 +266,7 @@ class UnbilledUsageStream(ExportStream):
         if context is None:  # the SDK passes None when there are no partitions
             return
         self.open_sink()
-        state = self.get_context_state(context)
-        currency = context["currency"]
+        state, currency = self.get_context_state(context), context["currency"]
         part = _UnbilledPartition(
             currency,
             context["attribute_set"],
@@ -249,22 +275,14 @@ class UnbilledUsageStream(ExportStream):
             invoiced=self.run.catalogue.invoiced_months(currency),
         )
         for period in self.config["billing_periods"]:
-            yield from self._export_period(part, period)
+            yield from self._export_period(part, period, self._request(context, period))
         yield from self._retire_months_that_left(part)
 
-    def _export_period(self, part: _UnbilledPartition, period: str) -> Iterator[dict[str, Any]]:
+    def _export_period(
+        self, part: _UnbilledPartition, period: str, request: ExportRequest
+    ) -> Iterator[dict[str, Any]]:
         """Export one billing period; emit its month unless invoiced or already synced."""
-        label = f"{self.name} {period} period, {part.currency} ({part.attribute_set})"
-        request = ExportRequest(
-            self.action,
-            {
-                "billingPeriod": period,
-                "currencyCode": part.currency,
-                "attributeSet": part.attribute_set,
-            },
-            label,
-        )
-        result = self.run_export(request, part.pending, period)
+        label, result = request.label, self.run_export(request, part.pending, period)
         if result.manifest is None:
             self.summary.no_data += 1
         else:

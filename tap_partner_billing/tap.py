@@ -14,6 +14,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing import cli
 from tap_partner_billing.checks import require_graph_role
+from tap_partner_billing.client import ExportStream, start_exports_ahead
 from tap_partner_billing.invoice_stream import InvoicesStream
 from tap_partner_billing.redact import install_redaction, register_secret
 from tap_partner_billing.run import SyncRun
@@ -149,11 +150,16 @@ class TapPartnerBilling(SeamTap):
         """Before a run: the Graph token and its role; the invoice list when discovery is on.
 
         So that a refused secret or a missing permission is one message before any stream
-        starts, and the invoice list's warnings come at the start.
+        starts, and the invoice list's warnings come at the start. Then every export the
+        selected streams need is started ahead (``client.start_exports_ahead``).
         """
         require_graph_role(self.run.services.tokens, self.config["client_id"])
         if self.run.catalogue.invoices is not None:
             self.logger.debug("invoice list read before the streams")
+        # In the order sync_all() takes them: the first export needed is POSTed first.
+        start_exports_ahead(
+            (s for s in self.streams.values() if isinstance(s, ExportStream)), self.logger
+        )
 
     def discover_streams(self) -> list[Stream]:
         """Return the streams; each gets this run's shared objects (none built yet)."""

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 import responses
 
+from tap_partner_billing.client import ExportStream, start_exports_ahead
 from tap_partner_billing.services import build_services
 from tap_partner_billing.tap import TapPartnerBilling
 
@@ -318,8 +319,14 @@ def run_tap(
     raw: list[str] | None = None,
     streams: tuple[str, ...] | None = None,
     catalog: dict[str, Any] | None = None,
+    *,
+    ahead: bool = False,
 ) -> SyncResult:
-    """Sync in-process with a fake clock; return every message written to stdout."""
+    """Sync in-process with a fake clock; return every message written to stdout.
+
+    ``ahead``: the exports start before the first stream, as the command line's preflight
+    does (its token and invoice-list checks are left out).
+    """
     tap = TapPartnerBilling(config=config, state=state, catalog=catalog)
     for stream in tap.streams.values():
         stream.selected = streams is None or stream.name in streams
@@ -331,6 +338,9 @@ def run_tap(
     out = io.TextIOWrapper(buffer, encoding="utf-8")
     try:
         with redirect_stdout(out):
+            if ahead:
+                exporting = (s for s in tap.streams.values() if isinstance(s, ExportStream))
+                start_exports_ahead(exporting, tap.logger)
             tap.sync_all()
     finally:
         tap.run.close()  # the decode workers, as the command line does

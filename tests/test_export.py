@@ -17,8 +17,9 @@ from tap_partner_billing.errors import (
     ServiceError,
     TransientHTTPError,
 )
-from tap_partner_billing.export import ExportClient, ExportRequest, OperationStatus
+from tap_partner_billing.export import ExportClient, ExportRequest, ExportResult, OperationStatus
 from tap_partner_billing.manifest import Manifest
+from tap_partner_billing.scheduler import ExportScheduler
 from tests.helpers import GRAPH, FakeClock, load_json
 
 # The export state machine: a contract test on every claimed Python (scripts/test-pythons).
@@ -34,15 +35,22 @@ REQUEST = ExportRequest(
 )
 
 
-def client(clock: FakeClock, *, interval: float = 30, timeout: float = 3600) -> ExportClient:
-    return ExportClient(
-        graph_url=GRAPH,
-        token=lambda: "tok",
+def client(clock: FakeClock) -> ExportClient:
+    return ExportClient(graph_url=GRAPH, token=lambda: "tok", clock=clock.clock, sleep=clock.sleep)
+
+
+def poll(clock: FakeClock, url: str = OP_URL, *, timeout: float = 3600) -> ExportResult:
+    """Resume the operation at ``url`` through the run's scheduler, and wait for it."""
+    scheduler = ExportScheduler(
+        client(clock),
         clock=clock.clock,
         sleep=clock.sleep,
-        poll_interval_seconds=interval,
-        poll_timeout_seconds=timeout,
+        interval=30,
+        timeout=timeout,
+        max_concurrent=10,
     )
+    scheduler.add(REQUEST, {"export": {"operation_url": url}}, "export")
+    return scheduler.result(REQUEST, lambda: None)
 
 
 def succeeded_inline() -> dict[str, Any]:
@@ -133,13 +141,17 @@ CASES = [
 def test_poll_table(case: Case, rsps: responses.RequestsMock, clock: FakeClock) -> None:
     for status, body, headers in case.answers:
         rsps.add(responses.GET, OP_URL, json=body, status=status, headers=headers)
-    errors = {"ExportFailedError": ExportFailedError, "OperationGoneError": OperationGoneError}
-    if case.outcome in errors:
-        with pytest.raises(errors[case.outcome]) as raised:
-            client(clock).poll(OP_URL, REQUEST.label)
+    if case.outcome == "OperationGoneError":  # a step raises it; the scheduler exports again
+        with pytest.raises(OperationGoneError) as raised:
+            client(clock).read(OP_URL, REQUEST.label)
         assert "billed_usage invoice G016907411" in str(raised.value)
         return
-    result = client(clock).poll(OP_URL, REQUEST.label)
+    if case.outcome == "ExportFailedError":
+        with pytest.raises(ExportFailedError) as failed:
+            poll(clock)
+        assert "billed_usage invoice G016907411" in str(failed.value)
+        return
+    result = poll(clock)
     assert clock.sleeps == case.sleeps
     assert result.operation_id == "6fe687d7-1e0f-4bd6-9091-4672691f64bc"
     if case.outcome == "nodata":
@@ -157,26 +169,38 @@ def test_failed_error_names_operation_and_graph_code(
     with pytest.raises(
         ExportFailedError, match=r"6fe687d7-1e0f-4bd6-9091-4672691f64bc.*9001: Internal failure"
     ):
-        client(clock).poll(OP_URL, REQUEST.label)
+        poll(clock)
 
 
 def test_deadline(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "60"})
     with pytest.raises(ExportTimeoutError, match="poll_timeout_seconds=150"):
-        client(clock, timeout=150).poll(OP_URL, REQUEST.label)
+        poll(clock, timeout=150)
     assert sum(clock.sleeps) == 150  # never sleeps past the deadline
 
 
-def test_heartbeat_during_long_waits(
+def test_one_progress_line_a_minute_not_one_per_poll(
     rsps: responses.RequestsMock, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rsps.add(responses.GET, OP_URL, json=RUNNING, headers={"Retry-After": "300"})
-    rsps.add(responses.GET, OP_URL, json=succeeded_inline())
     caplog.set_level("INFO")
-    client(clock).poll(OP_URL, REQUEST.label)
-    assert max(clock.sleeps) <= 60
-    assert sum(clock.sleeps) == 300
-    assert len([r for r in caplog.records if "waiting for operation" in r.message]) >= 4
+    calls = 0
+
+    def succeed_after_five_minutes(request: object) -> tuple[int, dict[str, str], str]:
+        del request
+        nonlocal calls
+        calls += 1
+        body = RUNNING if clock.now < 1300 else succeeded_inline()
+        return 200, {"Retry-After": "5"}, json.dumps(body)
+
+    rsps.add_callback(responses.GET, OP_URL, callback=succeed_after_five_minutes)
+    poll(clock)
+    lines = [r.message for r in caplog.records if r.message.startswith("Exports:")]
+    assert calls == 61  # every 5 s for 300 s, and the one that found it succeeded
+    assert len(lines) == 4, lines  # at 1, 2, 3 and 4 minutes; it ends at 5
+    assert lines[0] == (
+        "Exports: 1 running (0 not started by Graph yet), 0 finished, 0 waiting to start; "
+        "the longest has run 1 min 0 s; waiting for billed_usage invoice G016907411 (full)"
+    )
 
 
 def test_linked_manifest_is_fetched(rsps: responses.RequestsMock, clock: FakeClock) -> None:
@@ -186,7 +210,7 @@ def test_linked_manifest_is_fetched(rsps: responses.RequestsMock, clock: FakeClo
     )
     rsps.add(responses.GET, OP_URL, json={**linked, "resourceLocation@odata.navigationLink": link})
     rsps.add(responses.GET, link, json=load_json("manifest_real.json"))
-    result = client(clock).poll(OP_URL, REQUEST.label)
+    result = poll(clock)
     assert result.manifest is not None
     assert result.manifest.blobs[0].name.startswith("part-00103")
 
@@ -198,7 +222,7 @@ def test_linked_manifest_on_another_origin_is_refused_before_the_token_goes(
         responses.GET, OP_URL, json=load_json("operation_succeeded_linked.json")
     )  # graph.microsoft.com ≠ graph.test
     with pytest.raises(ServiceError, match="not on the origin of graph_url"):
-        client(clock).poll(OP_URL, REQUEST.label)
+        poll(clock)
     assert len(rsps.calls) == 1
 
 
@@ -264,8 +288,6 @@ def test_a_refused_token_is_renewed_once(rsps: responses.RequestsMock, clock: Fa
         renew_token=renew,
         clock=clock.clock,
         sleep=clock.sleep,
-        poll_interval_seconds=30,
-        poll_timeout_seconds=3600,
     )
     rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
     rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
@@ -281,8 +303,8 @@ def test_a_refused_token_is_renewed_once(rsps: responses.RequestsMock, clock: Fa
 
 def test_transient_errors_are_bounded(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, OP_URL, status=503)
-    with pytest.raises(TransientHTTPError, match="after 6 attempts"):
-        client(clock).poll(OP_URL, REQUEST.label)
+    with pytest.raises(TransientHTTPError, match="failed 6 times in a row: HTTP 503"):
+        poll(clock)
     assert len(clock.sleeps) == 5
 
 
@@ -322,10 +344,9 @@ def test_the_documented_export_answer_and_inline_operation_are_read(
     rsps.add(responses.POST, EXPORT_URL, status=accepted["status"], headers={"Location": location})
     inline = load_json("operation_succeeded_inline.json")
     rsps.add(responses.GET, location, json=inline)
-    exports = client(clock)
-    url = exports.start(REQUEST)
+    url = client(clock).start(REQUEST)
     assert url == location
-    result = exports.poll(url, REQUEST.label)
+    result = poll(clock, url)
     assert result.manifest is not None
     assert result.manifest.billing_month == "202310"  # BillingMonth= in its rootDirectory
     assert result.manifest.schema_version == "1"

@@ -186,8 +186,10 @@ def test_retry_after_on_errors_is_clamped(origin: HostileServer) -> None:
     )
     result = run_tap(tap_config(origin), streams=("billed_usage",))
     assert len(result.records()) == 2
-    # token 300 (cap); export: 300 (cap), 300 (cap), 1 (floor), backoff 8 (unreadable)
-    assert result.clock.sleeps == [300, 300, 300, 1, 8]
+    # token 300 (cap); export: 429 → 300 (cap; back-pressure, not a failed attempt), 503 →
+    # 300 (cap), 1 (floor), backoff 4 (unreadable: the third failure). A wait over a minute
+    # goes in steps of the once-a-minute progress line.
+    assert result.clock.sleeps == [300, *[60] * 10, 1, 4]
 
 
 def test_poll_intervals_have_a_floor_and_a_cap(origin: HostileServer) -> None:
@@ -200,7 +202,8 @@ def test_poll_intervals_have_a_floor_and_a_cap(origin: HostileServer) -> None:
     )
     result = run_tap(tap_config(origin), streams=("billed_usage",))
     assert len(result.records()) == 2
-    assert result.clock.sleeps == [1, 1, 60, 60, 60, 60, 60]  # 300 s, in heartbeat chunks
+    # 300 s, in steps of the progress line (once a minute from the start of the wait)
+    assert result.clock.sleeps == [1, 1, 58, 60, 60, 60, 60, 2]
 
 
 def test_no_wait_passes_the_poll_deadline(origin: HostileServer) -> None:

@@ -97,8 +97,6 @@ def test_graph_and_partner_center_errors_are_described_alike(
         token=lambda: TOKEN,
         clock=clock.clock,
         sleep=clock.sleep,
-        poll_interval_seconds=30,
-        poll_timeout_seconds=3600,
     )
     request = ExportRequest("usage/billed", {"invoiceId": "G1"}, "billed_usage invoice G1")
     with pytest.raises(ServiceError) as raised:

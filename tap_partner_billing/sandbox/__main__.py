@@ -13,7 +13,7 @@ import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from tap_partner_billing.sandbox.config import SandboxConfig
+from tap_partner_billing.sandbox.config import WHEN_BUSY, SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
@@ -27,6 +27,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After while running (s)")
     parser.add_argument("--polls", type=int, default=2, help="polls before an export succeeds")
     parser.add_argument("--manifest-mode", choices=["inline", "linked"], default="inline")
+    parser.add_argument(
+        "--export-seconds",
+        type=float,
+        metavar="N",
+        help="each export runs N seconds of wall time (instead of --polls polls)",
+    )
+    parser.add_argument(
+        "--max-running-exports",
+        type=int,
+        metavar="K",
+        help="at most K exports run at once (needs --export-seconds)",
+    )
+    parser.add_argument(
+        "--when-busy",
+        choices=WHEN_BUSY,
+        default="throttle",
+        help="a POST finding K running: 429 + Retry-After (throttle) or 202, queued (queue)",
+    )
+    parser.add_argument(
+        "--throttle-retry-after",
+        type=int,
+        metavar="S",
+        help="Retry-After of that 429 (default: seconds until the first running export ends)",
+    )
     parser.add_argument(
         "--plant-discrepancy",
         action="append",
@@ -46,16 +70,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    try:
+        config = SandboxConfig(
+            seed=args.seed,
+            retry_after_seconds=args.retry_after,
+            polls_before_success=args.polls,
+            export_seconds=args.export_seconds,
+            max_running_exports=args.max_running_exports,
+            when_busy=args.when_busy,
+            throttle_retry_after_seconds=args.throttle_retry_after,
+            manifest_mode=args.manifest_mode,
+            total_discrepancies=dict(_discrepancy(text) for text in args.plant_discrepancy),
+            graph_roles=() if args.without_permission else ("PartnerBilling.Read.All",),
+            documented=args.documented,
+        )
+    except ValueError as err:
+        parser.error(str(err))
     tls = make_tls_files(args.state_dir / "tls")
-    config = SandboxConfig(
-        seed=args.seed,
-        retry_after_seconds=args.retry_after,
-        polls_before_success=args.polls,
-        manifest_mode=args.manifest_mode,
-        total_discrepancies=dict(_discrepancy(text) for text in args.plant_discrepancy),
-        graph_roles=() if args.without_permission else ("PartnerBilling.Read.All",),
-        documented=args.documented,
-    )
     server = SandboxServer(Sandbox(config), tls).start()
     sandbox = server.sandbox
     env_file = args.state_dir / "sandbox.env"

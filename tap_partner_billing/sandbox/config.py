@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
+# What a POST meets when max_running_exports are running (see pace.py).
+WHEN_BUSY = ("throttle", "queue")
+
 
 @dataclass
 class InvoiceSpec:
@@ -88,6 +91,15 @@ class SandboxConfig:
     )
     polls_before_success: int = 2
     retry_after_seconds: int = 1
+    # The service's time scale (see pace.py): each export runs this many seconds of wall time
+    # (None: it succeeds after polls_before_success polls instead), at most
+    # max_running_exports at once (None: no cap); a POST that finds them all busy is answered
+    # 429 + Retry-After (when_busy="throttle") or accepted and queued ("queue").
+    export_seconds: float | None = None
+    max_running_exports: int | None = None
+    when_busy: str = "throttle"
+    # The Retry-After of that 429 (None: the seconds until the first running export ends).
+    throttle_retry_after_seconds: int | None = None
     manifest_mode: str = "inline"  # or "linked"
     sas_lifetime_seconds: int = 3600
     token_lifetime_seconds: int = 3600
@@ -105,6 +117,7 @@ class SandboxConfig:
     documented: bool = False
 
     def __post_init__(self) -> None:
+        check_pace(self)
         if self.documented:
             self.invoices = self.invoices or documented_invoices()
             self.legacy_invoices = {}  # the documented list names its own (D02005YFHI)
@@ -123,3 +136,20 @@ class SandboxConfig:
             return DOCUMENTED_START_MONTH
         month = shift_month(self.current_month, -4)
         return f"{month[:4]}-{month[4:]}"
+
+
+def check_pace(config: SandboxConfig) -> None:
+    """Refuse pace knobs that cannot work together, naming the knob."""
+    if config.export_seconds is not None and config.export_seconds < 0:
+        msg = f"export_seconds must be 0 or more, not {config.export_seconds}"
+        raise ValueError(msg)
+    if config.max_running_exports is not None:
+        if config.max_running_exports < 1:
+            msg = f"max_running_exports must be 1 or more, not {config.max_running_exports}"
+            raise ValueError(msg)
+        if config.export_seconds is None:
+            msg = "max_running_exports needs export_seconds (exports that take wall time)"
+            raise ValueError(msg)
+    if config.when_busy not in WHEN_BUSY:
+        msg = f"when_busy must be one of {', '.join(WHEN_BUSY)}, not {config.when_busy!r}"
+        raise ValueError(msg)

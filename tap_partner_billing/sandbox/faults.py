@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 
 @dataclass
@@ -36,6 +38,17 @@ class LoggedRequest:
     range: str | None = None
     detail: str | None = None  # an export's invoice id or period/currency
     at: float = field(default_factory=time.time)  # when the answer was sent
+    operation: str | None = None  # the operation id an export POST started (its 202)
+
+    @property
+    def export(self) -> tuple[str, str | None]:
+        """An export POST's (dataset/kind, e.g. ``usage/billed``; invoice id or period/currency)."""
+        return self.path.split("/billing/", 1)[-1].removesuffix("/export"), self.detail
+
+    @property
+    def operation_id(self) -> str:
+        """The operation an operation GET (a poll) asked about: the last segment of its path."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -69,3 +82,11 @@ class FaultBook:
         """A copy of the log, optionally of one step."""
         with self._lock:
             return [entry for entry in self.log if step is None or entry.step == step]
+
+    def started_exports(self) -> Counter[tuple[str, str | None]]:
+        """Export POSTs answered 202, per partition (see :attr:`LoggedRequest.export`)."""
+        return Counter(e.export for e in self.requests("export") if e.status == HTTPStatus.ACCEPTED)
+
+    def polls(self) -> Counter[str]:
+        """Operation GETs per operation id, whatever their answer."""
+        return Counter(e.operation_id for e in self.requests("operation"))

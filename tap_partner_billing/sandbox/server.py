@@ -52,6 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "Authorization" in self.headers,
                 self.headers.get("Range"),
                 self._detail,
+                operation=self._operation,
             )
         )
 
@@ -86,6 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     _pending_fault: Fault | None = None
     _detail: str | None = None
+    _operation: str | None = None
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -227,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """POST: token requests and exports."""
-        self._detail = None
+        self._detail = self._operation = None
         path = urlsplit(self.path).path
         raw = self._read_body()
         if self.role == "login":
@@ -250,13 +252,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._detail = str(
                 body.get("invoiceId") or f"{body.get('billingPeriod')}/{body.get('currencyCode')}"
             )
-        status, error, operation_id = self.sandbox.start_export(
-            f"{match.group(1)}/{match.group(2)}", body
-        )
-        if operation_id is None:
-            self._send_json("export", status, error)
+        answer = self.sandbox.start_export(f"{match.group(1)}/{match.group(2)}", body)
+        if answer.operation_id is None:
+            headers = {} if answer.retry_after is None else {"Retry-After": str(answer.retry_after)}
+            self._send_json("export", answer.status, answer.error, headers)
             return
-        location = f"{self.sandbox.graph_url}{BILLING}/operations/{operation_id}"
+        self._operation = answer.operation_id
+        location = f"{self.sandbox.graph_url}{BILLING}/operations/{answer.operation_id}"
         self._send_json("export", 202, None, {"Location": location})
 
     def _token(self, raw: bytes) -> None:
@@ -304,6 +306,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, and room for many waiting ones (a tap polls many exports)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 def _partner_center_ids() -> dict[str, str]:
     """The support ids every documented Partner Center answer carries."""
     return {"MS-CorrelationId": str(uuid.uuid4()), "MS-RequestId": str(uuid.uuid4())}
@@ -327,8 +336,7 @@ class SandboxServer:
             handler = type(
                 f"{role.title()}Handler", (_Handler,), {"sandbox": self.sandbox, "role": role}
             )
-            server = ThreadingHTTPServer((self._host, port), handler)
-            server.daemon_threads = True
+            server = _Server((self._host, port), handler)
             server.socket = context.wrap_socket(server.socket, server_side=True)
             thread = threading.Thread(
                 target=server.serve_forever, name=f"sandbox-{role}", daemon=True
@@ -347,8 +355,12 @@ class SandboxServer:
 
     def stop(self) -> None:
         """Stop serving and close the sockets."""
-        for server in self._servers:
-            server.shutdown()
+        # Each shutdown waits up to half a second for its loop to notice: all at once.
+        stoppers = [threading.Thread(target=server.shutdown) for server in self._servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper, server in zip(stoppers, self._servers, strict=True):
+            stopper.join()
             server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)

@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from tap_partner_billing.sandbox.azure_plan import azure_plan_lines
 from tap_partner_billing.sandbox.config import (
@@ -33,15 +33,31 @@ from tap_partner_billing.sandbox.data import (
     truth_of,
 )
 from tap_partner_billing.sandbox.faults import FaultBook
+from tap_partner_billing.sandbox.pace import ExportPace
 
 BILLING = "/v1.0/reports/partners/billing"
 PARTNER_TENANT = "c0c0c0c0-0000-4000-8000-00000000de00"
+FAILED = "#microsoft.graph.partners.billing.failedOperation"
 _INVOICE = re.compile(r"^[A-Z][A-Z0-9]{5,19}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # The first billing month Graph's billed export serves, per dataset (Partner Center: usage v2
 # from September 2022, invoice reconciliation v2 from February 2024). An older invoice is
 # accepted (202), and its operation fails with 5000, every time. Spelled here, not imported.
 COVERAGE_FROM = {"usage": "202209", "reconciliation": "202402"}
+
+
+class ExportAnswer(NamedTuple):
+    """The answer to an export POST: 202 with an operation, or an error (429: Retry-After)."""
+
+    status: int
+    error: dict[str, Any] | None = None
+    operation_id: str | None = None
+    retry_after: int | None = None
+
+    @classmethod
+    def bad_request(cls, message: str) -> ExportAnswer:
+        """A 400 with Graph's error envelope."""
+        return cls(400, graph_error("BadRequest", message))
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Sandbox:
         # Data version of each invoice (its usage and reconciliation change together).
         self._invoice_versions: dict[str, int] = {}
         self._operations: dict[str, Operation] = {}
+        self.pace = ExportPace(lambda: self.config, self.now)
         self.tokens = TokenIssuer(
             self.now,
             lambda: self.config.token_lifetime_seconds,
@@ -210,42 +227,37 @@ class Sandbox:
 
     def unbilled_month(self, period: str) -> str:
         """The absolute month a period resolves to now."""
-        return (
-            self.config.current_month
-            if period == "current"
-            else previous_month(self.config.current_month)
-        )
+        month = self.config.current_month
+        return month if period == "current" else previous_month(month)
 
     # ---- exports ----------------------------------------------------------------------
-    def start_export(
-        self, action: str, body: dict[str, Any]
-    ) -> tuple[int, dict[str, Any] | None, str | None]:
-        """Validate an export body; return (status, error body, operation id)."""
+    def start_export(self, action: str, body: dict[str, Any]) -> ExportAnswer:
+        """Validate an export body and start its operation (or refuse it: 400, 429)."""
         attribute_set = body.get("attributeSet", "full")
         if attribute_set not in {"full", "basic"}:
-            return 400, graph_error("BadRequest", "attributeSet must be full or basic"), None
+            return ExportAnswer.bad_request("attributeSet must be full or basic")
         dataset, kind = action.split("/")
         partition: tuple[str, ...] | None
         if kind == "billed":
             invoice = body.get("invoiceId")
             if not isinstance(invoice, str) or not _INVOICE.match(invoice):
-                return 400, graph_error("BadRequest", "invoiceId is missing or malformed"), None
+                return ExportAnswer.bad_request("invoiceId is missing or malformed")
             partition = self._billed_key(invoice, attribute_set, dataset)
         else:
             currency, period = body.get("currencyCode"), body.get("billingPeriod")
             if not isinstance(currency, str) or not _CURRENCY.match(currency):
-                return 400, graph_error("BadRequest", "currencyCode is missing or malformed"), None
+                return ExportAnswer.bad_request("currencyCode is missing or malformed")
             if period not in {"current", "last"}:
-                return (
-                    400,
-                    graph_error("BadRequest", "billingPeriod must be current or last"),
-                    None,
-                )
+                return ExportAnswer.bad_request("billingPeriod must be current or last")
             partition = self._unbilled_key(period, currency, attribute_set, dataset)
         op = Operation(str(uuid.uuid4()), action, partition, iso_time(self.now()))
+        busy = self.pace.admit(op.id)
+        if busy is not None:
+            error = graph_error("TooManyRequests", "Too many exports are running; retry later")
+            return ExportAnswer(429, error, retry_after=busy)
         with self._lock:
             self._operations[op.id] = op
-        return 202, None, op.id
+        return ExportAnswer(202, operation_id=op.id)
 
     def poll(self, operation_id: str) -> tuple[int, dict[str, Any], int | None]:
         """Advance an operation by one poll: (status code, body, Retry-After)."""
@@ -261,8 +273,8 @@ class Sandbox:
                 "createdDateTime": op.created,
                 "lastActionDateTime": iso_time(self.now()),
             }
-            if op.polls <= self.config.polls_before_success:
-                status = "notStarted" if op.polls == 1 else "running"
+            status = self.pace.phase(op.id, op.polls)
+            if status != "done":
                 running = {
                     "@odata.type": "#microsoft.graph.partners.billing.runningOperation",
                     **base,
@@ -273,16 +285,9 @@ class Sandbox:
             code = "5000" if partition is None else self.failing.get(partition[1])
             if partition is None or code is not None:
                 message = "No data available" if code == "5000" else "Export failed"
-                return (
-                    200,
-                    {
-                        "@odata.type": "#microsoft.graph.partners.billing.failedOperation",
-                        **base,
-                        "status": "failed",
-                        "error": {"message": message, "code": code},
-                    },
-                    None,
-                )
+                error = {"message": message, "code": code}
+                failed = {"@odata.type": FAILED, **base, "status": "failed", "error": error}
+                return 200, failed, None
             body: dict[str, Any] = {
                 "@odata.type": "#microsoft.graph.partners.billing.exportSuccessOperation",
                 **base,

@@ -1,0 +1,339 @@
+"""The run's export scheduler against a simulated Graph on an injected clock (no sleeping).
+
+The simulated service runs each export for ``duration`` seconds, at most ``run_cap`` at once
+(the others wait ``notStarted``, first come first served), and answers a POST with 429 while
+``accept_cap`` of its exports are unfinished. Every test checks what a user would: what was
+POSTed, what ended how, what the partition's ``pending`` dict (its Singer state) held when
+STATE was written, and how long the run waited.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tap_partner_billing.errors import (
+    ExportFailedError,
+    ExportTimeoutError,
+    OperationGoneError,
+    StateError,
+)
+from tap_partner_billing.export import ExportRequest, ExportResult, OperationStatus, Reading
+from tap_partner_billing.http import Transient
+from tap_partner_billing.manifest import Manifest
+from tap_partner_billing.scheduler import ExportScheduler
+from tap_partner_billing.urls import UrlPolicy
+from tests.helpers import GRAPH, Export, FakeClock, base_config, gz_lines, load_json, run_tap
+from tests.helpers import FakeGraph as FakeGraphService
+
+OPS = f"{GRAPH}/reports/partners/billing/operations"
+MANIFEST = Manifest.parse(load_json("manifest_real.json"), where="test")
+
+
+@dataclass
+class Op:
+    label: str
+    created: float
+    start: float
+    finish: float
+    outcome: str = "succeeded"  # or "5000", "failed", "gone"
+
+
+@dataclass
+class FakeGraph:
+    """Graph's export steps, simulated on ``clock``."""
+
+    clock: FakeClock
+    duration: float = 10.0
+    run_cap: int = 100
+    accept_cap: int = 100
+    outcomes: dict[str, str] = field(default_factory=dict)  # label → outcome ("gone": once)
+    durations: dict[str, float] = field(default_factory=dict)  # label → its own duration
+    ops: dict[str, Op] = field(default_factory=dict)
+    posts: list[str] = field(default_factory=list)  # labels, in order
+    refused: int = 0  # POSTs answered 429
+    reads: list[str] = field(default_factory=list)  # labels, in order
+    most_running: int = 0
+    queued_at_posts: list[int] = field(default_factory=list)  # notStarted ops at each POST
+
+    def __post_init__(self) -> None:
+        self.url_policy = UrlPolicy.for_base(GRAPH, "graph_url")
+
+    def post(self, request: ExportRequest) -> str | Transient:
+        now = self.clock.now
+        if sum(op.finish > now for op in self.ops.values()) >= self.accept_cap:
+            self.refused += 1
+            return Transient("HTTP 429", "2", 429)
+        self.queued_at_posts.append(sum(op.start > now for op in self.ops.values()))
+        finishes = sorted(op.finish for op in self.ops.values())
+        earlier = finishes[-self.run_cap] if len(finishes) >= self.run_cap else now
+        start = max(now, earlier)
+        op_id = f"op{len(self.ops)}"
+        outcome = self.outcomes.get(request.label, "succeeded")
+        if outcome == "gone":
+            del self.outcomes[request.label]
+        duration = self.durations.get(request.label, self.duration)
+        self.ops[op_id] = Op(request.label, now, start, start + duration, outcome)
+        self.posts.append(request.label)
+        return f"{OPS}/{op_id}"
+
+    def read(self, operation_url: str, label: str) -> Reading | Transient:
+        op_id = operation_url.rsplit("/", 1)[-1]
+        op, now = self.ops[op_id], self.clock.now
+        self.reads.append(label)
+        running = sum(o.start <= now < o.finish for o in self.ops.values())
+        self.most_running = max(self.most_running, running)
+        if op.outcome == "gone" and now >= op.finish:
+            raise OperationGoneError(f"{label}: operation answered HTTP 410")
+        if now < op.start:
+            return Reading(op_id, OperationStatus.NOT_STARTED, "notStarted", 1.0)
+        if now < op.finish:
+            return Reading(op_id, OperationStatus.RUNNING, "running", 1.0)
+        if op.outcome == "5000":
+            result = ExportResult(op_id, None, "No data available")
+            return Reading(op_id, OperationStatus.FAILED, "failed", None, result)
+        if op.outcome == "failed":
+            raise ExportFailedError(f"{label}: operation {op_id} ended with status 'failed'")
+        result = ExportResult(op_id, MANIFEST, operation_url=operation_url)
+        return Reading(op_id, OperationStatus.SUCCEEDED, "succeeded", None, result)
+
+
+def request(n: int) -> ExportRequest:
+    body = {"invoiceId": f"G{n:09d}", "attributeSet": "full"}
+    return ExportRequest("usage/billed", body, f"billed_usage invoice G{n:09d} (full)")
+
+
+@dataclass
+class Run:
+    """A scheduler with ``count`` registered exports, and what each STATE would hold."""
+
+    graph: FakeGraph
+    scheduler: ExportScheduler
+    requests: list[ExportRequest]
+    pending: list[dict[str, Any]]
+    states: list[list[str | None]] = field(default_factory=list)
+
+    def write_state(self) -> None:
+        self.states.append([url(p) for p in self.pending])
+
+    def take_all(self) -> list[ExportResult]:
+        results = []
+        for req, pending in zip(self.requests, self.pending, strict=True):
+            results.append(self.scheduler.result(req, self.write_state))
+            pending.clear()  # the stream is done with the partition
+        return results
+
+
+def url(pending: dict[str, Any]) -> str | None:
+    saved = pending.get("export")
+    return saved["operation_url"] if saved else None
+
+
+def make_run(
+    clock: FakeClock,
+    count: int,
+    *,
+    cap: int = 10,
+    timeout: float = 3600,
+    saved: dict[int, dict[str, Any]] | None = None,
+    **graph: Any,  # noqa: ANN401
+) -> Run:
+    fake = FakeGraph(clock, **graph)
+    scheduler = ExportScheduler(
+        fake, clock=clock.clock, sleep=clock.sleep, interval=5, timeout=timeout, max_concurrent=cap
+    )
+    requests = [request(n) for n in range(count)]
+    pending: list[dict[str, Any]] = [
+        {"export": dict(saved[n])} if saved and n in saved else {} for n in range(count)
+    ]
+    for req, slot in zip(requests, pending, strict=True):
+        scheduler.add(req, slot, "export")
+    return Run(fake, scheduler, requests, pending)
+
+
+def test_exports_run_ahead_and_every_url_is_in_a_state_after_its_post(clock: FakeClock) -> None:
+    run = make_run(clock, 12, cap=10)
+    results = run.take_all()
+    assert all(r.manifest is not None for r in results)
+    assert run.graph.posts == [r.label for r in run.requests]  # in the streams' order
+    assert run.graph.most_running == 10
+    # Two rounds of 10 s (10 at once, then 2), each finished op noticed within a poll.
+    assert clock.now - 1000 <= 2 * 10 + 2 * 1
+    # A STATE after each 202, holding that URL and every one before it.
+    first_states = run.states[:10]
+    assert [sum(u is not None for u in s) for s in first_states] == list(range(1, 11))
+    assert run.scheduler.posts == 12
+    assert "12 started, 0 resumed, at most 10 in flight" in run.scheduler.summary_line()
+
+
+def test_throttled_posts_ride_through_without_failing(clock: FakeClock) -> None:
+    run = make_run(clock, 9, cap=10, accept_cap=3)
+    results = run.take_all()
+    assert [r.manifest is not None for r in results] == [True] * 9
+    assert run.graph.refused > 0  # the service said 429 …
+    assert len(run.graph.posts) == 9  # … and every export was accepted once, none failed
+    assert run.graph.most_running == 3
+    assert run.graph.refused <= (clock.now - 1000) / 2 + 1  # one probe per Retry-After
+    assert clock.now - 1000 <= 3 * (10 + 2 + 1)  # ceil(9 / 3) exports' time, plus polls
+
+
+def test_queued_posts_ride_through_and_few_wait_at_the_service(clock: FakeClock) -> None:
+    run = make_run(clock, 8, cap=10, run_cap=2)
+    results = run.take_all()
+    assert all(r.manifest is not None for r in results)
+    assert run.graph.most_running == 2
+    assert max(run.graph.queued_at_posts) <= 2  # at most two wait notStarted at Graph
+    assert clock.now - 1000 <= 4 * (10 + 1) + 2
+
+
+def test_one_5000_and_one_failure_among_several_in_flight(clock: FakeClock) -> None:
+    outcomes = {request(1).label: "5000", request(3).label: "failed"}
+    run = make_run(clock, 6, outcomes=outcomes)
+    first = run.scheduler.result(run.requests[0], run.write_state)
+    assert first.manifest is not None
+    no_data = run.scheduler.result(run.requests[1], run.write_state)
+    assert no_data.manifest is None
+    assert no_data.message == "No data available"
+    assert run.scheduler.result(run.requests[2], run.write_state).manifest is not None
+    with pytest.raises(ExportFailedError, match=r"G000000003.*'failed'"):
+        run.scheduler.result(run.requests[3], run.write_state)
+    # The failed operation left the state (the next run starts anew); the ones still in
+    # flight or not yet taken stay there, to be resumed by the next run.
+    assert run.states[-1][3] is None
+    assert run.states[-1][4] is not None
+    assert run.states[-1][5] is not None
+
+
+def test_each_operation_has_its_own_deadline_from_its_post(clock: FakeClock) -> None:
+    run = make_run(clock, 2, cap=1, timeout=15, durations={request(1).label: 1000})
+    assert run.scheduler.result(run.requests[0], run.write_state).manifest is not None
+    started = clock.now  # the second is POSTed only once the first ended (cap 1)
+    with pytest.raises(ExportTimeoutError, match=r"after 15 s \(poll_timeout_seconds=15\)"):
+        run.scheduler.result(run.requests[1], run.write_state)
+    assert clock.now - started == pytest.approx(15, abs=1)
+    assert run.states[-1][1] is not None  # kept: the next run resumes polling it
+
+
+def test_an_operation_gone_before_its_turn_is_exported_again(clock: FakeClock) -> None:
+    run = make_run(clock, 3, outcomes={request(2).label: "gone"})
+    run.scheduler.result(run.requests[0], run.write_state)
+    # Export 2's operation was gone when it ended: POSTed again at once, its new URL saved.
+    assert url(run.pending[2]) == f"{OPS}/op3"
+    saved = [s[2] for s in run.states]
+    assert saved[2] == f"{OPS}/op2"  # the STATE after its 202
+    assert None in saved[3:]  # dropped from STATE when it was gone, then the new one saved
+    assert saved[-1] == f"{OPS}/op3"
+    run.scheduler.result(run.requests[1], run.write_state)
+    result = run.scheduler.result(run.requests[2], run.write_state)
+    assert result.manifest is not None
+    assert run.graph.posts.count(request(2).label) == 2
+
+
+def test_a_succeeded_export_is_read_again_at_its_turn_for_a_fresh_manifest(
+    clock: FakeClock,
+) -> None:
+    run = make_run(clock, 2)
+    run.scheduler.result(run.requests[0], run.write_state)
+    clock.sleep(100)
+    run.scheduler.result(run.requests[0 + 1], run.write_state)
+    # Export 1 ended while export 0 was taken; its turn read it once more.
+    assert run.graph.reads.count(request(1).label) >= 2
+
+
+def test_saved_operations_are_resumed_not_posted(clock: FakeClock) -> None:
+    graph_op = f"{OPS}/op0"
+    run = make_run(clock, 2, saved={0: {"operation_url": graph_op}})
+    run.graph.ops["op0"] = Op(request(0).label, 900, 900, 1005)  # started by the last run
+    results = run.take_all()
+    assert all(r.manifest is not None for r in results)
+    assert run.graph.posts == [request(1).label]
+    assert "1 started, 1 resumed" in run.scheduler.summary_line()
+
+
+def test_a_saved_url_off_graph_origin_is_dropped_and_fails_at_its_turn(
+    clock: FakeClock,
+) -> None:
+    run = make_run(clock, 1, saved={0: {"operation_url": "https://evil.test/op"}})
+    with pytest.raises(StateError, match="check who can write your state"):
+        run.scheduler.result(run.requests[0], run.write_state)
+    assert run.pending[0] == {}
+    assert run.states == [[None]]
+    assert run.graph.posts == []
+
+
+def test_progress_lines_while_waiting(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    run = make_run(clock, 5, cap=10, run_cap=2, duration=100)
+    run.take_all()
+    lines = [r.message for r in caplog.records if r.message.startswith("Exports:")]
+    assert len(lines) == 4  # once a minute of the 4 min 20 s waited
+    assert lines[0] == (
+        "Exports: 3 running (1 not started by Graph yet), 0 finished, 2 waiting to start; "
+        "the longest has run 1 min 0 s; waiting for billed_usage invoice G000000000 (full)"
+    )
+    started = [r.message for r in caplog.records if "export started" in r.message]
+    ended = [r.message for r in caplog.records if "export succeeded after" in r.message]
+    assert len(started) == len(ended) == 5
+    assert run.scheduler.waited_seconds == pytest.approx(clock.now - 1000)
+
+
+def test_an_operation_resumed_once_already_is_asked_for_again(clock: FakeClock) -> None:
+    # The second was resumed by a run that ended before its turn.
+    saved: dict[int, dict[str, Any]] = {
+        0: {"operation_url": f"{OPS}/op0"},
+        1: {"operation_url": f"{OPS}/op1", "resumed": 1},
+    }
+    run = make_run(clock, 2, saved=saved)
+    for n in range(2):
+        run.graph.ops[f"op{n}"] = Op(request(n).label, 900, 900, 1005)
+    assert run.pending[0]["export"]["resumed"] == 1  # marked the moment it is resumed
+    assert run.pending[1] == {}  # dropped: no run polls it again
+    results = run.take_all()
+    assert all(r.manifest is not None for r in results)
+    assert run.graph.posts == [request(1).label]  # a snapshot that old is asked for again
+
+
+def test_a_sync_starts_every_export_ahead_and_drops_operations_no_longer_exported(
+    graph: FakeGraphService,
+) -> None:
+    for invoice in ("G000000001", "G000000002"):
+        graph.add(invoice, Export({"p-0.json.gz": gz_lines('{"CustomerId": "c"}')}, etag=invoice))
+    stale = {"operation_url": f"{OPS}/stale", "started_at": "2026-01-01T00:00:00+00:00"}
+    state = {
+        "bookmarks": {
+            "billed_usage": {  # an invoice no longer in invoice_ids
+                "partitions": [
+                    {
+                        "context": {"invoice_id": "G000000009", "attribute_set": "full"},
+                        "pending_operations": {"export": stale},
+                    }
+                ]
+            },
+            "unbilled_usage": {  # a stream not selected
+                "partitions": [
+                    {
+                        "context": {"currency": "USD", "attribute_set": "full"},
+                        "pending_operations": {"current": stale},
+                    }
+                ]
+            },
+        }
+    }
+    result = run_tap(
+        base_config(invoice_ids=["G000000001", "G000000002"]),
+        state=state,
+        streams=("billed_usage",),
+        ahead=True,
+    )
+    states = [m["value"] for m in result.messages if m["type"] == "STATE"]
+    first_record = next(i for i, m in enumerate(result.messages) if m["type"] == "RECORD")
+    before = json.dumps([m for m in result.messages[:first_record] if m["type"] == "STATE"])
+    # Both exports were POSTed, and their URLs in a STATE, before the first record.
+    assert len(graph.posts) == 2
+    assert all(op in before for op in graph.operations)
+    assert "stale" not in json.dumps(states[0])  # dropped before anything was asked
+    assert len(result.records("billed_usage")) == 2
+    assert "operation_url" not in json.dumps(states[-1])  # all taken, none left
