@@ -105,7 +105,9 @@ def run_case(
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "tap_partner_billing", "--config", str(folder / "config.json")]
-    print(f"\n{name}: the service runs at most {service_cap} exports at once ...", flush=True)
+    beyond = "429 beyond" if args.when_busy == "throttle" else "queues the rest"
+    heading = f"{name}: the service runs at most {service_cap} exports at once ({beyond})"
+    print(f"\n{heading} ...", flush=True)
     started = time.time()
     with (folder / "out.jsonl").open("wb") as out, (folder / "err.log").open("wb") as err:
         returncode = subprocess.run(
