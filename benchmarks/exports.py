@@ -13,7 +13,8 @@ time (``--export-seconds``, default 10), and the service lets at most ``K`` run 
 The figure is wall / limit, measured within one run (1.0: no second lost to waiting in
 line). From the sandbox's POST log it also shows, per stream, its first and last export POST
 and when its last blob was served: "ahead" says whether the last stream's first POST came
-before the first stream's downloads ended (the streams are synced by name).
+before the first stream's downloads ended (the streams are synced by name). ``--repeat N``
+runs each case N times and ends with the ratios and their spread.
 """
 
 from __future__ import annotations
@@ -86,8 +87,12 @@ def service_config(args: argparse.Namespace, cap: int) -> SandboxConfig:
 
 def run_case(
     name: str, args: argparse.Namespace, tls: TlsFiles, service_cap: int, limit_cap: int
-) -> None:
-    """One sync against a fresh sandbox; prints its figure and its POST log summary."""
+) -> tuple[float, bool]:
+    """One sync against a fresh sandbox; prints its figure and its POST log summary.
+
+    Returns wall / limit, and whether the last stream's first POST came before the first
+    stream's downloads ended.
+    """
     server = SandboxServer(Sandbox(service_config(args, service_cap)), tls).start()
     sb = server.sandbox
     oldest = shift_month(sb.config.current_month, -1 - args.invoices)
@@ -100,7 +105,9 @@ def run_case(
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "tap_partner_billing", "--config", str(folder / "config.json")]
-    print(f"\n{name}: the service runs at most {service_cap} exports at once ...", flush=True)
+    beyond = "429 beyond" if args.when_busy == "throttle" else "queues the rest"
+    heading = f"{name}: the service runs at most {service_cap} exports at once ({beyond})"
+    print(f"\n{heading} ...", flush=True)
     started = time.time()
     with (folder / "out.jsonl").open("wb") as out, (folder / "err.log").open("wb") as err:
         returncode = subprocess.run(
@@ -130,13 +137,14 @@ def run_case(
         f"  export POSTs {len(posts)} ({refused} answered 429), operation polls {polls}, "
         f"most exports running at once {most_running(sb)}"
     )
-    stream_log(log, started, records)
+    ahead = stream_log(log, started, records)
     for line in stderr.splitlines():
         if "Run summary" in line and "polling" in line:
             print(f"  {line.split('Run summary ', 1)[1]}")
+    return wall / limit, ahead
 
 
-def stream_log(log: list[LoggedRequest], started: float, records: Counter[str]) -> None:
+def stream_log(log: list[LoggedRequest], started: float, records: Counter[str]) -> bool:
     """Per stream: first and last export POST and last blob served, seconds from the start."""
     columns = ("exports", "records", "first POST", "last POST", "blobs end")
     print(f"  {'stream (s from start)':<24}" + "".join(f"{c:>11}" for c in columns))
@@ -161,6 +169,7 @@ def stream_log(log: list[LoggedRequest], started: float, records: Counter[str]) 
         f"  ahead: {'yes' if ahead else 'no'} - {last}'s first POST at {firsts[last]:.1f} s, "
         f"{first}'s downloads ended at {ends[first]:.1f} s"
     )
+    return ahead
 
 
 def most_running(sb: Sandbox) -> int:
@@ -179,16 +188,31 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=4, help="billed invoices (default 4)")
     parser.add_argument("--currencies", default="USD,EUR", help="unbilled currencies")
     parser.add_argument("--lines", type=int, default=200, help="usage lines per partition")
-    parser.add_argument("--cases", default="throttled,roomy", help="which cases to run")
+    parser.add_argument(
+        "--cases", default="throttled,roomy", help="which cases to run (comma-separated)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case (the spread)")
     args = parser.parse_args()
     tls = make_tls_files(Path(tempfile.mkdtemp(prefix="tpb-bench-exports-")) / "tls")
     cap, source = tap_cap()
     print(f"tap cap {cap} ({source}); exports take {args.export_seconds:g} s each", flush=True)
-    cases = args.cases.split(",")
-    if "throttled" in cases:
-        run_case("throttled", args, tls, args.service_cap, args.service_cap)
-    if "roomy" in cases:
-        run_case("roomy", args, tls, 2 * cap, cap)
+    caps = {"throttled": (args.service_cap, args.service_cap), "roomy": (2 * cap, cap)}
+    names = args.cases.split(",")
+    if not set(names) <= set(caps):
+        parser.error(f"--cases: choose among {', '.join(caps)}, not {args.cases!r}")
+    results: dict[str, list[tuple[float, bool]]] = {}
+    for _ in range(args.repeat):
+        for name in names:
+            service_cap, limit_cap = caps[name]
+            results.setdefault(name, []).append(run_case(name, args, tls, service_cap, limit_cap))
+    print()
+    for name, runs in results.items():
+        ratios = [ratio for ratio, _ in runs]
+        aheads = "/".join("yes" if ahead else "no" for _, ahead in runs)
+        print(
+            f"{name}: wall/limit {', '.join(f'{r:.2f}' for r in ratios)} (spread "
+            f"{max(ratios) - min(ratios):.2f}; goal <= 1.5); ahead {aheads}"
+        )
 
 
 if __name__ == "__main__":

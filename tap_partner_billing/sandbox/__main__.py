@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> None:
         f"blobs {sandbox.blob_url}, partner center {sandbox.partner_center_url}",
         flush=True,
     )
+    if config.export_seconds is not None:
+        cap = config.max_running_exports
+        at_once = (
+            "any number at once" if cap is None else f"at most {cap} at once ({args.when_busy})"
+        )
+        print(f"exports take {config.export_seconds:g} s each, {at_once}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

@@ -26,6 +26,7 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")  # money as JSON number
 
 
 ROLES = ("login", "graph", "blob", "partner")
+STOP_POLL_SECONDS = 0.1  # how often a serving loop checks whether it should stop
 GRAPH_ROLE = "PartnerBilling.Read.All"
 # Partner Center's path, spelled here (never taken from the tap): a wrong path in the tap
 # meets the sandbox's 404, as it would meet Partner Center's.
@@ -339,7 +340,10 @@ class SandboxServer:
             server = _Server((self._host, port), handler)
             server.socket = context.wrap_socket(server.socket, server_side=True)
             thread = threading.Thread(
-                target=server.serve_forever, name=f"sandbox-{role}", daemon=True
+                target=server.serve_forever,
+                kwargs={"poll_interval": STOP_POLL_SECONDS},
+                name=f"sandbox-{role}",
+                daemon=True,
             )
             thread.start()
             self._servers.append(server)
@@ -355,7 +359,7 @@ class SandboxServer:
 
     def stop(self) -> None:
         """Stop serving and close the sockets."""
-        # Each shutdown waits up to half a second for its loop to notice: all at once.
+        # Each shutdown waits until its loop notices (STOP_POLL_SECONDS): all at once.
         stoppers = [threading.Thread(target=server.shutdown) for server in self._servers]
         for stopper in stoppers:
             stopper.start()

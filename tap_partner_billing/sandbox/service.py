@@ -309,11 +309,11 @@ class Sandbox:
 
     def manifest_for_operation(self, operation_id: str) -> dict[str, Any] | None:
         """The manifest of a succeeded operation (the linked-manifest mode)."""
-        with self._lock:
+        with self._lock:  # as an inline manifest is made: one upload to Azurite at a time
             op = self._operations.get(operation_id)
-        if op is None or op.gone or op.partition is None:
-            return None
-        return self.manifest(op.partition, op.id)
+            if op is None or op.gone or op.partition is None:
+                return None
+            return self.manifest(op.partition, op.id)
 
     def directory(self, key: tuple[str, ...], data: PartitionData) -> tuple[str, str]:
         """(container, directory path) of a partition, Hive-style as the real service names them."""
