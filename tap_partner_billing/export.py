@@ -101,9 +101,11 @@ class Reading:
     said: str  # the service's word for the status, cut short for the log
     retry_after: float | None = None  # seconds, as the service asked (not clamped)
     result: ExportResult | None = None  # once it ended: a manifest, or no data (5000)
+    manifest_link: str = ""  # succeeded, its manifest behind this link (not fetched yet)
 
 
 MAX_ERROR_BODY_CHARS = 300
+MAX_LOCATION_CHARS = 2048  # an operation URL saved in Singer state
 # The ids a support case asks for: Graph's (request-id; client-request-id is the one the tap
 # sent) and Partner Center's (MS-CorrelationId, MS-RequestId).
 SUPPORT_ID_HEADERS = ("request-id", "client-request-id", "MS-CorrelationId", "MS-RequestId")
@@ -208,23 +210,6 @@ class ExportClient:
             self._session, method, url, what=what, headers=headers, stream=True, **kwargs
         )
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        deadline: float | None = None,
-        **kwargs: Any,  # noqa: ANN401
-    ) -> requests.Response:
-        """Attempts until an answer that is not transient, within a retry budget."""
-        budget = self._policy.budget(what, sleep=self._sleep, clock=self._clock, deadline=deadline)
-        while True:
-            answer = self._answer(method, url, what=what, **kwargs)
-            if not isinstance(answer, Transient):
-                return answer
-            budget.failed(answer.reason, answer.retry_after)
-
     def post(self, request: ExportRequest) -> str | Transient:
         """POST the export once: the operation URL from ``Location``, or a transient failure.
 
@@ -247,23 +232,19 @@ class ExportClient:
             raise ServiceError(msg)
         location = response.headers.get("Location", "")
         response.close()
+        if len(location) > MAX_LOCATION_CHARS:
+            msg = (
+                f"{request.label}: export answered 202 with a Location of {len(location)} "
+                f"characters (more than {MAX_LOCATION_CHARS}); refusing to save it in the state"
+            )
+            raise ServiceError(msg)
         return self.url_policy.check(location, f"{request.label}: export answered 202, Location")
-
-    def start(self, request: ExportRequest) -> str:
-        """POST the export (retrying transient failures) and return the operation URL.
-
-        Raises:
-            ServiceError: On any answer but 202 with a same-origin https ``Location``.
-        """
-        budget = self._policy.budget(
-            f"{request.label}: export request", sleep=self._sleep, clock=self._clock
-        )
-        while isinstance(answer := self.post(request), Transient):
-            budget.failed(answer.reason, answer.retry_after)
-        return answer
 
     def read(self, operation_url: str, label: str) -> Reading | Transient:
         """Read the operation once (one step): waiting, ended, or a transient failure.
+
+        A succeeded operation whose manifest is behind a link answers that link
+        (``Reading.manifest_link``); :meth:`manifest` fetches it, as a step of its own.
 
         Raises:
             ExportFailedError: Failed (other than 5000), skipped or unknown status.
@@ -284,13 +265,33 @@ class ExportClient:
         status = OperationStatus.parse(body.get("status"))
         said = str(body.get("status"))[:40]
         LOGGER.debug("%s: operation %s polled: %s", label, operation_id, said)
-        result = None
+        result, link = None, ""
         if status is OperationStatus.SUCCEEDED:
-            manifest = self._manifest(body, label)
-            result = ExportResult(operation_id, manifest, operation_url=operation_url)
+            inline = body.get("resourceLocation")
+            if isinstance(inline, dict):
+                manifest = Manifest.parse(inline, where=label)
+                result = ExportResult(operation_id, manifest, operation_url=operation_url)
+            else:
+                link = _manifest_link(body, inline, label)
         elif not status.is_waiting:
             result = self._ended_without_data(body, operation_id, label)
-        return Reading(operation_id, status, said, retry_after, result)
+        return Reading(operation_id, status, said, retry_after, result, link)
+
+    def manifest(self, link: str, label: str) -> Manifest | Transient:
+        """Fetch a succeeded operation's linked manifest once (one step).
+
+        Raises:
+            OperationGoneError: The manifest answered 404 or 410.
+            ServiceError: Any other answer but 200 with a manifest.
+        """
+        answer = self._answer("GET", link, what=f"{label}: manifest request")
+        if isinstance(answer, Transient):
+            return answer
+        if answer.status_code in {404, 410}:
+            raise OperationGoneError(f"{label}: manifest answered {graph_error(answer)}")
+        if answer.status_code != 200:  # noqa: PLR2004
+            raise ServiceError(f"{label}: manifest request answered {graph_error(answer)}")
+        return Manifest.parse(_json_object(answer, f"{label}: manifest"), where=label)
 
     def reread(self, operation_url: str, label: str) -> ExportResult:
         """Read an operation that ended, retrying transient failures: a fresh manifest SAS.
@@ -301,6 +302,11 @@ class ExportClient:
         budget = self._policy.budget(f"{label}: operation read", sleep=self._sleep)
         while isinstance(reading := self.read(operation_url, label), Transient):
             budget.failed(reading.reason, reading.retry_after)
+        if reading.manifest_link:
+            budget = self._policy.budget(f"{label}: manifest request", sleep=self._sleep)
+            while isinstance(manifest := self.manifest(reading.manifest_link, label), Transient):
+                budget.failed(manifest.reason, manifest.retry_after)
+            return ExportResult(reading.operation_id, manifest, operation_url=operation_url)
         if reading.result is None:
             msg = f"{label}: operation {reading.operation_id} is {reading.said} again"
             raise OperationGoneError(msg)
@@ -331,23 +337,6 @@ class ExportClient:
         )
         raise ExportFailedError(msg)
 
-    def _manifest(self, body: dict[str, Any], label: str) -> Manifest:
-        inline = body.get("resourceLocation")
-        if isinstance(inline, dict):
-            return Manifest.parse(inline, where=label)
-        link = body.get("resourceLocation@odata.navigationLink") or (
-            inline if isinstance(inline, str) else None
-        )
-        if not link:
-            msg = f"{label}: succeeded operation {body.get('id')} carries no manifest"
-            raise ServiceError(msg)
-        response = self._request("GET", str(link), what=f"{label}: manifest request")
-        if response.status_code in {404, 410}:
-            raise OperationGoneError(f"{label}: manifest answered {graph_error(response)}")
-        if response.status_code != 200:  # noqa: PLR2004
-            raise ServiceError(f"{label}: manifest request answered {graph_error(response)}")
-        return Manifest.parse(_json_object(response, f"{label}: manifest"), where=label)
-
 
 def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
     """The JSON object of a 200 answer.
@@ -363,3 +352,18 @@ def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
         msg = f"{what}: the answer is not a JSON object"
         raise ServiceError(msg)
     return body
+
+
+def _manifest_link(body: dict[str, Any], inline: object, label: str) -> str:
+    """The link to a succeeded operation's manifest.
+
+    Raises:
+        ServiceError: The operation carries no manifest.
+    """
+    link = body.get("resourceLocation@odata.navigationLink") or (
+        inline if isinstance(inline, str) else None
+    )
+    if not link:
+        msg = f"{label}: succeeded operation {body.get('id')} carries no manifest"
+        raise ServiceError(msg)
+    return str(link)

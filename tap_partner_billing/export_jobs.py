@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,7 +15,10 @@ if TYPE_CHECKING:
     from tap_partner_billing.errors import PartnerBillingError
     from tap_partner_billing.export import ExportRequest, ExportResult, Reading
     from tap_partner_billing.http import Transient
+    from tap_partner_billing.manifest import Manifest
     from tap_partner_billing.urls import UrlPolicy
+
+LOGGER = logging.getLogger(__name__)
 
 
 class Phase(enum.Enum):
@@ -36,7 +40,7 @@ class Job:
     slot: str  # this export's key in ``pending``
     phase: Phase = Phase.WAITING
     url: str = ""
-    posted_at: float = 0.0  # clock of its POST, or of its resumption
+    posted_at: float = 0.0  # clock of its POST (a resumed one's: from its ``started_at``)
     next_at: float = 0.0  # when its next step is due
     ended_at: float | None = None
     operation_id: str = ""
@@ -46,6 +50,7 @@ class Job:
     result: ExportResult | None = None  # held only while its stream waits for it
     error: PartnerBillingError | None = None
     wanted: bool = False  # its stream waits for it now
+    manifest_link: str = ""  # succeeded, its stream waits: the manifest to fetch
 
     @property
     def label(self) -> str:
@@ -56,6 +61,28 @@ class Job:
     def in_flight(self) -> bool:
         """POSTed and not seen ending yet."""
         return self.phase is Phase.RUNNING and self.ended_at is None
+
+
+@dataclass
+class PostThrottle:
+    """Graph's 429s on our POSTs: when to POST again, how long none of ours ran meanwhile."""
+
+    post_after: float = 0.0  # no POST before this
+    since: float | None = None  # refused since then (none of ours running since)
+
+    def refused(self, now: float, wait: float, in_flight: int) -> float:
+        """Note a 429 that asked to ``wait``: the seconds refused with none of ours running."""
+        first = self.since is None
+        self.post_after = now + wait
+        if first or in_flight:
+            self.since = now
+        LOGGER.log(
+            logging.INFO if first else logging.DEBUG,
+            "Graph throttles export requests (HTTP 429) with %d running; asking again in %.0f s",
+            in_flight,
+            wait,
+        )
+        return 0.0 if in_flight or self.since is None else now - self.since
 
 
 def duration(seconds: float) -> str:
@@ -99,6 +126,9 @@ class ExportSteps(Protocol):
 
     def read(self, operation_url: str, label: str) -> Reading | Transient:
         """Read one operation once."""
+
+    def manifest(self, link: str, label: str) -> Manifest | Transient:
+        """Fetch a succeeded operation's linked manifest once."""
 
 
 def nothing() -> None:

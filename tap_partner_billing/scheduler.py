@@ -26,26 +26,27 @@ from tap_partner_billing.errors import (
     OperationGoneError,
     PartnerBillingError,
     ServiceError,
-    StateError,
     TransientHTTPError,
-    UrlPolicyError,
 )
 from tap_partner_billing.export import ExportResult, OperationStatus
 from tap_partner_billing.export_jobs import (
     ExportSteps,
     Job,
     Phase,
+    PostThrottle,
     duration,
     job_key,
     nothing,
     progress_line,
     short_id,
 )
+from tap_partner_billing.export_resume import resume, utc_now
 from tap_partner_billing.http import RetryPolicy, Transient, clamp_wait, parse_retry_after
 from tap_partner_billing.writer import utc_now_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
+    from datetime import datetime
 
     from tap_partner_billing.export import ExportRequest, Reading
 
@@ -54,7 +55,6 @@ PROGRESS_SECONDS = 60.0  # a progress line about once a minute of waiting
 INITIAL_WINDOW = 2  # exports in flight before any POST was accepted
 MAX_QUEUED_AT_SERVICE = 2  # no more POSTs while this many of ours wait notStarted
 MIN_SLEEP_SECONDS = 0.05
-MAX_RESUMES = 1  # runs that may resume one saved operation (see add())
 
 
 class ExportScheduler:
@@ -68,6 +68,7 @@ class ExportScheduler:
         timeout: ``poll_timeout_seconds``: each operation's deadline, from its POST.
         max_concurrent: ``max_concurrent_exports``: the most in flight at once.
         policy: Transient failures of one export's steps in a row before it fails.
+        utc_now: The wall clock, for the age of a saved operation (its ``started_at``).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class ExportScheduler:
         timeout: float,
         max_concurrent: int,
         policy: RetryPolicy | None = None,
+        utc_now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._exports = exports
         self._clock = clock
@@ -88,10 +90,10 @@ class ExportScheduler:
         self._timeout = timeout
         self.max_concurrent = max_concurrent
         self._policy = policy or RetryPolicy()
+        self._utc_now = utc_now
         self._jobs: dict[Hashable, Job] = {}
         self.window = min(INITIAL_WINDOW, max_concurrent)
-        self._post_after = 0.0  # a 429 on a POST: no POST before this
-        self._throttled = False
+        self._throttle = PostThrottle()
         self._changed = False  # a pending dict changed since the last tick's answer
         self._next_progress: float | None = None
         self.waited_seconds = 0.0  # blocked in result() with nothing else to do
@@ -102,48 +104,16 @@ class ExportScheduler:
 
     # ---- registration ---------------------------------------------------------------
     def add(self, request: ExportRequest, pending: dict[str, Any], slot: str) -> None:
-        """Register an export (a no-op if it is known); a saved URL is resumed, not POSTed.
-
-        A saved URL off ``graph_url``'s origin is dropped from ``pending`` and the export
-        fails at its turn: whoever can write the state could otherwise aim the token anywhere.
-        """
+        """Register an export (a no-op if known); a saved URL is resumed (``export_resume``)."""
         key = job_key(request)
         if key in self._jobs:
             return
-        job = Job(request, pending, slot)
-        self._jobs[key] = job
-        saved = pending.get(slot)
-        if not isinstance(saved, dict) or not saved.get("operation_url"):
-            return
-        url = str(saved["operation_url"])
-        try:
-            self._exports.url_policy.check(url, f"{job.label}: saved operation URL")
-        except UrlPolicyError as err:
-            self._forget_url(job)
-            msg = (
-                f"{err}. The state was edited, or graph_url changed since it was saved. The "
-                "URL is removed from the state this run wrote, so the next run starts a new "
-                "export; if you did not change graph_url, check who can write your state."
-            )
-            self._fail(job, StateError(msg))
-            return
-        if int(saved.get("resumed") or 0) >= MAX_RESUMES:
-            # An export is a snapshot: one that already waited through a run that ended
-            # before its turn is asked for again rather than carried from run to run.
-            LOGGER.info(
-                "%s: the saved export operation %s was resumed by a run that ended before "
-                "its turn; asking Graph again for current data",
-                job.label,
-                short_id(url),
-            )
-            self._forget_url(job)
-            return
-        saved["resumed"] = int(saved.get("resumed") or 0) + 1
-        self._changed = True
-        job.url, job.phase = url, Phase.RUNNING
-        job.posted_at = job.next_at = self._clock()
-        self.resumed += 1
-        LOGGER.info("%s: resuming the saved export operation %s", job.label, short_id(url))
+        job = self._jobs[key] = Job(request, pending, slot)
+        self._changed = self._changed or slot in pending  # resumed, or dropped
+        error = resume(job, self._exports.url_policy, self._clock(), self._utc_now())
+        if error is not None:
+            self._fail(job, error)
+        self.resumed += bool(job.url)
 
     # ---- one round of steps ---------------------------------------------------------
     def tick(self, on_change: Callable[[], None]) -> None:
@@ -159,11 +129,12 @@ class ExportScheduler:
         self._report()  # what add() changed
         while True:
             now = self._clock()
-            for job in list(self._jobs.values()):
-                if job.phase is Phase.RUNNING and job.next_at <= now:
-                    self._read(job, now)
-                    self._report()
-            if not self._post(now):  # a new export is read at once: running, more may go
+            due = [j for j in self._jobs.values() if j.phase is Phase.RUNNING and j.next_at <= now]
+            for job in due:
+                self._fetch(job) if job.manifest_link else self._read(job)
+                self._report()
+            # A new export is read at once (running, more may go); a manifest found, fetched.
+            if not self._post(now) and not any(j.manifest_link and j.next_at <= now for j in due):
                 return
 
     def _report(self) -> None:
@@ -171,20 +142,18 @@ class ExportScheduler:
             self._changed = False
             self._on_change()
 
-    def _read(self, job: Job, now: float) -> None:
+    def _read(self, job: Job) -> None:
         try:
             reading = self._exports.read(job.url, job.label)
         except OperationGoneError as err:
-            LOGGER.warning("%s; starting a new export", err)
-            self._forget_url(job)
-            job.phase, job.ended_at, job.next_at, job.failures = Phase.WAITING, None, now, 0
+            self._gone(job, err)
             return
         except ExportFailedError as err:  # terminal: the next run starts a new export
             self._forget_url(job)
-            self._ended(job, now, "failed")
+            self._ended(job, self._clock(), "failed")
             self._fail(job, err)
             return
-        except ServiceError as err:
+        except (ServiceError, TransientHTTPError) as err:
             self._fail(job, err)
             return
         now = self._clock()  # the request may have waited (a token to acquire)
@@ -193,11 +162,39 @@ class ExportScheduler:
         else:
             self._read_answered(job, now, reading)
 
+    def _gone(self, job: Job, err: PartnerBillingError) -> None:
+        LOGGER.warning("%s; starting a new export", err)
+        self._forget_url(job)
+        job.phase, job.ended_at, job.next_at, job.failures = Phase.WAITING, None, self._clock(), 0
+        job.manifest_link = ""
+
+    def _fetch(self, job: Job) -> None:
+        """Fetch a linked manifest at its export's turn: one attempt."""
+        try:
+            manifest = self._exports.manifest(job.manifest_link, job.label)
+        except OperationGoneError as err:
+            self._gone(job, err)
+            return
+        except (ServiceError, TransientHTTPError) as err:
+            self._fail(job, err)
+            return
+        if isinstance(manifest, Transient):
+            self._transient(job, self._clock(), manifest, "manifest request")
+            return
+        job.manifest_link, job.failures, job.phase = "", 0, Phase.ENDED
+        job.result = ExportResult(job.operation_id, manifest, operation_url=job.url)
+
     def _read_answered(self, job: Job, now: float, reading: Reading) -> None:
         job.failures, job.operation_id = 0, reading.operation_id
         if reading.status is not job.status:
             LOGGER.debug("%s: operation %s is %s", job.label, job.operation_id, reading.said)
             job.status = reading.status
+        if reading.manifest_link:  # its manifest is fetched at its turn, a step of its own
+            self._ended(job, now, "succeeded")
+            job.no_data, job.next_at = None, now
+            job.manifest_link = reading.manifest_link if job.wanted else ""
+            job.phase = Phase.RUNNING if job.wanted else Phase.ENDED
+            return
         result = reading.result
         if result is not None:
             self._ended(job, now, "succeeded" if result.manifest else "no data (5000)")
@@ -212,6 +209,7 @@ class ExportScheduler:
                 f"{now - job.posted_at:.0f} s (poll_timeout_seconds={self._timeout:g}); the "
                 "next run resumes polling it"
             )
+            self._ended(job, now, "timed out")
             self._fail(job, ExportTimeoutError(msg))
             return
         job.next_at = min(now + clamp_wait(reading.retry_after, self._interval), deadline)
@@ -230,14 +228,16 @@ class ExportScheduler:
     def _transient(self, job: Job, now: float, failure: Transient, what: str) -> None:
         """A 429 waits as asked; other transient failures count, with backoff.
 
-        A POSTed export's waits never pass its deadline; a failure at it times it out.
+        A POSTed export's waits never pass its deadline; a failure at it times it out. One
+        that ended (read again at its turn) has no deadline: its failures count.
         """
-        deadline = job.posted_at + self._timeout if job.url else None
+        deadline = job.posted_at + self._timeout if job.in_flight else None
         if deadline is not None and now >= deadline:
             msg = (
                 f"{job.label}: {what} failed ({failure.reason}) at its deadline "
                 f"(poll_timeout_seconds={self._timeout:g}); the next run resumes polling it"
             )
+            self._ended(job, now, "timed out")
             self._fail(job, ExportTimeoutError(msg))
             return
         asked = parse_retry_after(failure.retry_after)
@@ -260,7 +260,7 @@ class ExportScheduler:
             How many were accepted.
         """
         accepted = 0
-        if now < self._post_after:
+        if now < self._throttle.post_after:
             return accepted
         waiting = [j for j in self._jobs.values() if j.phase is Phase.WAITING]
         waiting.sort(key=lambda j: not j.wanted)  # stable: otherwise in registration order
@@ -298,19 +298,16 @@ class ExportScheduler:
             if answer.throttled:  # back-pressure, not a failure: no budget is spent
                 self.window = max(1, in_flight)
                 wait = clamp_wait(parse_retry_after(answer.retry_after), self._interval)
-                self._post_after = now + wait
-                LOGGER.log(
-                    logging.DEBUG if self._throttled else logging.INFO,
-                    "Graph throttles export requests (HTTP 429) with %d running; asking "
-                    "again in %.0f s",
-                    in_flight,
-                    wait,
-                )
-                self._throttled = True
+                if (refused := self._throttle.refused(now, wait, in_flight)) >= self._timeout:
+                    msg = (
+                        f"{job.label}: Graph refused export requests (429) for {refused:.0f} s "
+                        f"with none of ours running (poll_timeout_seconds={self._timeout:g})"
+                    )
+                    self._fail(job, ExportTimeoutError(msg))
             else:
                 self._transient(job, now, answer, "export request")
             return False
-        self._throttled = False
+        self._throttle.since = None
         self.posts += 1
         job.url, job.phase, job.status = answer, Phase.RUNNING, None
         job.posted_at = job.next_at = now
@@ -346,6 +343,9 @@ class ExportScheduler:
             PartnerBillingError: The export's own failure (timeout, failed operation, …).
         """
         job = self._jobs[job_key(request)]
+        if job.phase is Phase.TAKEN:
+            msg = f"{job.label}: its export was taken already (the partition asked twice)"
+            raise PartnerBillingError(msg)
         job.wanted = True
         if job.phase is Phase.ENDED and job.no_data is None and job.result is None:
             job.phase, job.next_at = Phase.RUNNING, self._clock()  # a fresh manifest
@@ -374,7 +374,7 @@ class ExportScheduler:
         waiting = [j for j in self._jobs.values() if j.phase is Phase.WAITING]
         in_flight = sum(j.in_flight for j in self._jobs.values())
         if waiting and in_flight < self.window:
-            due.append(max(self._post_after, min(j.next_at for j in waiting)))
+            due.append(max(self._throttle.post_after, min(j.next_at for j in waiting)))
         if self._next_progress is not None:
             due.append(self._next_progress)
         wake = min(due, default=now + self._interval)

@@ -18,6 +18,7 @@ from tap_partner_billing.errors import (
     TransientHTTPError,
 )
 from tap_partner_billing.export import ExportClient, ExportRequest, ExportResult, OperationStatus
+from tap_partner_billing.http import Transient
 from tap_partner_billing.manifest import Manifest
 from tap_partner_billing.scheduler import ExportScheduler
 from tests.helpers import GRAPH, FakeClock, load_json
@@ -226,9 +227,9 @@ def test_linked_manifest_on_another_origin_is_refused_before_the_token_goes(
     assert len(rsps.calls) == 1
 
 
-def test_start_returns_location(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+def test_post_returns_location(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
-    assert client(clock).start(REQUEST) == OP_URL
+    assert client(clock).post(REQUEST) == OP_URL
     sent = rsps.calls[0].request
     assert json.loads(sent.body or b"") == {"invoiceId": "G016907411", "attributeSet": "full"}
     assert sent.headers["Authorization"] == "Bearer tok"
@@ -244,17 +245,17 @@ def test_start_returns_location(rsps: responses.RequestsMock, clock: FakeClock) 
         "",
     ],
 )
-def test_start_refuses_location_off_origin(
+def test_post_refuses_location_off_origin(
     location: str, rsps: responses.RequestsMock, clock: FakeClock
 ) -> None:
     rsps.add(
         responses.POST, EXPORT_URL, status=202, headers={"Location": location} if location else {}
     )
     with pytest.raises(ServiceError, match="refusing"):
-        client(clock).start(REQUEST)
+        client(clock).post(REQUEST)
 
 
-def test_start_400_is_a_clear_error(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+def test_post_400_is_a_clear_error(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(
         responses.POST,
         EXPORT_URL,
@@ -265,14 +266,55 @@ def test_start_400_is_a_clear_error(rsps: responses.RequestsMock, clock: FakeClo
     with pytest.raises(
         ServiceError, match=r"HTTP 400, BadRequest: invoiceId malformed, request-id req-123"
     ):
-        client(clock).start(REQUEST)
+        client(clock).post(REQUEST)
 
 
-def test_start_429_then_202(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+def test_post_answers_a_429_as_a_transient_without_waiting(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
     rsps.add(responses.POST, EXPORT_URL, status=429, headers={"Retry-After": "2"})
+    answer = client(clock).post(REQUEST)
+    assert isinstance(answer, Transient)
+    assert answer.throttled
+    assert answer.retry_after == "2"
+    assert clock.sleeps == []  # the scheduler waits, between its steps
+
+
+def test_post_refuses_an_absurdly_long_location(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    location = f"{OPS}/{'x' * 3000}"
+    rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": location})
+    with pytest.raises(ServiceError, match=r"a Location of 3\d{3} characters \(more than 2048\)"):
+        client(clock).post(REQUEST)
+
+
+def test_a_linked_manifest_is_fetched_at_its_turn_one_attempt_per_step(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    link = f"{OP_URL}/manifest"
+    body = {"id": OP_URL.rsplit("/", 1)[-1], "status": "succeeded"}
     rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
-    assert client(clock).start(REQUEST) == OP_URL
-    assert clock.sleeps == [2]
+    rsps.add(responses.GET, OP_URL, json={**body, "resourceLocation@odata.navigationLink": link})
+    rsps.add(responses.GET, link, status=503)
+    rsps.add(responses.GET, link, json=load_json("manifest_real.json"))
+    scheduler = ExportScheduler(
+        client(clock),
+        clock=clock.clock,
+        sleep=clock.sleep,
+        interval=5,
+        timeout=60,
+        max_concurrent=2,
+    )
+    scheduler.add(REQUEST, {}, "export")
+    scheduler.tick(lambda: None)  # nobody waits for it yet: its manifest is not asked for
+    assert [c.request.url for c in rsps.calls] == [EXPORT_URL, OP_URL]
+    clock.sleep(600)  # long past its deadline: the manifest's 503 is retried, not a timeout
+    result = scheduler.result(REQUEST, lambda: None)
+    assert result.manifest is not None
+    # Re-read at its turn, then the manifest: a 503, and again after a backoff between steps.
+    assert [c.request.url for c in rsps.calls][2:] == [OP_URL, link, link]
+    assert len(clock.sleeps) == 2  # the 600 s above, and the one backoff
 
 
 def test_a_refused_token_is_renewed_once(rsps: responses.RequestsMock, clock: FakeClock) -> None:
@@ -291,13 +333,13 @@ def test_a_refused_token_is_renewed_once(rsps: responses.RequestsMock, clock: Fa
     )
     rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
     rsps.add(responses.POST, EXPORT_URL, status=202, headers={"Location": OP_URL})
-    assert graph.start(REQUEST) == OP_URL
+    assert graph.post(REQUEST) == OP_URL
     assert [c.request.headers["Authorization"] for c in rsps.calls] == ["Bearer old", "Bearer new"]
     # Refused again with the new token: no loop, a clear error.
     rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
     rsps.add(responses.POST, EXPORT_URL, status=401, json={"error": {"code": "InvalidToken"}})
     with pytest.raises(ServiceError, match="HTTP 401"):
-        graph.start(REQUEST)
+        graph.post(REQUEST)
     assert len(rsps.calls) == 4
 
 
@@ -344,9 +386,9 @@ def test_the_documented_export_answer_and_inline_operation_are_read(
     rsps.add(responses.POST, EXPORT_URL, status=accepted["status"], headers={"Location": location})
     inline = load_json("operation_succeeded_inline.json")
     rsps.add(responses.GET, location, json=inline)
-    url = client(clock).start(REQUEST)
+    url = client(clock).post(REQUEST)
     assert url == location
-    result = poll(clock, url)
+    result = poll(clock, location)
     assert result.manifest is not None
     assert result.manifest.billing_month == "202310"  # BillingMonth= in its rootDirectory
     assert result.manifest.schema_version == "1"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,7 +20,9 @@ from tap_partner_billing.errors import (
     ExportFailedError,
     ExportTimeoutError,
     OperationGoneError,
+    PartnerBillingError,
     StateError,
+    TransientHTTPError,
 )
 from tap_partner_billing.export import ExportRequest, ExportResult, OperationStatus, Reading
 from tap_partner_billing.http import Transient
@@ -29,7 +32,11 @@ from tap_partner_billing.urls import UrlPolicy
 from tests.helpers import GRAPH, Export, FakeClock, base_config, gz_lines, load_json, run_tap
 from tests.helpers import FakeGraph as FakeGraphService
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 OPS = f"{GRAPH}/reports/partners/billing/operations"
+NOW = datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc)  # the wall clock of these runs
 MANIFEST = Manifest.parse(load_json("manifest_real.json"), where="test")
 
 
@@ -58,6 +65,7 @@ class FakeGraph:
     reads: list[str] = field(default_factory=list)  # labels, in order
     most_running: int = 0
     queued_at_posts: list[int] = field(default_factory=list)  # notStarted ops at each POST
+    blips: dict[str, int] = field(default_factory=dict)  # label → 503s its next reads answer
 
     def __post_init__(self) -> None:
         self.url_policy = UrlPolicy.for_base(GRAPH, "graph_url")
@@ -84,6 +92,9 @@ class FakeGraph:
         op_id = operation_url.rsplit("/", 1)[-1]
         op, now = self.ops[op_id], self.clock.now
         self.reads.append(label)
+        if self.blips.get(label):
+            self.blips[label] -= 1
+            return Transient("HTTP 503", None, 503)
         running = sum(o.start <= now < o.finish for o in self.ops.values())
         self.most_running = max(self.most_running, running)
         if op.outcome == "gone" and now >= op.finish:
@@ -99,6 +110,9 @@ class FakeGraph:
             raise ExportFailedError(f"{label}: operation {op_id} ended with status 'failed'")
         result = ExportResult(op_id, MANIFEST, operation_url=operation_url)
         return Reading(op_id, OperationStatus.SUCCEEDED, "succeeded", None, result)
+
+    def manifest(self, link: str, label: str) -> Manifest | Transient:
+        return MANIFEST  # its manifests are inline; test_export fetches linked ones
 
 
 def request(n: int) -> ExportRequest:
@@ -139,11 +153,23 @@ def make_run(
     cap: int = 10,
     timeout: float = 3600,
     saved: dict[int, dict[str, Any]] | None = None,
+    utc_now: Callable[[], datetime] = lambda: NOW,
     **graph: Any,  # noqa: ANN401
 ) -> Run:
     fake = FakeGraph(clock, **graph)
+
+    def sleep(seconds: float) -> None:  # a run that would hang fails its test instead
+        clock.sleep(seconds)
+        assert clock.now - 1000 < 86400, f"still waiting after a day, {fake.refused} refused"
+
     scheduler = ExportScheduler(
-        fake, clock=clock.clock, sleep=clock.sleep, interval=5, timeout=timeout, max_concurrent=cap
+        fake,
+        clock=clock.clock,
+        sleep=sleep,
+        interval=5,
+        timeout=timeout,
+        max_concurrent=cap,
+        utc_now=utc_now,
     )
     requests = [request(n) for n in range(count)]
     pending: list[dict[str, Any]] = [
@@ -207,7 +233,10 @@ def test_one_5000_and_one_failure_among_several_in_flight(clock: FakeClock) -> N
     assert run.states[-1][5] is not None
 
 
-def test_each_operation_has_its_own_deadline_from_its_post(clock: FakeClock) -> None:
+def test_each_operation_has_its_own_deadline_from_its_post(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
     run = make_run(clock, 2, cap=1, timeout=15, durations={request(1).label: 1000})
     assert run.scheduler.result(run.requests[0], run.write_state).manifest is not None
     started = clock.now  # the second is POSTed only once the first ended (cap 1)
@@ -215,6 +244,7 @@ def test_each_operation_has_its_own_deadline_from_its_post(clock: FakeClock) -> 
         run.scheduler.result(run.requests[1], run.write_state)
     assert clock.now - started == pytest.approx(15, abs=1)
     assert run.states[-1][1] is not None  # kept: the next run resumes polling it
+    assert "G000000001 (full): export timed out after 15 s (operation op1)" in caplog.text
 
 
 def test_an_operation_gone_before_its_turn_is_exported_again(clock: FakeClock) -> None:
@@ -238,9 +268,60 @@ def test_a_succeeded_export_is_read_again_at_its_turn_for_a_fresh_manifest(
     run = make_run(clock, 2)
     run.scheduler.result(run.requests[0], run.write_state)
     clock.sleep(100)
+    reads_before_its_turn = len(run.graph.reads)
     run.scheduler.result(run.requests[0 + 1], run.write_state)
     # Export 1 ended while export 0 was taken; its turn read it once more.
-    assert run.graph.reads.count(request(1).label) >= 2
+    assert run.graph.reads[reads_before_its_turn:] == [request(1).label]
+
+
+def test_a_finished_export_read_again_after_its_deadline_rides_through_a_503(
+    clock: FakeClock,
+) -> None:
+    run = make_run(clock, 3, timeout=60)
+    run.scheduler.result(run.requests[0], run.write_state)  # all three succeed meanwhile
+    clock.sleep(120)  # partition 0's blobs download: 130 s since the POSTs
+    run.graph.blips = {request(1).label: 1, request(2).label: 6}
+    assert run.scheduler.result(run.requests[1], run.write_state).manifest is not None
+    # No deadline once it ended, but its failures in a row are bounded.
+    with pytest.raises(TransientHTTPError, match="operation poll failed 6 times in a row"):
+        run.scheduler.result(run.requests[2], run.write_state)
+
+
+def test_posts_refused_with_none_of_ours_running_fail_after_the_timeout(
+    clock: FakeClock,
+) -> None:
+    run = make_run(clock, 2, timeout=60, accept_cap=0)
+    with pytest.raises(
+        ExportTimeoutError,
+        match=r"G000000000 \(full\): Graph refused export requests \(429\) for 60 s with none "
+        r"of ours running \(poll_timeout_seconds=60\)",
+    ):
+        run.scheduler.result(run.requests[0], run.write_state)
+    assert clock.now - 1000 == pytest.approx(60, abs=2)
+    assert run.graph.refused <= 31  # one POST per Retry-After (2 s)
+
+
+def test_a_resumed_operation_counts_its_deadline_and_time_from_its_post(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    started = (NOW - timedelta(seconds=50)).isoformat()
+    saved = {n: {"operation_url": f"{OPS}/op{n}", "started_at": started} for n in range(2)}
+    run = make_run(clock, 2, timeout=60, saved=saved)
+    run.graph.ops["op0"] = Op(request(0).label, 950, 950, 1005)  # the last run POSTed both
+    run.graph.ops["op1"] = Op(request(1).label, 950, 950, 5000)
+    assert run.scheduler.result(run.requests[0], run.write_state).manifest is not None
+    assert "G000000000 (full): export succeeded after 55 s" in caplog.text
+    with pytest.raises(ExportTimeoutError, match=r"still running after 60 s"):
+        run.scheduler.result(run.requests[1], run.write_state)
+    assert clock.now - 1000 == pytest.approx(10, abs=1)  # 60 s from its POST, not the resume
+
+
+def test_a_partition_taking_its_export_twice_is_refused(clock: FakeClock) -> None:
+    run = make_run(clock, 1)
+    run.scheduler.result(run.requests[0], run.write_state)
+    with pytest.raises(PartnerBillingError, match=r"G000000000 \(full\): its export was taken"):
+        run.scheduler.result(run.requests[0], run.write_state)
 
 
 def test_saved_operations_are_resumed_not_posted(clock: FakeClock) -> None:

@@ -100,7 +100,7 @@ def test_graph_and_partner_center_errors_are_described_alike(
     )
     request = ExportRequest("usage/billed", {"invoiceId": "G1"}, "billed_usage invoice G1")
     with pytest.raises(ServiceError) as raised:
-        graph.start(request)
+        graph.post(request)
     assert str(raised.value) == (
         "billed_usage invoice G1: export request answered HTTP 400, "
         f"BadRequest: invoiceId malformed, request-id {REQUEST_ID}"
