@@ -140,8 +140,8 @@ def invoke(
             parse_env_config=parse_env,
             validate_config=True,
         )
-        tap.preflight()
-        try:
+        try:  # the preflight POSTs exports ahead: a SIGTERM or a 403 there ends the run too
+            tap.preflight()
             tap.sync_all()
         except BaseException:  # SIGTERM included: workers are not waited for
             tap.run.close(at_once=True)

@@ -10,15 +10,19 @@ STATE was written, and how long the run waited.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_partner_billing.cli import invoke
 from tap_partner_billing.errors import (
     ExportFailedError,
     ExportTimeoutError,
+    MissingPermissionError,
     OperationGoneError,
     PartnerBillingError,
     StateError,
@@ -28,6 +32,7 @@ from tap_partner_billing.export import ExportRequest, ExportResult, OperationSta
 from tap_partner_billing.http import Transient
 from tap_partner_billing.manifest import Manifest
 from tap_partner_billing.scheduler import ExportScheduler
+from tap_partner_billing.tap import TapPartnerBilling
 from tap_partner_billing.urls import UrlPolicy
 from tests.helpers import GRAPH, Export, FakeClock, base_config, gz_lines, load_json, run_tap
 from tests.helpers import FakeGraph as FakeGraphService
@@ -418,3 +423,25 @@ def test_a_sync_starts_every_export_ahead_and_drops_operations_no_longer_exporte
     assert "stale" not in json.dumps(states[0])  # dropped before anything was asked
     assert len(result.records("billed_usage")) == 2
     assert "operation_url" not in json.dumps(states[-1])  # all taken, none left
+
+
+class _StoppedInPreflight(TapPartnerBilling):
+    """The tap, stopped (a SIGTERM, a 403) while its preflight POSTs exports ahead."""
+
+    def preflight(self) -> None:
+        msg = "billed_usage invoice G1: export request answered HTTP 403"
+        raise MissingPermissionError(msg)
+
+
+def test_a_run_stopped_in_its_preflight_still_ends_with_its_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
+    config = SimpleNamespace(config=base_config(invoice_ids=["G000000001"]), parse_env=False)
+    with pytest.raises(SystemExit):
+        invoke(
+            _StoppedInPreflight, logging.getLogger("test"), config=config, state=None, catalog=None
+        )
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("answered HTTP 403" in m for m in messages)
+    assert any(m.startswith("Run summary billed_usage") for m in messages)
