@@ -150,6 +150,10 @@ class BilledPlanner:
         """
         if "etag" in bookmark or bookmark.get("pending_operations"):
             return False
+        return self.listed_before_floor(document)
+
+    def listed_before_floor(self, document: Document) -> bool:
+        """Whether the list's month of ``document`` is before the dataset's floor."""
         return document.billing_month is not None and document.billing_month < self.floor
 
     def plan(self, document: Document, bookmark: Mapping[str, Any]) -> Plan:
@@ -171,7 +175,12 @@ class BilledPlanner:
                 f"already synced (eTag {bookmark['etag']}, {bookmark.get('line_count')} lines)"
             )
             return Plan(document, Decision.SETTLED, settled, month)
-        return Plan(document, Decision.EXPORT, reason, month, refresh, floor_overridden=below)
+        # invoice_ids overrides the floor: warned about whether or not this run already POSTed
+        # it ahead (a pending operation), but not once Graph has served it (an eTag).
+        overridden = (
+            document.explicit and "etag" not in bookmark and self.listed_before_floor(document)
+        )
+        return Plan(document, Decision.EXPORT, reason, month, refresh, floor_overridden=overridden)
 
     def _why_export(
         self, bookmark: Mapping[str, Any], month: str | None, *, refresh: bool

@@ -320,12 +320,13 @@ def run_tap(
     streams: tuple[str, ...] | None = None,
     catalog: dict[str, Any] | None = None,
     *,
-    ahead: bool = False,
+    ahead: bool = True,
 ) -> SyncResult:
     """Sync in-process with a fake clock; return every message written to stdout.
 
-    ``ahead``: the exports start before the first stream, as the command line's preflight
-    does (its token and invoice-list checks are left out).
+    ``ahead`` (default, production's path): the exports start before the first stream, as the
+    command line's preflight does (its token and invoice-list checks are left out); ``False``:
+    no preflight, nothing is POSTed before the first stream syncs.
     """
     tap = TapPartnerBilling(config=config, state=state, catalog=catalog)
     for stream in tap.streams.values():

@@ -234,3 +234,14 @@ def test_a_document_served_or_asked_for_is_not_floored(bookmark: dict[str, Any])
 def test_the_floor_reads_the_listed_month_without_an_export() -> None:
     bookmark = {"billing_month": "202209", "no_data": {"why": "x"}}
     assert planner().plan(doc("202208"), bookmark).decision is Decision.BELOW_FLOOR
+
+
+def test_invoice_ids_below_the_floor_is_warned_about_when_posted_ahead() -> None:
+    # The run's scheduler POSTs before the stream's turn, so the bookmark already holds a
+    # pending operation when the stream plans again: the warning must still be given.
+    pending = {"pending_operations": {"export": {"operation_url": "https://graph.test/op"}}}
+    plan = planner().plan(doc("202208", explicit=True), pending)
+    assert plan.decision is Decision.EXPORT
+    assert plan.floor_overridden
+    # Once Graph has served it (an eTag), it is no longer an override that may answer 5000.
+    assert not planner().plan(doc("202208", explicit=True), {"etag": "e1"}).floor_overridden
