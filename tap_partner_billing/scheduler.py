@@ -7,11 +7,11 @@ to ``max_concurrent_exports``), and polls every operation in flight, each at its
 stream takes a partition's result when its turn comes (:meth:`ExportScheduler.result`).
 
 Nothing here blocks but :meth:`~ExportScheduler.result`: :meth:`~ExportScheduler.tick` is
-one round of single steps (``ExportClient.post`` and ``ExportClient.read``), so the streams
-drive it from the main thread between the events of a download too; no thread shares a
-token, a state dict or stdout. A URL is written into its partition's ``pending`` dict (plain
-JSON in Singer state) when the ``202`` arrives, and the caller's ``on_change`` writes STATE
-right after that step, before any other request or sleep. See docs/scheduler.md.
+one round of single steps (``post``, ``read``, ``manifest``), driven from the main thread,
+between a download's events too; no other thread writes a state dict or stdout (download
+threads renew SAS through the same, locked, token provider). A URL goes into its partition's
+``pending`` dict (plain JSON in Singer state) when the ``202`` arrives; the caller's
+``on_change`` writes STATE right after that step, before any other request or sleep.
 """
 
 from __future__ import annotations
