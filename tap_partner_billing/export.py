@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tap_partner_billing.errors import (
     PERMISSION_HINT,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 
 LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 BILLING_PATH = "/reports/partners/billing"
 NO_DATA_ERROR_CODE = "5000"  # the only documented failed-operation code: "No data available"
 
@@ -210,6 +211,24 @@ class ExportClient:
             self._session, method, url, what=what, headers=headers, stream=True, **kwargs
         )
 
+    def _get(self, url: str, label: str, *, gone: str, what: str) -> requests.Response | Transient:
+        """GET once: a 200 answer, or a transient failure (404/410: ``gone``; else refused)."""
+        answer = self._answer("GET", url, what=f"{label}: {what}")
+        if isinstance(answer, Transient):
+            return answer
+        if answer.status_code in {404, 410}:
+            raise OperationGoneError(f"{label}: {gone} answered {graph_error(answer)}")
+        if answer.status_code != 200:  # noqa: PLR2004
+            raise ServiceError(f"{label}: {what} answered {graph_error(answer)}")
+        return answer
+
+    def _retried(self, step: Callable[[], _T | Transient], what: str) -> _T:
+        """Run a single step until it answers, within the retry budget (download threads)."""
+        budget = self._policy.budget(what, sleep=self._sleep)
+        while isinstance(answer := step(), Transient):
+            budget.failed(answer.reason, answer.retry_after)
+        return answer
+
     def post(self, request: ExportRequest) -> str | Transient:
         """POST the export once: the operation URL from ``Location``, or a transient failure.
 
@@ -252,13 +271,9 @@ class ExportClient:
             ServiceError: Any other answer but 200 with a JSON object.
         """
         what = f"{label}: operation poll"
-        answer = self._answer("GET", operation_url, what=what)
+        answer = self._get(operation_url, label, gone="operation", what="operation poll")
         if isinstance(answer, Transient):
             return answer
-        if answer.status_code in {404, 410}:
-            raise OperationGoneError(f"{label}: operation answered {graph_error(answer)}")
-        if answer.status_code != 200:  # noqa: PLR2004
-            raise ServiceError(f"{what} answered {graph_error(answer)}")
         retry_after = parse_retry_after(answer.headers.get("Retry-After"))
         body = _json_object(answer, what)
         operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])[:200]
@@ -284,13 +299,9 @@ class ExportClient:
             OperationGoneError: The manifest answered 404 or 410.
             ServiceError: Any other answer but 200 with a manifest.
         """
-        answer = self._answer("GET", link, what=f"{label}: manifest request")
+        answer = self._get(link, label, gone="manifest", what="manifest request")
         if isinstance(answer, Transient):
             return answer
-        if answer.status_code in {404, 410}:
-            raise OperationGoneError(f"{label}: manifest answered {graph_error(answer)}")
-        if answer.status_code != 200:  # noqa: PLR2004
-            raise ServiceError(f"{label}: manifest request answered {graph_error(answer)}")
         return Manifest.parse(_json_object(answer, f"{label}: manifest"), where=label)
 
     def reread(self, operation_url: str, label: str) -> ExportResult:
@@ -299,13 +310,11 @@ class ExportClient:
         Raises:
             OperationGoneError: The operation answered 404 or 410, or runs again.
         """
-        budget = self._policy.budget(f"{label}: operation read", sleep=self._sleep)
-        while isinstance(reading := self.read(operation_url, label), Transient):
-            budget.failed(reading.reason, reading.retry_after)
+        reading = self._retried(lambda: self.read(operation_url, label), f"{label}: operation read")
         if reading.manifest_link:
-            budget = self._policy.budget(f"{label}: manifest request", sleep=self._sleep)
-            while isinstance(manifest := self.manifest(reading.manifest_link, label), Transient):
-                budget.failed(manifest.reason, manifest.retry_after)
+            link = reading.manifest_link
+            what = f"{label}: manifest request"
+            manifest = self._retried(lambda: self.manifest(link, label), what)
             return ExportResult(reading.operation_id, manifest, operation_url=operation_url)
         if reading.result is None:
             msg = f"{label}: operation {reading.operation_id} is {reading.said} again"
