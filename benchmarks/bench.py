@@ -1,4 +1,4 @@
-"""Throughput, memory and overlap benchmark (see README, "Benchmark").
+"""Throughput, memory and overlap benchmark (see docs/benchmark.md).
 
 One run, on the same generated blobs served by the sandbox's blob endpoint:
   a   raw: download + gunzip + orjson per line into dicts, one thread (the ceiling)

@@ -45,7 +45,7 @@ REPLICATION_INCREMENTAL = "INCREMENTAL"
 
 
 class ExportStream(RoutedStream):
-    """A stream whose partitions are each one Graph export (see the README's state section).
+    """A stream whose partitions are each one Graph export (see docs/state.md).
 
     The only adapter between the partition writer (``writer.py``: which rows, and when STATE
     may be written) and the SDK: it turns each event into output and finishes it before it
@@ -60,7 +60,7 @@ class ExportStream(RoutedStream):
         super().__init__(tap, self.declared_schema())
         self.run = run  # clients, invoice catalogue and counters of this run
         self.layout = RowLayout.build(self.dataset, tuple(self.declared_schema()["properties"]))
-        # Incremental by partition bookmarks (README, State), not by a replication key: the
+        # Incremental by partition bookmarks (docs/state.md), not by a replication key: the
         # SDK's catalog and its "Beginning … sync" line then say what the stream does.
         self.forced_replication_method = REPLICATION_INCREMENTAL
 

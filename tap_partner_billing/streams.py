@@ -261,7 +261,7 @@ class UnbilledUsageStream(ExportStream):
 
         Each period resolves to an absolute month. A month the invoice list shows as invoiced
         is not emitted, and its keys are retired; so is a stored month no period answers any
-        more once it is invoiced (see README).
+        more once it is invoiced (see docs/streams.md).
         """
         if context is None:  # the SDK passes None when there are no partitions
             return

@@ -1,7 +1,7 @@
 """Decode workers: blocks of lines typed and encoded in other processes, in order.
 
 One Python process cannot type and encode every value as fast as it downloads and inflates
-(``decode_workers``, README "Throughput"). With workers, this process still downloads and
+(``decode_workers``, docs/output-routes.md). With workers, this process still downloads and
 inflates every blob (the in-process reader, unchanged: SAS renewal, retries, resume, the URL
 policy and the inflation limits stay in one place) and writes every message; each block of
 lines goes, through a file, to the next worker process in turn (``worker_process.py``),

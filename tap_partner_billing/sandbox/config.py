@@ -70,7 +70,7 @@ def documented_invoices() -> dict[str, InvoiceSpec]:
 
 @dataclass
 class SandboxConfig:
-    """Every knob of the sandbox (see the README's sandbox section).
+    """Every knob of the sandbox (see docs/sandbox.md).
 
     Months are relative to ``current_month`` (default: this UTC month), so the data always
     looks recent: ``current`` is this month, ``last`` the one before (not invoiced yet), and

@@ -4,7 +4,7 @@ fakesnow 0.12.1 is a Snowflake emulator on DuckDB. The ``target-snowflake-emulat
 of ``meltano.yml`` is the real target-snowflake, with its declared config, run by the harness
 ``tests/snowflake_emulator`` that patches fakesnow in. Every statement the target issues
 reaches the emulator as the target wrote it, except these five, each adapted in the narrowest
-way (the harness's docstring has the details; the README lists them too):
+way (the harness's docstring has the details; docs/snowflake.md lists them too):
 
 1. ``PUT`` to the user stage ``'@~/…'``: to a named internal stage, same path (fakesnow has
    no user stage).
@@ -24,7 +24,7 @@ NUMBER goes through DOUBLE, so sums cast to ``number(38,18)`` first, and every l
 also fetched and summed here as a Decimal.
 
 Through ``meltano run``: the whole ledger (full load, rerun with state, re-issue + shrinking
-snapshot, month roll-over) and the column types of the README. Direct pipes: a rerun without
+snapshot, month roll-over) and the column types of docs/snowflake.md. Direct pipes: a rerun without
 state, and the BATCH route.
 """
 
@@ -182,12 +182,12 @@ def emulator(meltano: MeltanoProject, snowflake_key: Path, tmp_path: Path) -> It
     em.close()
 
 
-def readme_columns() -> tuple[dict[str, dict[str, str]], dict[str, tuple[str, int]]]:
-    """The README's Snowflake column table: {table: {column: type}}, {table: (type, count)}.
+def documented_columns() -> tuple[dict[str, dict[str, str]], dict[str, tuple[str, int]]]:
+    """docs/snowflake.md's column table: {table: {column: type}}, {table: (type, count)}.
 
     The second is the type of "every other column" and how many there are.
     """
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "snowflake.md").read_text(encoding="utf-8")
     section = text.split("<!-- snowflake-columns:start -->")[1].split(
         "<!-- snowflake-columns:end -->"
     )[0]
@@ -206,14 +206,14 @@ def readme_columns() -> tuple[dict[str, dict[str, str]], dict[str, tuple[str, in
     return typed, others
 
 
-def assert_columns_as_readme(emulator: Emulator, schema: str) -> None:
-    """information_schema types, NOT NULL and primary keys equal the README's table."""
+def assert_columns_as_documented(emulator: Emulator, schema: str) -> None:
+    """information_schema types, NOT NULL and primary keys equal docs/snowflake.md's table."""
     columns, keys = emulator.query(
         "select table_name, column_name, data_type, numeric_precision, numeric_scale, "
         f"is_nullable from information_schema.columns where table_schema = '{schema.upper()}'",
         f"show primary keys in schema {schema}",
     )
-    typed, others = readme_columns()
+    typed, others = documented_columns()
     assert set(typed) == set(others) == {t.upper() for t in KEYS}
     found: dict[str, dict[str, str]] = {}
     other_count = dict.fromkeys(others, 0)
@@ -266,7 +266,7 @@ def test_whole_ledger_via_meltano_into_snowflake(
         )
 
     run_ledger_scenario(run, emulator.warehouse(schema), sandbox.sandbox)
-    assert_columns_as_readme(emulator, schema)
+    assert_columns_as_documented(emulator, schema)
     assert emulator.duplicate_keys(schema) == dict.fromkeys(KEYS, 0)
 
 
