@@ -60,7 +60,7 @@ class InvoiceCatalogue:
 
     @cached_property
     def billed_invoice_ids(self) -> list[str]:
-        """What the billed streams export: explicit ids plus discovered ones, sorted (docs/streams.md)."""
+        """What the billed streams export: explicit and discovered ids, sorted (docs/streams.md)."""
         return invoices_to_export(
             self.invoices or (), start_month=self.start_month, explicit=self.explicit_ids
         )
