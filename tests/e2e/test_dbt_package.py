@@ -45,7 +45,7 @@ from tests.e2e.conftest import (
     tap_into_target,
 )
 from tests.e2e.services import WORK, Postgres
-from tests.e2e.warehouse import assert_models_match_sandbox, expected_invoices
+from tests.e2e.warehouse import assert_models_match_sandbox
 from tests.test_constraints import pins
 
 if TYPE_CHECKING:
@@ -155,15 +155,11 @@ def test_recipe_builds_the_package_in_a_scratch_project(
         assert args[0] == "dbt", command
         logs.append(run_dbt(dbt, args[1:], project).stdout)
 
-    build = next(log for log in logs if "Completed successfully" in log and "PASS=" in log)
-    summary = next(line for line in build.splitlines() if "PASS=" in line)
-    assert re.search(r"ERROR=0 SKIP=0 NO-OP=0 TOTAL=(\d+)", summary), summary
+    [build] = [log for log in logs if "Done. PASS=" in log]
+    summary = next(line for line in build.splitlines() if "Done. PASS=" in line)
+    assert "WARN=0 ERROR=0 SKIP=0" in summary, build[-6000:]
     assert re.search(rf"OK created sql view model {BUILT}\.open_invoices", build), build
     assert_models_match_sandbox(lambda sql: query(postgres, sql), BUILT, sb)
-    report = next(log for log in logs if "Invoice reconciliation" in log)
-    rows = {line.split()[0]: line.split()[-1] for line in report.splitlines()[2:] if line.strip()}
-    for invoice, (_, _, status) in expected_invoices(sb).items():
-        assert rows[invoice] == status, report
 
 
 def ignore_built(folder: str, names: list[str]) -> set[str]:
