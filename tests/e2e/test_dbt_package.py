@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from tests.doc_commands import ROOT, blocks_of, commands
+from tests.doc_commands import ROOT, blocks_of, commands, documents
 from tests.e2e.conftest import (
     MeltanoProject,
     file_lock,
@@ -96,14 +96,17 @@ def run_dbt(dbt: Path, args: list[str], cwd: Path) -> subprocess.CompletedProces
 
 
 def recipe_packages() -> dict[str, Any]:
-    """The recipe's packages.yml: the last YAML block above its commands in the README."""
-    blocks = blocks_of(ROOT / "README.md")
-    at = next(i for i, b in enumerate(blocks) if b.kind == "run" and b.block_id == RECIPE)
-    yaml_block = next(b for b in reversed(blocks[:at]) if b.lang == "yaml")
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    body = "\n".join(lines[yaml_block.line : lines.index("```", yaml_block.line)])
-    packages: dict[str, Any] = yaml.safe_load(body)
-    return packages
+    """The recipe's packages.yml: the last YAML block above its commands, in its document."""
+    for path in documents():
+        blocks = blocks_of(path)
+        found = [i for i, b in enumerate(blocks) if b.kind == "run" and b.block_id == RECIPE]
+        if found:
+            yaml_block = next(b for b in reversed(blocks[: found[0]]) if b.lang == "yaml")
+            lines = path.read_text(encoding="utf-8").splitlines()
+            body = lines[yaml_block.line : lines.index("```", yaml_block.line)]
+            packages: dict[str, Any] = yaml.safe_load("\n".join(body))
+            return packages
+    raise LookupError(f"no block is marked 'commands: run {RECIPE}'")
 
 
 def scratch_project(folder: Path, profile: dict[str, Any], packages: dict[str, Any]) -> Path:
@@ -150,7 +153,7 @@ def test_recipe_builds_the_package_in_a_scratch_project(
     project = scratch_project(tmp_path / "my_analytics", profile, local)
     dbt = utility_dbt(meltano)
     logs = []
-    for command in commands(RECIPE):
+    for command in commands("dbt-own-project"):
         args = shlex.split(command.replace("tap_partner_billing", LOADED))
         assert args[0] == "dbt", command
         logs.append(run_dbt(dbt, args[1:], project).stdout)
