@@ -1,10 +1,10 @@
 {#-
   The live rows of one of the tap's streams: one row per key, tombstones left out.
 
-  PostgreSQL / Snowflake (and DuckDB without DBT_JSONL_DIR): the target upserts by the
+  PostgreSQL / Snowflake (and DuckDB without a JSONL folder): the target upserts by the
   stream's key, so the table holds one row per key; live rows are `_sdc_deleted_at IS NULL`.
 
-  DuckDB with DBT_JSONL_DIR: target-jsonl appends every RECORD message to
+  DuckDB with a JSONL folder (jsonl_dir below): target-jsonl appends every RECORD message to
   `<dir>/<stream>.jsonl`, so a key can occur more than once (a re-issued invoice, a
   shrinking snapshot, a re-listed invoice). The last message for a key wins, as it does in
   an upserting target; if it is a tombstone the key is gone. Every column is read as text
@@ -23,7 +23,7 @@ where _sdc_deleted_at is null
 {% endmacro %}
 
 {% macro duckdb__live_rows(stream, keys, columns) %}
-{%- set folder = env_var('DBT_JSONL_DIR', '') -%}
+{%- set folder = partner_billing.jsonl_dir() -%}
 {%- if folder == '' -%}
   {{ return(default__live_rows(stream, keys, columns)) }}
 {%- endif -%}
@@ -39,4 +39,13 @@ from (
   ) with ordinality
 ) as messages
 where _newest = 1 and _sdc_deleted_at is null
+{% endmacro %}
+
+{#-
+  The folder of target-jsonl's files the DuckDB target reads ('' : DuckDB tables, read as
+  sources): the dbt var partner_billing_jsonl_dir, else the variable DBT_JSONL_DIR (Meltano's
+  dbt utility sets it, `jsonl_dir`).
+-#}
+{% macro jsonl_dir() %}
+  {{ return(var('partner_billing_jsonl_dir', env_var('DBT_JSONL_DIR', '')) | string) }}
 {% endmacro %}

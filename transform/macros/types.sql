@@ -37,7 +37,7 @@
 {% macro snowflake__utc_date(expression) %}to_date(convert_timezone('UTC', {{ expression }})){% endmacro %}
 {#- From target-jsonl the value is ISO 8601 text in UTC (the tap writes +00:00): its date part. -#}
 {% macro duckdb__utc_date(expression) %}
-  {%- if env_var('DBT_JSONL_DIR', '') == '' -%}cast({{ expression }} as date)
+  {%- if partner_billing.jsonl_dir() == '' -%}cast({{ expression }} as date)
   {%- else -%}cast(substr({{ expression }}, 1, 10) as date){%- endif -%}
 {% endmacro %}
 
