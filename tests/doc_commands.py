@@ -134,8 +134,10 @@ def commands(block_id: str, root: Path = ROOT) -> tuple[str, ...]:
 
 
 def next_block(block: DocBlock, lang: str, root: Path = ROOT) -> DocBlock:
-    """The first ``lang`` block after ``block`` in its document (such as the YAML its text
-    tells the user to write next)."""
+    """The first ``lang`` block after ``block`` in its document.
+
+    Such as the YAML its text tells the user to write before the next command.
+    """
     for later in blocks_of(block.path, root):
         if later.line > block.line and later.lang == lang:
             return later
@@ -191,29 +193,29 @@ def problems(root: Path = ROOT, tests_dir: Path | None = None) -> list[str]:
     seen: dict[str, str] = {}
     claimed = claimed_ids(tests_dir if tests_dir is not None else root / "tests")
     for block in doc_blocks(root):
-        if not block.lang:
-            found.append(f"{block.where}: a fenced block without a language")
-            continue
-        if block.marker is not None and block.kind not in ("run", "help"):
-            found.append(f"{block.where}: unknown marker {block.marker!r}")
-            continue
-        if block.lang not in SHELLS:
-            if block.marker is not None:
-                found.append(f"{block.where}: a marker above a {block.lang} block")
-            continue
-        if block.kind is None:
-            found.append(f"{block.where}: shell commands without a '<!-- commands: … -->' marker")
-        elif block.kind == "help" and block.block_id is not None:
-            found.append(f"{block.where}: 'help' takes no id ({block.block_id})")
-        elif block.kind == "run":
-            if block.block_id is None:
-                found.append(f"{block.where}: 'run' needs an id")
-            elif block.block_id in seen:
-                found.append(f"{block.where}: id {block.block_id} also at {seen[block.block_id]}")
+        said = _marker_problem(block)
+        if said is None and block.kind == "run" and block.block_id is not None:
+            if block.block_id in seen:
+                said = f"id {block.block_id} also at {seen[block.block_id]}"
             elif block.block_id not in claimed:
-                found.append(f"{block.where}: no test asks for commands({block.block_id!r})")
-            else:
-                seen[block.block_id] = block.where
-        if not block.commands:
+                said = f"no test asks for commands({block.block_id!r})"
+            seen.setdefault(block.block_id, block.where)
+        found += [f"{block.where}: {said}"] if said else []
+        if block.lang in SHELLS and not block.commands:
             found.append(f"{block.where}: a shell block with no commands")
     return found
+
+
+def _marker_problem(block: DocBlock) -> str | None:
+    """What is wrong with a block's language or marker, on its own."""
+    if not block.lang:
+        return "a fenced block without a language"
+    if block.marker is not None and block.kind not in ("run", "help"):
+        return f"unknown marker {block.marker!r}"
+    if block.lang not in SHELLS:
+        return f"a marker above a {block.lang} block" if block.marker is not None else None
+    if block.kind is None:
+        return "shell commands without a '<!-- commands: … -->' marker"
+    if (block.kind == "run") == (block.block_id is not None):
+        return None
+    return "'run' needs an id" if block.kind == "run" else f"'help' takes no id ({block.block_id})"

@@ -43,16 +43,12 @@ def test_a_document_that_keeps_the_rule_has_no_problem(tmp_path: Path) -> None:
 
 def test_a_command_added_outside_a_marker_fails(tmp_path: Path) -> None:
     root = project(tmp_path, f"{RUN_BLOCK}\nThen:\n\n```bash\nmeltano state list\n```\n")
-    assert problems(root) == [
-        "README.md:8: shell commands without a '<!-- commands: … -->' marker"
-    ]
+    assert problems(root) == ["README.md:8: shell commands without a '<!-- commands: … -->' marker"]
 
 
 def test_a_marker_not_right_above_the_fence_does_not_count(tmp_path: Path) -> None:
     root = project(tmp_path, "<!-- commands: help -->\n\n```console\nmeltano state list\n```\n")
-    assert problems(root) == [
-        "README.md:3: shell commands without a '<!-- commands: … -->' marker"
-    ]
+    assert problems(root) == ["README.md:3: shell commands without a '<!-- commands: … -->' marker"]
 
 
 def test_a_run_id_no_test_asks_for_fails(tmp_path: Path) -> None:
@@ -72,9 +68,7 @@ def test_a_block_without_a_language_fails(tmp_path: Path) -> None:
 
 def test_an_indented_block_is_checked_too(tmp_path: Path) -> None:
     root = project(tmp_path, f"{RUN_BLOCK}\n1. Then:\n\n   ```bash\n   meltano install\n   ```\n")
-    assert problems(root) == [
-        "README.md:8: shell commands without a '<!-- commands: … -->' marker"
-    ]
+    assert problems(root) == ["README.md:8: shell commands without a '<!-- commands: … -->' marker"]
 
 
 def test_an_unknown_marker_fails(tmp_path: Path) -> None:

@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,9 +63,8 @@ SHELL = frozenset({"cd", "export", "source", ".", "cp", "git"})
 VCS = re.compile(r"^(git|hg|svn|bzr)\+\w+://")
 # Meltano's own warnings a first run gives that say nothing about the project.
 EXPECTED_WARNINGS = ("No state was found, complete import.",)
-PROJECT_NAME = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
-    "name"
-]
+PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+PROJECT_NAME = re.findall(r'^name = "([^"]+)"', PYPROJECT, flags=re.MULTILINE)[0]
 
 
 @dataclass(frozen=True)
@@ -250,7 +248,7 @@ def shell_problems(found: list[Use]) -> list[str]:
         paths = [a for a in args if not a.startswith("-")]
         if name == "git" and paths[:1] == ["clone"] and len(paths) > 1:
             url = paths[1]
-            cloned.add(paths[2] if len(paths) > 2 else url.rstrip("/").split("/")[-1])  # noqa: PLR2004
+            cloned.add(paths[2] if len(paths) > 2 else url.rstrip("/").split("/")[-1])
             if url.startswith("{"):  # a placeholder: this repository
                 cloned.add(PROJECT_NAME)
         elif name == "cd" and paths and paths[0] not in cloned:
@@ -306,4 +304,5 @@ def help_problems(blocks: list[DocBlock], program: str, project: Path) -> list[s
 def unknown_programs(blocks: list[DocBlock], project: Path) -> list[str]:
     """Commands whose program has no check here."""
     checks = project_checks(project)
-    return [u.problem(f"no check for {u.program!r}") for u in uses(blocks) if u.program not in checks]
+    found = [use for use in uses(blocks) if use.program not in checks]
+    return [use.problem(f"no check for {use.program!r}") for use in found]

@@ -42,5 +42,5 @@ def run(program: str, argv: list[str]) -> tuple[int, str]:
 
 if __name__ == "__main__":
     name, results, arguments = sys.argv[1], sys.argv[2], json.load(sys.stdin)
-    with open(results, "w", encoding="utf-8") as file:  # noqa: PTH123 - no pathlib needed
+    with open(results, "w", encoding="utf-8") as file:
         json.dump([run(name, argv) for argv in arguments], file)

@@ -1,4 +1,4 @@
-"""Every command of the documents' ``help`` blocks parses by its own program (tests/e2e/doc_help.py).
+"""Every command of the documents' ``help`` blocks parses by its own program (doc_help.py).
 
 One test per program, each checking all of that program's commands in one batch; then the
 same checks on broken commands in a small document made here, each of which must fail.
