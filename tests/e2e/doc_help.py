@@ -125,14 +125,45 @@ def click_problems(
     if not found:
         return []
     argvs = [["--help", *u.words[1:]] if help_first else [*u.words[1:], "--help"] for u in found]
+    if found[0].program == "meltano":
+        argvs = [meltano_argv(use) for use in found]
     runs = entry_point_runs(python, found[0].program, argvs, cwd)
     problems = []
     for use, (code, output) in zip(found, runs, strict=True):
         trouble = meltano_problems(output) if use.program == "meltano" else []
+        command = invoked(use) if use.program == "meltano" else None
         if code != 0 or trouble:
             last = [line for line in output.splitlines() if line.strip()][-3:]
             problems.append(use.problem(f"exit {code}: {' | '.join(trouble or last)}"))
+        elif command and ":" in command and not listed(command, output):
+            problems.append(use.problem(f"{command} is not a command Meltano lists"))
     return problems
+
+
+def listed(command: str, output: str) -> bool:
+    """Whether ``meltano invoke --list-commands`` printed ``command`` (``dbt:build``)."""
+    return re.search(rf"^{re.escape(command)}\s*$", output, flags=re.MULTILINE) is not None
+
+
+def invoked(use: Use) -> str | None:
+    """The plugin (``dbt``, ``dbt:build``) a ``meltano invoke`` runs, else None."""
+    words = [w for w in use.words[1:] if not w.startswith("-")]
+    return words[1] if words[:1] == ["invoke"] and len(words) > 1 else None
+
+
+def meltano_argv(use: Use) -> list[str]:
+    """What Meltano parses of a command: it with ``--help`` after it.
+
+    But Meltano hands everything after ``invoke``'s plugin to the plugin, so ``--help`` there
+    would run the plugin (dbt: seconds each); an ``invoke`` lists its plugin's commands
+    instead (``invoke --list-commands dbt``), which names every ``dbt:<command>``.
+    """
+    args = list(use.words[1:])
+    plugin = invoked(use)
+    if plugin is None:
+        return [*args, "--help"]
+    at = args.index(plugin)
+    return [*args[:at], "--list-commands", plugin.split(":")[0]]
 
 
 def meltano_problems(output: str) -> list[str]:

@@ -128,6 +128,9 @@ def test_the_meltano_and_dbt_checks_fail_on_broken_commands(
         "meltano --environment=prod confg list tap-partner-billing",
         "meltano config tap-partner-billing set start_date 2026-01",
         "meltano run tap-partner-billing target-jsonl --ful-refresh",
+        "DBT_TARGET=postgres meltano invoke dbt:build",
+        "meltano invoke dbt:biuld",
+        "meltano invoke dbt-utility:build",
         "dbt build --select staging",
         "dbt biuld",
         "dbt build --selct staging",
@@ -139,11 +142,15 @@ def test_the_meltano_and_dbt_checks_fail_on_broken_commands(
         "meltano --environment=prod confg list tap-partner-billing",
         "meltano config tap-partner-billing set start_date 2026-01",
         "meltano run tap-partner-billing target-jsonl --ful-refresh",
+        "meltano invoke dbt:biuld",
+        "meltano invoke dbt-utility:build",
         "dbt biuld",
         "dbt build --selct staging",
     ]
     assert "No such command 'confg'" in said[0]
     assert "No such command 'tap-partner-billing'" in said[1]
     assert "No such option '--ful-refresh'" in said[2]
-    assert "No such command 'biuld'" in said[3]
-    assert "No such option: --selct" in said[4] or "No such option '--selct'" in said[4]
+    assert said[3].endswith("dbt:biuld is not a command Meltano lists")
+    assert "Plugin 'dbt-utility' is not known to Meltano" in said[4]
+    assert "No such command 'biuld'" in said[5]
+    assert "No such option: --selct" in said[6] or "No such option '--selct'" in said[6]
