@@ -184,9 +184,6 @@ def sandbox_problems(found: list[Use]) -> list[str]:
     """Each ``partner-billing-sandbox`` command started for real until it listens."""
     problems = []
     for use in found:
-        if use.words[0] != use.program and not (ROOT / use.words[0]).is_file():
-            problems.append(use.problem(f"{use.words[0]} is not in this checkout"))
-            continue
         with tempfile.TemporaryDirectory() as scratch:
             process = subprocess.Popen(
                 [str(VENV_BIN / use.program), *use.words[1:]],
@@ -248,7 +245,7 @@ def spec_problems(specs: list[str]) -> list[str]:
     """What pip could not install: a local path that is not here, or not a requirement."""
     problems = []
     for spec in specs:
-        if VCS.match(spec):
+        if VCS.match(spec) or spec.startswith("{"):  # a VCS URL or a placeholder: not here
             continue
         if spec.startswith((".", "/")) or "/" in spec.split("@")[0]:
             if not _at(spec):
