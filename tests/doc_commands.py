@@ -10,18 +10,28 @@ fence says how they are checked::
 A shell block without a marker, a block without a language, an unknown marker, an id used
 twice or an id no test asks for is a problem (``problems``): moving or retitling text cannot
 drop a command unnoticed. Sections and titles play no part.
+
+In a command, ``<name>`` is a placeholder the user fills in (``<checkout>``: the clone's
+absolute path) and ``…`` stands for what the text around says; ``simple_commands`` splits a
+command into the words of each program it runs, as the shell would.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHELLS = frozenset({"bash", "sh", "shell", "console"})
 MARKER = re.compile(r"^<!--\s*commands:\s*(?P<kind>\S+)(?:\s+(?P<id>[\w.-]+))?\s*-->\s*$")
-FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
+FENCE = re.compile(r"^\s{0,3}(?P<fence>```+|~~~+)\s*(?P<lang>[^\s`]*)")
+PLACEHOLDER = re.compile(r"<(?P<name>[A-Za-z][\w .-]*)>")
+ELLIPSIS = "…"
+# What separates the programs of one command line, and the redirections (with their target).
+SEPARATORS = frozenset({"&&", "||", ";", "|", "&"})
+REDIRECTIONS = frozenset({">", ">>", "<", ">&", "&>", "2>", "2>>"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class DocBlock:
     """One fenced block: where it is, its language, its marker and its command lines."""
 
     path: Path
+    name: str  # the path from the project's root
     line: int  # of the opening fence, 1-based
     lang: str
     marker: str | None  # the whole marker line, when there is one
@@ -38,7 +49,13 @@ class DocBlock:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{self.name}:{self.line}"
+
+
+def _closes(line: str, fence: str) -> bool:
+    """A closing fence: the opening's character, at least as many, nothing after."""
+    stripped = line.strip()
+    return stripped.startswith(fence) and set(stripped) == {fence[0]}
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -64,7 +81,7 @@ def command_lines(body: str) -> tuple[str, ...]:
     return tuple(commands)
 
 
-def blocks_of(path: Path) -> list[DocBlock]:
+def blocks_of(path: Path, root: Path = ROOT) -> list[DocBlock]:
     """The fenced blocks of one Markdown file, in order."""
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks: list[DocBlock] = []
@@ -76,13 +93,14 @@ def blocks_of(path: Path) -> list[DocBlock]:
             continue
         fence = opening["fence"]
         end = index + 1
-        while end < len(lines) and not lines[end].startswith(fence):
+        while end < len(lines) and not _closes(lines[end], fence):
             end += 1
         above = lines[index - 1].strip() if index > 0 else ""
         marker = MARKER.match(above)
         blocks.append(
             DocBlock(
                 path=path,
+                name=str(path.relative_to(root)),
                 line=index + 1,
                 lang=opening["lang"].lower(),
                 marker=above if above.startswith("<!-- commands") else None,
@@ -97,17 +115,66 @@ def blocks_of(path: Path) -> list[DocBlock]:
 
 def doc_blocks(root: Path = ROOT) -> list[DocBlock]:
     """Every fenced block of the README and docs/."""
-    return [block for path in documents(root) for block in blocks_of(path)]
+    return [block for path in documents(root) for block in blocks_of(path, root)]
 
 
-def commands(block_id: str, root: Path = ROOT) -> tuple[str, ...]:
-    """The commands of the block marked ``run ID``; a test that runs them asks for them so."""
+def run_block(block_id: str, root: Path = ROOT) -> DocBlock:
+    """The one block marked ``run ID``."""
     found = [b for b in doc_blocks(root) if b.kind == "run" and b.block_id == block_id]
     if len(found) != 1:
         raise LookupError(f"{len(found)} blocks are marked 'commands: run {block_id}'")
     if not found[0].commands:
         raise LookupError(f"{found[0].where}: the block marked run {block_id} has no commands")
-    return found[0].commands
+    return found[0]
+
+
+def commands(block_id: str, root: Path = ROOT) -> tuple[str, ...]:
+    """The commands of the block marked ``run ID``; a test that runs them asks for them so."""
+    return run_block(block_id, root).commands
+
+
+def next_block(block: DocBlock, lang: str, root: Path = ROOT) -> DocBlock:
+    """The first ``lang`` block after ``block`` in its document.
+
+    Such as the YAML its text tells the user to write before the next command.
+    """
+    for later in blocks_of(block.path, root):
+        if later.line > block.line and later.lang == lang:
+            return later
+    raise LookupError(f"{block.where}: no {lang} block after it")
+
+
+def filled_in(command: str, values: dict[str, str]) -> str:
+    """``command`` with each ``<name>`` in ``values`` replaced, the others made one word."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match["name"]
+        return values.get(name, "{" + re.sub(r"\W+", "-", name) + "}")
+
+    return PLACEHOLDER.sub(fill, command)
+
+
+def simple_commands(command: str) -> list[list[str]]:
+    """The words of each program a command line runs, as the shell splits them.
+
+    ``a && b | c > out`` gives ``[[a], [b], [c]]``: separators split, redirections go with
+    their targets, and leading variable assignments (``DBT_TARGET=postgres meltano …``) and
+    ``…`` before the program are dropped. Placeholders must be filled in first (``filled_in``).
+    """
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    programs: list[list[str]] = [[]]
+    redirected = False
+    for word in lexer:
+        if word in SEPARATORS:
+            programs.append([])
+        elif word in REDIRECTIONS:
+            redirected = True
+        elif redirected:
+            redirected = False
+        elif programs[-1] or not (word == ELLIPSIS or re.match(r"^[A-Za-z_]\w*=", word)):
+            programs[-1].append(word)
+    return [words for words in programs if words]
 
 
 def claimed_ids(tests_dir: Path) -> set[str]:
@@ -126,27 +193,29 @@ def problems(root: Path = ROOT, tests_dir: Path | None = None) -> list[str]:
     seen: dict[str, str] = {}
     claimed = claimed_ids(tests_dir if tests_dir is not None else root / "tests")
     for block in doc_blocks(root):
-        if not block.lang:
-            found.append(f"{block.where}: a fenced block without a language")
-            continue
-        if block.marker is not None and block.kind not in ("run", "help"):
-            found.append(f"{block.where}: unknown marker {block.marker!r}")
-            continue
-        if block.lang not in SHELLS:
-            if block.marker is not None:
-                found.append(f"{block.where}: a marker above a {block.lang} block")
-            continue
-        if block.kind is None:
-            found.append(f"{block.where}: shell commands without a '<!-- commands: … -->' marker")
-        elif block.kind == "run":
-            if block.block_id is None:
-                found.append(f"{block.where}: 'run' needs an id")
-            elif block.block_id in seen:
-                found.append(f"{block.where}: id {block.block_id} also at {seen[block.block_id]}")
+        said = _marker_problem(block)
+        if said is None and block.kind == "run" and block.block_id is not None:
+            if block.block_id in seen:
+                said = f"id {block.block_id} also at {seen[block.block_id]}"
             elif block.block_id not in claimed:
-                found.append(f"{block.where}: no test asks for commands({block.block_id!r})")
-            else:
-                seen[block.block_id] = block.where
-        if not block.commands:
+                said = f"no test asks for commands({block.block_id!r})"
+            seen.setdefault(block.block_id, block.where)
+        found += [f"{block.where}: {said}"] if said else []
+        if block.lang in SHELLS and not block.commands:
             found.append(f"{block.where}: a shell block with no commands")
     return found
+
+
+def _marker_problem(block: DocBlock) -> str | None:
+    """What is wrong with a block's language or marker, on its own."""
+    if not block.lang:
+        return "a fenced block without a language"
+    if block.marker is not None and block.kind not in ("run", "help"):
+        return f"unknown marker {block.marker!r}"
+    if block.lang not in SHELLS:
+        return f"a marker above a {block.lang} block" if block.marker is not None else None
+    if block.kind is None:
+        return "shell commands without a '<!-- commands: … -->' marker"
+    if (block.kind == "run") == (block.block_id is not None):
+        return None
+    return "'run' needs an id" if block.kind == "run" else f"'help' takes no id ({block.block_id})"

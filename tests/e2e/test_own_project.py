@@ -1,9 +1,10 @@
 """A partner's own Meltano project: the tap added from its plugin definition keeps its state.
 
 A project made by ``meltano init`` outside the repository; the tap added by the README's
-Installation, as written, from the plugin definition as shipped (``meltano add … --from-ref
-… --no-install``, the ``pip_url`` the README says to write: this checkout with its pins,
-``meltano install``; nothing is on a package index); target-jsonl
+Installation, as written, from the plugin definition as shipped: the blocks marked ``run
+own-project-add`` (``meltano add … --from-ref … --no-install``) and ``run own-project-install``
+(``meltano install``), with between them the ``pip_url`` the YAML after the first says to
+write (this checkout with its pins; nothing is on a package index); target-jsonl
 added the same way; the tap configured in the project's ``.env`` against the sandbox; then
 ``meltano run`` twice. The second run must be incremental, leave every line once in the
 output, and leave no pending export in the state Meltano stored.
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from tests.doc_commands import commands, next_block, run_block
 from tests.e2e.conftest import MeltanoProject, expected_counts
 from tests.e2e.services import ROOT
-from tests.e2e.test_readme_commands import readme_sections
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,24 +54,23 @@ def target_jsonl(folder: Path) -> Path:
     return ref
 
 
-def installation_section() -> str:
-    """The README's Installation section, with ``<checkout>`` this checkout."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Installation\n", 1)[1].split("\n## ", 1)[0]
-    return section.replace("<checkout>", str(ROOT))
+def meltano_args(lines: tuple[str, ...]) -> list[list[str]]:
+    """The arguments of each ``meltano`` command of ``lines``, ``<checkout>`` this checkout."""
+    args = [shlex.split(line.replace("<checkout>", str(ROOT)), comments=True) for line in lines]
+    assert all(words[0] == "meltano" for words in args), lines
+    return [words[1:] for words in args]
 
 
 def readme_installation() -> tuple[list[str], str, list[list[str]]]:
     """The README's add command, the ``pip_url`` it says to write, and the commands after."""
-    lines = readme_sections()["Installation"]
-    commands = [shlex.split(line.replace("<checkout>", str(ROOT)))[1:] for line in lines]
-    pattern = r"^```yaml\n\s*pip_url: (.*)\n```"
-    [pip_url] = re.findall(pattern, installation_section(), flags=re.MULTILINE)
-    add, *rest = commands
+    [add] = meltano_args(commands("own-project-add"))
     assert add[:2] == ["add", "--plugin-type"], add
     assert "--no-install" in add, add  # the definition's pip_url is a placeholder
     assert add[add.index("--from-ref") + 1] == str(DEFINITION), add  # the file as shipped
-    return add, pip_url, rest
+    yaml_lines = next_block(run_block("own-project-add"), "yaml").commands
+    [written] = [line for line in yaml_lines if line.startswith("pip_url:")]
+    pip_url = yaml.safe_load(written)["pip_url"].replace("<checkout>", str(ROOT))
+    return add, pip_url, meltano_args(commands("own-project-install"))
 
 
 def set_pip_url(project: MeltanoProject, pip_url: str) -> None:

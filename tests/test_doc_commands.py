@@ -1,0 +1,118 @@
+"""The rule of ``tests/doc_commands.py`` holds for the README and docs/, and can fail.
+
+Each way of breaking it is shown on a small document made here (its own README.md, docs/
+and tests/), and so is what must not matter: where a block stands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tests.doc_commands import commands, doc_blocks, filled_in, problems, simple_commands
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+RUN_BLOCK = "<!-- commands: run demo-run -->\n```bash\nmeltano run tap target\n```\n"
+HELP_BLOCK = "<!-- commands: help -->\n```sh\ntap-partner-billing --about\n```\n"
+
+
+def project(tmp_path: Path, readme: str, docs: dict[str, str] | None = None) -> Path:
+    """A project folder: README.md, docs/, and a test that asks for ``demo-run``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    for name, text in (docs or {}).items():
+        (tmp_path / "docs" / name).write_text(text, encoding="utf-8")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_demo.py").write_text('commands("demo-run")\n', encoding="utf-8")
+    return tmp_path
+
+
+def test_the_readme_and_docs_keep_the_rule() -> None:
+    assert problems() == []
+    assert any(block.kind == "run" for block in doc_blocks())
+    assert any(block.kind == "help" for block in doc_blocks())
+
+
+def test_a_document_that_keeps_the_rule_has_no_problem(tmp_path: Path) -> None:
+    root = project(tmp_path, f"# T\n\n{RUN_BLOCK}\n{HELP_BLOCK}\n```text\noutput\n```\n")
+    assert problems(root) == []
+    assert commands("demo-run", root) == ("meltano run tap target",)
+
+
+def test_a_command_added_outside_a_marker_fails(tmp_path: Path) -> None:
+    root = project(tmp_path, f"{RUN_BLOCK}\nThen:\n\n```bash\nmeltano state list\n```\n")
+    assert problems(root) == ["README.md:8: shell commands without a '<!-- commands: … -->' marker"]
+
+
+def test_a_marker_not_right_above_the_fence_does_not_count(tmp_path: Path) -> None:
+    root = project(tmp_path, "<!-- commands: help -->\n\n```console\nmeltano state list\n```\n")
+    assert problems(root) == ["README.md:3: shell commands without a '<!-- commands: … -->' marker"]
+
+
+def test_a_run_id_no_test_asks_for_fails(tmp_path: Path) -> None:
+    root = project(tmp_path, RUN_BLOCK.replace("demo-run", "orphan"))
+    assert problems(root) == ["README.md:2: no test asks for commands('orphan')"]
+
+
+def test_an_id_used_twice_fails(tmp_path: Path) -> None:
+    root = project(tmp_path, RUN_BLOCK, {"more.md": f"# More\n\n{RUN_BLOCK}"})
+    assert problems(root) == ["docs/more.md:4: id demo-run also at README.md:2"]
+
+
+def test_a_block_without_a_language_fails(tmp_path: Path) -> None:
+    root = project(tmp_path, f"{RUN_BLOCK}\n```\nmeltano state list\n```\n")
+    assert problems(root) == ["README.md:6: a fenced block without a language"]
+
+
+def test_an_indented_block_is_checked_too(tmp_path: Path) -> None:
+    root = project(tmp_path, f"{RUN_BLOCK}\n1. Then:\n\n   ```bash\n   meltano install\n   ```\n")
+    assert problems(root) == ["README.md:8: shell commands without a '<!-- commands: … -->' marker"]
+
+
+def test_an_unknown_marker_fails(tmp_path: Path) -> None:
+    for marker in ("<!-- commands: skip -->", "<!-- commands run demo-run -->"):
+        root = project(tmp_path / marker[14:18], f"{marker}\n```bash\nmeltano install\n```\n")
+        assert problems(root) == [f"README.md:2: unknown marker {marker!r}"]
+
+
+def test_marker_mistakes_fail(tmp_path: Path) -> None:
+    readme = (
+        "<!-- commands: run -->\n```bash\nmeltano install\n```\n\n"
+        "<!-- commands: help demo-run -->\n```bash\nmeltano install\n```\n\n"
+        "<!-- commands: help -->\n```yaml\nkey: value\n```\n\n"
+        "<!-- commands: help -->\n```bash\n# only a comment\n```\n"
+    )
+    assert problems(project(tmp_path, readme)) == [
+        "README.md:2: 'run' needs an id",
+        "README.md:7: 'help' takes no id (demo-run)",
+        "README.md:12: a marker above a yaml block",
+        "README.md:17: a shell block with no commands",
+    ]
+
+
+def test_moving_a_block_to_another_section_or_file_changes_nothing(tmp_path: Path) -> None:
+    before = project(tmp_path / "a", f"## Usage\n\n{RUN_BLOCK}\n## Reference\n\n{HELP_BLOCK}")
+    retitled = project(tmp_path / "b", f"## Reference\n\n{HELP_BLOCK}\n## Other\n\n{RUN_BLOCK}")
+    moved = project(tmp_path / "c", f"## Usage\n\n{HELP_BLOCK}", {"x.md": f"# X\n\n{RUN_BLOCK}"})
+    for root in (before, retitled, moved):
+        assert problems(root) == []
+        assert commands("demo-run", root) == ("meltano run tap target",)
+        kinds = sorted((b.kind, b.commands) for b in doc_blocks(root))
+        assert kinds == [
+            ("help", ("tap-partner-billing --about",)),
+            ("run", ("meltano run tap target",)),
+        ]
+
+
+def test_a_command_is_split_into_programs_as_the_shell_does() -> None:
+    line = filled_in("git clone <this repository> && cd x; DBT_TARGET=pg … dbt build > o", {})
+    assert simple_commands(line) == [
+        ["git", "clone", "{this-repository}"],
+        ["cd", "x"],
+        ["dbt", "build"],
+    ]
+    assert simple_commands(filled_in("ls <checkout>/a  # note", {"checkout": "/c"})) == [
+        ["ls", "/c/a"]
+    ]
