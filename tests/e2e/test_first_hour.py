@@ -188,7 +188,7 @@ def test_every_config_problem_is_listed_without_a_traceback(
         message = assert_one_clear_error(result)
         assert "Config validation failed (4 problem(s)):" in message
         for problem in (
-            "  - 0 is less than the minimum of 1 in config['max_parallel_downloads']",
+            "  - max_parallel_downloads: 0 is too small (at least 1)",
             "  - start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
             "date-time, got '2026-13'",
             "  - graph_url must be an https:// URL, got 'http://graph.example/v1.0' "
