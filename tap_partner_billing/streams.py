@@ -176,15 +176,26 @@ class BilledUsageStream(ExportStream):
         """The export answered 5000: remembered when asking again cannot help, else not.
 
         "No data available" is not "done" for a recent invoice: billed data lags about a day.
+        Logged at INFO when the planner expects it (a note's usage, a document below the
+        coverage floor, a recent invoice), else at WARNING.
         """
         self.summary.no_data += 1
         at = self.services.calendar().isoformat()
+        expected = self.planner.no_data_expected(plan, state)
+        level = logging.INFO if expected else logging.WARNING
         memory = self.planner.no_data_memory(plan.document, state, message, at)
         if memory is None:
+            self.logger.log(
+                level,
+                "%s: answered 5000 (%s)%s; asked again on the next run",
+                label,
+                message or "no data",
+                f": {expected}" if expected else "",
+            )
             return
         state["no_data"] = memory
         self.logger.log(
-            logging.INFO if plan.document.is_note else logging.WARNING,
+            level,
             "%s: answered 5000 and %s: remembered in its bookmark as having no data, not "
             "asked again (refresh_invoice_ids asks again)",
             label,
