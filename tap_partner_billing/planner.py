@@ -97,6 +97,12 @@ class PlannedExport:
     slot: str  # its key there: ``export`` (billed) or the billing period (unbilled)
 
 
+# How the log ends the line of a 5000 remembered in a bookmark.
+REMEMBERED_NO_DATA = (
+    "remembered in its bookmark as having no data, not asked again (refresh_invoice_ids asks again)"
+)
+
+
 def month_text(month: str) -> str:
     """``202209`` → ``2022-09``."""
     return f"{month[:4]}-{month[4:]}"
