@@ -13,7 +13,13 @@ import requests
 from msal.exceptions import MsalServiceError  # not reachable as msal.exceptions in 1.31
 
 from tap_partner_billing.errors import AuthenticationError, TransientHTTPError, UrlPolicyError
-from tap_partner_billing.http import TRANSIENT_EXCEPTIONS, Outcome, RetryPolicy, classify
+from tap_partner_billing.http import (
+    TRANSIENT_EXCEPTIONS,
+    Outcome,
+    RetryPolicy,
+    classify,
+    connection_failure,
+)
 from tap_partner_billing.redact import redact_text, register_secret
 from tap_partner_billing.urls import CheckedSession, UrlPolicy, redirect_target
 
@@ -24,7 +30,7 @@ LOGGER = logging.getLogger(__name__)
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # OAuth 2.0 error codes for throttling and outages (RFC 6749 §5.2); worth another try.
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
-_RETRIED: tuple[type[Exception], ...] = (MsalServiceError, *TRANSIENT_EXCEPTIONS)
+_CHECK_AUTHORITY = "check authority_url and this machine's network path to it (proxy, firewall)"
 
 
 class _StatusRecordingSession(CheckedSession):
@@ -37,6 +43,10 @@ class _StatusRecordingSession(CheckedSession):
 
     last_status: int | None = None
     last_retry_after: str | None = None
+
+    def answered(self) -> bool:
+        """Whether the last attempt got an answer at all."""
+        return self.last_status is not None
 
     def answered_transiently(self) -> bool:
         """Whether the last answer was a 429/5xx."""
@@ -96,7 +106,9 @@ class TokenProvider:
         self._scope = scope
         self._sleep = sleep
         self._policy = policy or RetryPolicy()
-        self._http = _StatusRecordingSession(UrlPolicy.for_base(authority_url, "authority_url"))
+        policy_of_authority = UrlPolicy.for_base(authority_url, "authority_url")
+        self._http = _StatusRecordingSession(policy_of_authority)
+        self._what = f"token request to {policy_of_authority.origin}"
         if credentials.client_secret:
             register_secret(credentials.client_secret)
         self._app: msal.ConfidentialClientApplication | None = None
@@ -134,7 +146,7 @@ class TokenProvider:
             return self._acquire()
 
     def _acquire(self) -> str:
-        budget = self._policy.budget("token request", sleep=self._sleep)
+        budget = self._policy.budget(self._what, sleep=self._sleep)
         while True:
             self._http.last_status = self._http.last_retry_after = None
             try:
@@ -143,9 +155,15 @@ class TokenProvider:
                 )
             except UrlPolicyError as err:
                 raise AuthenticationError(f"token request: {err}") from None
-            except _RETRIED as err:
+            except MsalServiceError as err:
                 # MSAL raises on a 5xx from the token endpoint and does not retry on its own.
-                reason = f"{type(err).__name__} (HTTP {self._http.last_status})"
+                reason = f"HTTP {self._http.last_status} ({type(err).__name__})"
+            except TRANSIENT_EXCEPTIONS as err:  # no answer at all
+                failure = connection_failure(err)
+                if failure.permanent:
+                    msg = f"no token: {self._what}: {failure.cause}; {_CHECK_AUTHORITY}"
+                    raise AuthenticationError(msg) from None
+                reason = failure.cause
             except (requests.RequestException, ValueError) as err:
                 # ValueError is MSAL's word for an authority it cannot use.
                 msg = f"cannot use the authority {self._authority}: {redact_text(str(err))[:300]}"
@@ -168,4 +186,5 @@ class TokenProvider:
             try:
                 budget.failed(reason, self._http.last_retry_after)
             except TransientHTTPError as err:
-                raise AuthenticationError(f"no token: {err}") from None
+                hint = "" if self._http.answered() else f"; {_CHECK_AUTHORITY}"
+                raise AuthenticationError(f"no token: {err}{hint}") from None

@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import logging
-import re
 import uuid
 from typing import TYPE_CHECKING
 
@@ -36,17 +35,6 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 # --test should not spend half a minute on a Graph that is not there: two quick retries.
 PROBE_POLICY = RetryPolicy(max_attempts=3, base_delay_seconds=1.0, max_delay_seconds=2.0)
-
-
-# The telling part of a requests/urllib3 connection error ("Connection refused", …).
-_CAUSE = re.compile(
-    r"\[Errno -?\d+\] ([^\"')]+)|(Read timed out|certificate verify failed[^\"')]*)|(HTTP \d+)$"
-)
-
-
-def _cause(text: str) -> str:
-    match = _CAUSE.search(text)
-    return next((g for g in match.groups() if g), text) if match else text
 
 
 def token_roles(token: str) -> list[str] | None:
@@ -115,10 +103,7 @@ def probe_graph(
             session, "GET", url, budget=PROBE_POLICY.budget(what, sleep=sleep), stream=True
         )
     except TransientHTTPError as err:
-        msg = (
-            f"Graph is unreachable at {graph_url}: {_cause(str(err))} after "
-            f"{PROBE_POLICY.max_attempts} attempts (check graph_url and the network path to it)"
-        )
+        msg = f"{err}; check graph_url and the network path to it (proxy, firewall)"
         raise ServiceError(msg) from None
     with response:
         status, described = response.status_code, graph_error(response)

@@ -1,10 +1,11 @@
 """The command line around the SDK's: ``--test``, the run, and errors a user can fix.
 
-This is the one place where the tap turns its exceptions into what a user reads. Settings and
-credential problems (an invalid config, a refused secret, a missing Graph permission) are one
-ERROR message, with no traceback (the traceback goes to DEBUG); everything printed passes
-through :func:`tap_partner_billing.redact.redact_text`. Other exceptions go on to the SDK's
-handling unchanged.
+This is the one place where the tap turns its exceptions into what a user reads. An error the
+tap raises on purpose (a ``PartnerBillingError``: an invalid config, a refused secret, a missing
+Graph permission, a service that stays down, a bad blob line) is one ERROR message saying what
+and where, with no traceback (the traceback goes to DEBUG); everything printed passes through
+:func:`tap_partner_billing.redact.redact_text`. Any other exception is a bug: it goes on to the
+SDK's handling, traceback included.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_partner_billing.checks import probe_graph, require_graph_role
 from tap_partner_billing.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    MissingPermissionError,
     PartnerBillingError,
 )
 from tap_partner_billing.redact import redact_text
@@ -43,8 +41,6 @@ TEST_HELP = (
     "invoice list read when discover_invoices is on. Use --test=schema to print the SCHEMA "
     "messages."
 )
-# Errors the user fixes in the settings or the app registration, not in the tap.
-USER_ERRORS = (ConfigurationError, AuthenticationError, MissingPermissionError)
 
 
 class RunnableTap(Protocol):
@@ -104,14 +100,14 @@ def config_message(err: ConfigValidationError) -> str:
 
 @contextlib.contextmanager
 def user_errors(logger: logging.Logger, prefix: str = "") -> Iterator[None]:
-    """Print a config or credential error as one message and exit 1 (traceback at DEBUG)."""
+    """Print a config error or the tap's own error as one message; exit 1 (traceback at DEBUG)."""
     try:
         yield
     except ConfigValidationError as err:
         _debug_traceback(logger, err)
         logger.error("%s", prefix + config_message(err))  # noqa: TRY400 - no traceback on purpose
         sys.exit(1)
-    except USER_ERRORS as err:
+    except PartnerBillingError as err:
         _debug_traceback(logger, err)
         logger.error("%s", redact_text(prefix + str(err)))  # noqa: TRY400
         sys.exit(1)
@@ -158,28 +154,19 @@ def connection_test(tap_class: TapClass, logger: logging.Logger, ctx: click.Cont
     with user_errors(logger, "Connection test failed: "):
         tap = tap_class(config=settings, parse_env_config=parse_env, validate_config=True)
         services = tap.run.services
-        try:
-            proved = [require_graph_role(services.tokens, tap.config["client_id"])]
-            logger.info("Connection test: %s", proved[-1])
+        proved = [require_graph_role(services.tokens, tap.config["client_id"])]
+        logger.info("Connection test: %s", proved[-1])
+        proved.append(probe_graph(tap.config["graph_url"], services.tokens.token, services.sleep))
+        logger.info("Connection test: %s", proved[-1])
+        invoices = tap.run.catalogue.invoices
+        if invoices is not None:  # discovery is on: Partner Center must answer too
             proved.append(
-                probe_graph(tap.config["graph_url"], services.tokens.token, services.sleep)
+                "a Partner Center token was acquired and the invoice list shows "
+                f"{len(invoices)} invoice(s)"
             )
             logger.info("Connection test: %s", proved[-1])
-            invoices = tap.run.catalogue.invoices
-            if invoices is not None:  # discovery is on: Partner Center must answer too
-                proved.append(
-                    "a Partner Center token was acquired and the invoice list shows "
-                    f"{len(invoices)} invoice(s)"
-                )
-                logger.info("Connection test: %s", proved[-1])
-            else:
-                proved.append("discover_invoices is off: Partner Center not asked")
-        except USER_ERRORS:
-            raise
-        except PartnerBillingError as err:
-            _debug_traceback(logger, err)
-            logger.error("Connection test failed: %s", redact_text(str(err)))  # noqa: TRY400
-            sys.exit(1)
+        else:
+            proved.append("discover_invoices is off: Partner Center not asked")
     logger.info("Connection test passed (%d checks); no export was started", len(proved))
     ctx.exit()
 

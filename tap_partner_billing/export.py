@@ -332,8 +332,9 @@ class ExportClient:
             OperationStatus.parse(body.get("status")) is OperationStatus.FAILED
             and code == NO_DATA_ERROR_CODE
         ):
-            LOGGER.warning(
-                "%s: operation %s failed with code %s (%s): no data for this partition yet",
+            # Whether "no data" was to be expected is the stream's to say (planner.py).
+            LOGGER.debug(
+                "%s: operation %s failed with code %s (%s): no data for this partition",
                 label,
                 operation_id,
                 code,

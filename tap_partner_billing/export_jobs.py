@@ -46,6 +46,7 @@ class Job:
     operation_id: str = ""
     status: OperationStatus | None = None
     failures: int = 0  # transient failures in a row
+    failing_since: float = 0.0  # clock of the first of them
     no_data: str | None = None  # the 5000 message
     result: ExportResult | None = None  # held only while its stream waits for it
     error: PartnerBillingError | None = None
@@ -61,6 +62,13 @@ class Job:
     def in_flight(self) -> bool:
         """POSTed and not seen ending yet."""
         return self.phase is Phase.RUNNING and self.ended_at is None
+
+    def count_failure(self, now: float) -> str:
+        """Count a transient failure in a row: how many, over how long ("6 times in 31 s")."""
+        if self.failures == 0:
+            self.failing_since = now
+        self.failures += 1
+        return f"{self.failures} times in {now - self.failing_since:.0f} s"
 
 
 @dataclass

@@ -5,6 +5,13 @@ one per operation (a token request, an export request, one poll, one blob downlo
 resumes), owns how often and how long that operation may be retried; :func:`send` is the one
 loop that uses both. ``Retry-After`` is honoured but clamped to ``[1 s, 300 s]`` and never
 past an operation's deadline: a server cannot make the tap wait forever, nor hammer it.
+
+A failure to get an answer at all is described by :func:`connection_failure`: the origin it
+tried (never a path or query) and the cause in words. Connection refused, resets and timeouts
+are retried within the budget (6 attempts, 31 s of backoff: a restart or a network blip rides
+through it; an unattended daily run that gives up loses a day); a host name DNS says does not
+exist, and a certificate that fails verification, are refused at once: asking again cannot
+change either, it only makes a user wait half a minute for the same answer.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ from __future__ import annotations
 import email.utils
 import enum
 import logging
+import socket
+import ssl
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import urllib3
 
 from tap_partner_billing.errors import ServiceError, TransientHTTPError, UrlPolicyError
 from tap_partner_billing.redact import redact_text
-from tap_partner_billing.urls import REQUEST_TIMEOUT_SECONDS, redirect_target
+from tap_partner_billing.urls import REQUEST_TIMEOUT_SECONDS, origin_of, redirect_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,6 +39,7 @@ LOGGER = logging.getLogger(__name__)
 MIN_WAIT_SECONDS = 1.0  # also the floor of a poll interval, whatever Retry-After says
 MAX_RETRY_AFTER_SECONDS = 300.0
 TOO_MANY_REQUESTS = 429
+_E = TypeVar("_E", bound=BaseException)
 
 
 class Outcome(enum.Enum):
@@ -134,6 +144,10 @@ class RetryBudget:
     clock: Callable[[], float]
     deadline: float | None = None
     attempts: int = field(default=0)
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     def failed(self, reason: str, retry_after: str | None = None) -> None:
         """Record a transient failure; wait before the next attempt.
@@ -143,7 +157,8 @@ class RetryBudget:
         """
         self.attempts += 1
         if self.attempts >= self.policy.max_attempts:
-            msg = f"{self.what} failed after {self.attempts} attempts: {reason}"
+            tried = self.clock() - self.started
+            msg = f"{self.what} failed {self.attempts} times in {tried:.0f} s: {reason}"
             raise TransientHTTPError(msg)
         remaining = None if self.deadline is None else self.deadline - self.clock()
         delay = clamp_wait(
@@ -168,6 +183,77 @@ class RetryBudget:
 def describe_failure(err: BaseException) -> str:
     """A secret-free one-line description of an exception raised while sending."""
     return redact_text(f"{type(err).__name__}: {err}")[:500]
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """``err`` and what it wraps: arguments, urllib3's ``reason``, cause and context."""
+    found: list[BaseException] = []
+    pending = [err]
+    while pending and len(found) < 20:  # noqa: PLR2004 - a chain longer than this is cut
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        inner = [*current.args, getattr(current, "reason", None)]
+        inner += [current.__cause__, current.__context__]
+        pending += [e for e in inner if isinstance(e, BaseException)]
+    return found
+
+
+def _first(causes: list[BaseException], kind: type[_E]) -> _E | None:
+    return next((e for e in causes if isinstance(e, kind)), None)
+
+
+@dataclass(frozen=True)
+class ConnectionFailure:
+    """Why no answer came, in words; ``permanent`` when asking again cannot help."""
+
+    cause: str
+    permanent: bool = False
+
+
+_CONNECT_S, _READ_S = REQUEST_TIMEOUT_SECONDS
+# The first of these found in an exception's chain says why (the order matters).
+_WORDS: dict[type[BaseException], str] = {
+    ConnectionRefusedError: "connection refused (nothing accepts connections on that port)",
+    urllib3.exceptions.ConnectTimeoutError: f"timed out connecting ({_CONNECT_S:.0f} s)",
+    requests.ConnectTimeout: f"timed out connecting ({_CONNECT_S:.0f} s)",
+    urllib3.exceptions.ReadTimeoutError: f"timed out waiting for the answer ({_READ_S:.0f} s)",
+    requests.ReadTimeout: f"timed out waiting for the answer ({_READ_S:.0f} s)",
+    ConnectionResetError: "the connection was reset",
+    urllib3.exceptions.ProtocolError: "the connection closed before an answer came",
+    TimeoutError: "timed out",
+}
+
+
+def _certificate_or_dns(causes: list[BaseException]) -> ConnectionFailure | None:
+    if (cert := _first(causes, ssl.SSLCertVerificationError)) is not None:
+        why = getattr(cert, "verify_message", None) or "certificate verify failed"
+        return ConnectionFailure(
+            f"TLS certificate verification failed ({why}); behind a proxy that inspects "
+            "TLS, point REQUESTS_CA_BUNDLE at a bundle holding its CA",
+            permanent=True,
+        )
+    if (dns := _first(causes, socket.gaierror)) is not None:
+        if dns.args and dns.args[0] == socket.EAI_NONAME:
+            return ConnectionFailure("DNS does not know this host name", permanent=True)
+        return ConnectionFailure(f"DNS lookup failed ({dns.args[-1] if dns.args else dns})")
+    return None
+
+
+def connection_failure(err: BaseException) -> ConnectionFailure:
+    """What a failure to get an answer means: refused, DNS, timeout, TLS, a reset."""
+    causes = _causes(err)
+    if (failure := _certificate_or_dns(causes)) is not None:
+        return failure
+    for kind, text in _WORDS.items():
+        if _first(causes, kind) is not None:
+            return ConnectionFailure(text)
+    if (handshake := _first(causes, ssl.SSLError)) is not None:
+        return ConnectionFailure(redact_text(f"the TLS handshake failed ({handshake})")[:300])
+    if (os_error := _first(causes, OSError)) is not None and os_error.strerror:
+        return ConnectionFailure(str(os_error.strerror).lower())
+    return ConnectionFailure(describe_failure(err))
 
 
 @dataclass(frozen=True)
@@ -205,7 +291,11 @@ def attempt(
     except UrlPolicyError:
         raise
     except TRANSIENT_EXCEPTIONS as err:
-        return Transient(describe_failure(err))
+        failure = connection_failure(err)
+        reason = f"{origin_of(url)}: {failure.cause}"
+        if failure.permanent:
+            raise ServiceError(f"{what}: {reason}") from None
+        return Transient(reason)
     except (requests.RequestException, ValueError) as err:
         # InvalidURL, InvalidSchema, a bad port…: its text may hold the whole URL.
         msg = f"{what}: the request cannot be sent ({describe_failure(err)})"

@@ -34,19 +34,21 @@ if TYPE_CHECKING:
 BATCH_MAX_ROWS = 100_000  # SDK targets read a whole batch file into memory
 
 
-def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[str]:
-    """What this tap cannot do with a given ``batch_config``."""
+def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What this tap cannot do with a given ``batch_config``: (setting, message)."""
     problems = []
     encoding = batch_config.get("encoding") or {}
     if encoding.get("format", "jsonl") != "jsonl":
-        problems.append("batch_config.encoding.format must be jsonl")
+        where = "batch_config.encoding.format"
+        problems.append((where, f"{where} must be jsonl"))
     if encoding.get("compression", "none") not in {"none", "gzip"}:
-        problems.append("batch_config.encoding.compression must be none or gzip")
+        where = "batch_config.encoding.compression"
+        problems.append((where, f"{where} must be none or gzip"))
     root = str((batch_config.get("storage") or {}).get("root", ""))
     if urlsplit(root).scheme != "file":
+        where = "batch_config.storage.root"
         problems.append(
-            "batch_config.storage.root must be a local file:// URL the target can read, "
-            f"got {root!r}"
+            (where, f"{where} must be a local file:// URL the target can read, got {root!r}")
         )
     return problems
 

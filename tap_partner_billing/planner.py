@@ -97,6 +97,12 @@ class PlannedExport:
     slot: str  # its key there: ``export`` (billed) or the billing period (unbilled)
 
 
+# How the log ends the line of a 5000 remembered in a bookmark.
+REMEMBERED_NO_DATA = (
+    "remembered in its bookmark as having no data, not asked again (refresh_invoice_ids asks again)"
+)
+
+
 def month_text(month: str) -> str:
     """``202209`` → ``2022-09``."""
     return f"{month[:4]}-{month[4:]}"
@@ -196,6 +202,25 @@ class BilledPlanner:
             return "its last emission was interrupted"
         if self.is_recent(month):
             return f"billing month {month} is recent; checking for re-issued data"
+        return None
+
+    def no_data_expected(self, plan: Plan, bookmark: Mapping[str, Any]) -> str | None:
+        """Why a 5000 for ``plan`` is to be expected (None: it is not, worth a warning).
+
+        A note's usage never exists; a document below the coverage floor is exported only
+        because ``invoice_ids`` names it; a recent invoice never exported may not be ready
+        (billed data lags about a day). An invoice exported before, of an unknown month, or
+        in coverage and past the re-check window, answering "no data" is unexpected.
+        """
+        document = plan.document
+        if self.dataset == "usage" and document.is_note:
+            return f"documentType {document.document_type} has no usage"
+        if plan.floor_overridden:
+            return "its billing month is before the first Graph serves"
+        month = self.month_of(document, bookmark)
+        window = max(self.recheck_months, MIN_NO_DATA_WINDOW_MONTHS)
+        if month is not None and "etag" not in bookmark and self.is_recent(month, window):
+            return f"billing month {month_text(month)} is recent and billed data lags a day"
         return None
 
     def no_data_memory(

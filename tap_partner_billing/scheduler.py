@@ -244,9 +244,9 @@ class ExportScheduler:
         if failure.throttled:
             wait = clamp_wait(asked, self._interval)
         else:
-            job.failures += 1
+            so_far = job.count_failure(now)
             if job.failures >= self._policy.max_attempts:
-                msg = f"{job.label}: {what} failed {job.failures} times in a row: {failure.reason}"
+                msg = f"{job.label}: {what} failed {so_far}: {failure.reason}"
                 self._fail(job, TransientHTTPError(msg))
                 return
             wait = clamp_wait(asked, self._policy.backoff_seconds(job.failures))

@@ -9,6 +9,8 @@ and calls their public methods.
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
 from singer_sdk import Stream, Tap, about
@@ -16,10 +18,33 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.mapper import SameRecordTransform
 
+from tap_partner_billing.errors import PartnerBillingError
 from tap_partner_billing.schemas import restore_decimal_details
 
 SDK_CHECKED = "0.54.9"
 MARKDOWN_SETTINGS_HEADING = "## Settings"
+# Stream.sync's line (0.54.9) for any exception leaving a stream, logged before it re-raises.
+SDK_SYNC_ERROR_LINE = "An unhandled error occurred while syncing '%s'"
+
+
+class _OurErrorsLine(logging.Filter):
+    """Drops the SDK's "unhandled error" line when the error is one the tap raised on purpose.
+
+    That error is printed once, as what and where, by the command line (``cli.user_errors``);
+    the SDK's line would be a second ERROR saying less. It stays at DEBUG, and for any other
+    exception (a bug). The filter runs inside the SDK's ``except`` block: ``sys.exc_info()``
+    is the exception being handled.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != SDK_SYNC_ERROR_LINE or record.levelno != logging.ERROR:
+            return True
+        handled = sys.exc_info()[1]
+        on_purpose = isinstance(handled, PartnerBillingError)
+        return not on_purpose or logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+OUR_ERRORS_LINE = _OurErrorsLine()
 
 
 def config_input(value: Any) -> tuple[dict[str, Any], bool]:  # noqa: ANN401 - see below
@@ -88,6 +113,15 @@ def add_markdown_section(text: str, section: str) -> str:
 
 class SeamStream(Stream):
     """The stream side: state, BATCH messages, the record route, the input schema."""
+
+    # Use 11 — a stream that raised. ``Stream.sync`` (final) logs ``SDK_SYNC_ERROR_LINE`` at
+    # ERROR for any exception; the tap's own errors are printed once by the command line, so
+    # each stream's logger drops that line for them (``_OurErrorsLine``).
+    def __init__(
+        self, tap: Tap, schema: dict[str, Any] | None = None, name: str | None = None
+    ) -> None:
+        super().__init__(tap, schema, name)
+        self.logger.addFilter(OUR_ERRORS_LINE)  # addFilter keeps one copy per logger
 
     # Use 4 — no replication-key bookkeeping. The SDK calls the private
     # ``_increment_stream_state`` for every record it writes, and for an INCREMENTAL stream

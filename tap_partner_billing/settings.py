@@ -7,7 +7,6 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
-from singer_sdk.plugin_base import JSONSchemaValidator
 
 from tap_partner_billing.errors import UrlPolicyError
 from tap_partner_billing.fields import parse_iso_datetime
@@ -217,52 +216,96 @@ SETTINGS = th.PropertiesList(
 )
 
 
-def settings_problems(config: Mapping[str, Any]) -> list[str]:
-    """Rules JSON Schema cannot express well; each message names the setting.
+PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"  # .env.example's, config.example.json's
+_WHAT_TO_SET = {
+    "tenant_id": "the partner tenant's ID (a GUID, or a domain like contoso.onmicrosoft.com)",
+    "client_id": "the app registration's Application (client) ID",
+}
+
+
+def settings_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Rules JSON Schema cannot express well, as (setting, message naming it).
 
     Runs after the schema check even when that found problems, so a value of the wrong type
-    is looked at only where it has the right one.
+    is looked at only where it has the right one (``config_problems`` drops a rule's message
+    about a setting the schema refused).
     """
-    problems = []
+    problems: list[tuple[str, str]] = []
     start = config.get("start_date")
     if start and start_month(start) is None:
         problems.append(
-            "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
-            f"date-time, got {start!r}"
+            (
+                "start_date",
+                "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+                f"date-time, got {start!r}",
+            )
         )
     for name in ("authority_url", "graph_url", "partner_center_url"):
         try:
             UrlPolicy.for_base(str(config.get(name, "")), name)
         except UrlPolicyError as err:
-            problems.append(str(err))
+            problems.append((name, str(err)))
     has_secret = bool(config.get("client_secret"))
     has_cert = bool(config.get("client_certificate_path"))
     if has_secret == has_cert:
         problems.append(
-            "give exactly one of client_secret or client_certificate_path"
-            + (" (both are set)" if has_secret else " (neither is set)")
+            (
+                "client_secret",
+                "give exactly one of client_secret or client_certificate_path"
+                + (" (both are set)" if has_secret else " (neither is set)"),
+            )
         )
     if has_cert and not config.get("client_certificate_thumbprint"):
-        problems.append("client_certificate_path needs client_certificate_thumbprint")
-    for name in ("tenant_id", "client_id"):
-        if not str(config.get(name, "")).strip():
-            problems.append(f"{name} is empty")
+        problems.append(
+            (
+                "client_certificate_thumbprint",
+                "client_certificate_path needs client_certificate_thumbprint",
+            )
+        )
+    problems.extend(_identity_problems(config))
     for name in ("invoice_ids", "refresh_invoice_ids", "billing_periods", "currency_codes"):
         values = config.get(name) or []
         if isinstance(values, list) and len(set(map(str, values))) != len(values):
-            problems.append(f"{name} lists a value twice")
+            problems.append((name, f"{name} lists a value twice"))
     if isinstance(config.get("batch_config"), dict) and config["batch_config"]:
         problems.extend(batch_settings_problems(config["batch_config"]))
         if config.get("stream_maps") or config.get("flattening_enabled"):
             problems.append(
-                "batch_config cannot be combined with stream_maps or flattening: BATCH files "
-                "carry the records as extracted (as the SDK's own batches do)"
+                (
+                    "batch_config",
+                    "batch_config cannot be combined with stream_maps or flattening: BATCH "
+                    "files carry the records as extracted (as the SDK's own batches do)",
+                )
             )
     if config.get("emit_activate_version_messages"):
         problems.append(
-            "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per table, so a "
-            "target would delete every invoice this run skips (deletes are sent as tombstones)"
+            (
+                "emit_activate_version_messages",
+                "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per "
+                "table, so a target would delete every invoice this run skips (deletes are "
+                "sent as tombstones)",
+            )
         )
+    return problems
+
+
+def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``tenant_id`` and ``client_id``: blank, or still the examples' all-zero placeholder."""
+    problems = []
+    for name, what in _WHAT_TO_SET.items():
+        value = config.get(name)
+        if not isinstance(value, str):
+            continue  # absent or not text: the schema says so
+        if not value.strip():
+            problems.append((name, f"{name} is empty"))
+        elif value.strip().strip("{}").lower() == PLACEHOLDER_ID:
+            problems.append(
+                (
+                    name,
+                    f"{name} is the placeholder {PLACEHOLDER_ID} of .env.example and "
+                    f"config.example.json: set {what}",
+                )
+            )
     return problems
 
 
@@ -306,12 +349,3 @@ def normalise_config(config: dict[str, Any], warn: Callable[[str], None]) -> Non
         config["currency_codes"] = [
             c.strip().upper() if isinstance(c, str) else c for c in currencies
         ]
-
-
-def schema_problems(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    """JSON Schema errors of ``config``, each naming the setting; fills in the defaults."""
-    problems = []
-    for error in JSONSchemaValidator(schema).iter_errors(config):
-        where = "".join(f"[{part!r}]" for part in error.path)
-        problems.append(f"{error.message} in config{where}" if where else error.message)
-    return problems

@@ -13,6 +13,7 @@ from tap_partner_billing.export import ExportRequest
 from tap_partner_billing.invoices import shift_month
 from tap_partner_billing.ledger import Ledger
 from tap_partner_billing.planner import (
+    REMEMBERED_NO_DATA,
     BilledPlanner,
     Decision,
     Plan,
@@ -175,21 +176,20 @@ class BilledUsageStream(ExportStream):
     def _no_data(self, plan: Plan, state: dict[str, Any], label: str, message: str) -> None:
         """The export answered 5000: remembered when asking again cannot help, else not.
 
-        "No data available" is not "done" for a recent invoice: billed data lags about a day.
+        INFO when the planner expects it (a note's usage, below the floor, a recent invoice:
+        billed data lags about a day), else WARNING.
         """
         self.summary.no_data += 1
+        expected = self.planner.no_data_expected(plan, state)
         at = self.services.calendar().isoformat()
         memory = self.planner.no_data_memory(plan.document, state, message, at)
-        if memory is None:
-            return
-        state["no_data"] = memory
-        self.logger.log(
-            logging.INFO if plan.document.is_note else logging.WARNING,
-            "%s: answered 5000 and %s: remembered in its bookmark as having no data, not "
-            "asked again (refresh_invoice_ids asks again)",
-            label,
-            memory["why"],
-        )
+        if memory is not None:
+            state["no_data"] = memory
+            said = f"answered 5000 and {memory['why']}: {REMEMBERED_NO_DATA}"
+        else:
+            why = f": {expected}" if expected else ""
+            said = f"answered 5000 ({message or 'no data'}){why}; asked again on the next run"
+        self.logger.log(logging.INFO if expected else logging.WARNING, "%s: %s", label, said)
 
     def _sync_invoice(
         self,

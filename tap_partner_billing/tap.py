@@ -15,17 +15,13 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from tap_partner_billing import cli
 from tap_partner_billing.checks import require_graph_role
 from tap_partner_billing.client import ExportStream, start_exports_ahead
+from tap_partner_billing.config_problems import config_problems
 from tap_partner_billing.invoice_stream import InvoicesStream
 from tap_partner_billing.redact import install_redaction, register_secret
 from tap_partner_billing.run import SyncRun
 from tap_partner_billing.schemas import restore_decimal_details
 from tap_partner_billing.sdk_seam import SeamTap, add_markdown_section
-from tap_partner_billing.settings import (
-    SETTINGS,
-    normalise_config,
-    schema_problems,
-    settings_problems,
-)
+from tap_partner_billing.settings import SETTINGS, normalise_config
 from tap_partner_billing.shutdown import handle_sigterm, install_sigterm_guard
 from tap_partner_billing.streams import STREAM_TYPES
 
@@ -55,7 +51,7 @@ class TapPartnerBilling(SeamTap):
     name = "tap-partner-billing"
     config_jsonschema = SETTINGS.to_dict()
     message_writer_class = MsgSpecWriter
-    # No ACTIVATE_VERSION: see settings_problems().
+    # No ACTIVATE_VERSION: see settings.settings_problems().
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
@@ -83,7 +79,7 @@ class TapPartnerBilling(SeamTap):
         normalise_config(config, self.logger.warning)
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
-        problems = schema_problems(schema, config) + settings_problems(config)
+        problems = config_problems(schema, config)
         if problems and raise_errors:
             raise ConfigValidationError("Config validation failed", errors=problems, schema=schema)
         return problems

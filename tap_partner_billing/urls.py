@@ -85,6 +85,20 @@ def describe(url: str) -> str:
     return repr(f"{parts.scheme}://{host}{port}{parts.path}"[:120])
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, for messages: no userinfo, path or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        host = None
+    if not host:
+        return "an unreadable URL"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}"[:120]
+
+
 def _has_dot_segment(path: str) -> bool:
     return any(segment in {".", ".."} for segment in path.split("/"))
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tap_partner_billing.errors import PartnerBillingError
 from tests.helpers import Export, FakeGraph, base_config, gz_lines, run_tap
+from tests.hostile import BLOB_ROOT, LINES, blob_bytes, run_cli, write_config
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.hostile import HostileServer
 
 GOOD = [f'{{"CustomerId": "c-{n}", "BillingPreTaxTotal": "{n}.5"}}' for n in range(3)]
 CONFIG = base_config(invoice_ids=["G000000001"])
@@ -133,3 +139,31 @@ def test_an_empty_blob_and_a_two_megabyte_line_are_just_data(graph: FakeGraph) -
     assert [r["line_ordinal"] for r in records] == [0, 1, 2, 3]
     assert len(records[3]["additional_info"]) > 2_000_000
     assert _partition(result.state)["line_count"] == 4
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_a_bad_line_is_one_error_line_and_its_traceback_only_at_debug(
+    level: str, origin: HostileServer, tmp_path: Path
+) -> None:
+    origin.routes["GET", f"{BLOB_ROOT}/part-0.json.gz"] = (
+        200,
+        {},
+        blob_bytes(LINES[0], '{"CustomerId": "c2", "BillingPreTaxTotal": '),
+    )
+    config = write_config(origin, tmp_path, billing_periods=[])
+    run = run_cli(config, env={"TAP_PARTNER_BILLING_LOGLEVEL": level})
+    assert run.returncode == 1
+    errors = [line.split(" | ", 3)[-1] for line in run.stderr.splitlines() if "| ERROR" in line]
+    message = (
+        "billed_reconciliation invoice G000000001 (full), blob part-0.json.gz, line 2: not "
+        "valid JSON (Input data was truncated)"
+    )
+    if level == "INFO":  # what a user sees by default: the one message, nothing more
+        assert errors == [message]
+        assert "Traceback" not in run.stderr
+    else:  # at DEBUG the traceback, and the SDK's line for the stream that stopped
+        assert errors == [
+            "An unhandled error occurred while syncing 'billed_reconciliation'",
+            message,
+        ]
+        assert "Traceback (most recent call last)" in run.stderr

@@ -39,17 +39,3 @@ def test_invoice_list_warnings_name_the_id_and_the_currencies() -> None:
 
 def test_no_currency_warning_for_an_empty_list() -> None:
     assert invoice_list_warnings([], invoice_ids=[], currency_codes=["EUR"]) == []
-
-
-def test_the_cause_of_an_unreachable_graph_is_short() -> None:
-    from tap_partner_billing.checks import _cause
-
-    long = (
-        "Graph at https://h/v1.0 failed after 3 attempts: ConnectionError: HTTPSConnectionPool"
-        "(host='h', port=9): Max retries exceeded (Caused by NewConnectionError(\"HTTPSConnection"
-        "(host='h', port=9): Failed to establish a new connection: [Errno 111] Connection "
-        'refused"))'
-    )
-    assert _cause(long) == "Connection refused"
-    assert _cause("Graph at x failed after 3 attempts: HTTP 503") == "HTTP 503"
-    assert _cause("something else") == "something else"

@@ -345,7 +345,7 @@ def test_a_refused_token_is_renewed_once(rsps: responses.RequestsMock, clock: Fa
 
 def test_transient_errors_are_bounded(rsps: responses.RequestsMock, clock: FakeClock) -> None:
     rsps.add(responses.GET, OP_URL, status=503)
-    with pytest.raises(TransientHTTPError, match="failed 6 times in a row: HTTP 503"):
+    with pytest.raises(TransientHTTPError, match="failed 6 times in 31 s: HTTP 503"):
         poll(clock)
     assert len(clock.sleeps) == 5
 

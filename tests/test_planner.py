@@ -151,6 +151,34 @@ def test_which_5000s_are_remembered(
         assert after.decision is Decision.NO_DATA
 
 
+@pytest.mark.parametrize(
+    ("dataset", "month", "kind", "bookmark", "explicit", "expected"),
+    [
+        ("usage", "202610", "adjustment_note", {}, False, "documentType adjustment_note"),
+        ("reconciliation", "202610", "adjustment_note", {}, False, "billing month 2026-10"),
+        ("usage", "202208", "invoice", {}, True, "before the first Graph serves"),  # below floor
+        ("usage", "202610", "invoice", {}, False, "billing month 2026-10 is recent"),
+        ("usage", "202405", "invoice", {}, False, None),  # in coverage, long closed
+        ("usage", "202610", "invoice", DONE, False, None),  # it had data before
+        ("usage", None, "invoice", {}, False, None),  # month unknown
+    ],
+)
+def test_which_5000s_are_expected(
+    *,
+    dataset: str,
+    month: str | None,
+    kind: str,
+    bookmark: dict[str, Any],
+    explicit: bool,
+    expected: str | None,
+) -> None:
+    planned = planner(dataset)
+    document = doc(month, document_type=kind, explicit=explicit)
+    why = planned.no_data_expected(planned.plan(document, bookmark), bookmark)
+    assert (why is None) == (expected is None)
+    assert expected is None or expected in str(why)
+
+
 def test_forget_no_data_drops_both_markers() -> None:
     bookmark: dict[str, Any] = {"no_data": {}, "no_usage": "x", "etag": "e"}
     forget_no_data(bookmark)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     (
         "malformed refresh id",
         {"refresh_invoice_ids": ["G000000001", "g16907411"]},
-        "'g16907411' does not match '^[A-Z][A-Z0-9]{5,19}$' in config['refresh_invoice_ids'][1]",
+        "refresh_invoice_ids: 'g16907411' is not an invoice id (a capital letter then 5-19 "
+        "capitals or digits, like G016907411)",
     ),
     ("refresh ids not a list", {"refresh_invoice_ids": "G000000001"}, "refresh_invoice_ids"),
     (
@@ -147,7 +149,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
         {"refresh_invoice_ids": ["G000000001", "G000000001"]},
         "refresh_invoice_ids lists a value twice",
     ),
-    ("malformed currency", {"currency_codes": ["US"]}, "'US' does not match"),
+    ("malformed currency", {"currency_codes": ["US"]}, "currency_codes: 'US' is not a currency"),
     ("unknown billing period", {"billing_periods": ["previous"]}, "previous"),
     (
         "http graph url",
@@ -244,7 +246,7 @@ def test_every_problem_is_listed_at_once(rsps: responses.RequestsMock) -> None:
     with pytest.raises(ConfigValidationError) as raised:
         TapPartnerBilling(config=config)
     assert raised.value.errors == [
-        "0 is less than the minimum of 1 in config['max_parallel_downloads']",
+        "max_parallel_downloads: 0 is too small (at least 1)",
         "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
         "date-time, got 'August'",
         "graph_url must be an https:// URL, got 'http://graph.microsoft.com/v1.0' "
@@ -255,10 +257,80 @@ def test_every_problem_is_listed_at_once(rsps: responses.RequestsMock) -> None:
     assert len(rsps.calls) == 0
 
 
+PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize("name", ["tenant_id", "client_id"])
+def test_the_examples_placeholder_id_is_refused_as_the_placeholder(name: str) -> None:
+    with pytest.raises(ConfigValidationError) as raised:
+        TapPartnerBilling(config=base_config(**{name: PLACEHOLDER}))
+    [problem] = raised.value.errors
+    assert problem.startswith(
+        f"{name} is the placeholder {PLACEHOLDER} of .env.example and config.example.json: set "
+    )
+    # The examples do hold it: the message names where it comes from.
+    assert PLACEHOLDER in (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert json.loads((ROOT / "config.example.json").read_text(encoding="utf-8"))[name] == (
+        PLACEHOLDER
+    )
+
+
+ONE_MESSAGE_EACH: list[tuple[str, dict[str, Any], str]] = [
+    ("tenant missing", {"tenant_id": None}, "tenant_id is not set (it is required)"),
+    ("tenant empty", {"tenant_id": ""}, "tenant_id is empty"),
+    (
+        "invoice id",
+        {"invoice_ids": ["g123"]},
+        "invoice_ids: 'g123' is not an invoice id (a capital letter then 5-19 capitals or "
+        "digits, like G016907411)",
+    ),
+    (
+        "period",
+        {"billing_periods": ["previous"]},
+        "billing_periods: 'previous' is not one of: current, last",
+    ),
+    ("not a list", {"invoice_ids": "G016907411"}, "invoice_ids: 'G016907411' is not a list"),
+    ("not a number", {"recheck_months": "two"}, "recheck_months: 'two' is not a whole number"),
+    (
+        "above the maximum",
+        {"max_concurrent_exports": 500},
+        "max_concurrent_exports: 500 is too large (at most 100)",
+    ),
+    (
+        "batch format",
+        {"batch_config": {"encoding": {"format": "csv"}, "storage": {"root": "file:///tmp"}}},
+        "batch_config.encoding.format: 'csv' is not one of: jsonl, parquet",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"), ONE_MESSAGE_EACH, ids=[c[0] for c in ONE_MESSAGE_EACH]
+)
+def test_each_problem_is_one_message_in_words(
+    name: str, change: dict[str, Any], message: str
+) -> None:
+    config = {k: v for k, v in {**base_config(), **change}.items() if v is not None}
+    with pytest.raises(ConfigValidationError) as raised:
+        TapPartnerBilling(config=config)
+    assert raised.value.errors == [message], name
+
+
+def test_discovery_and_about_still_take_an_unfinished_config() -> None:
+    # --discover builds the tap without raising (the SDK's validate_config=False), as before.
+    tap = TapPartnerBilling(config=base_config(tenant_id=PLACEHOLDER), validate_config=False)
+    assert {s["stream"] for s in tap.catalog_dict["streams"]} >= {"billed_usage", "invoices"}
+    assert tap.config_jsonschema["properties"]["invoice_ids"]["items"]["pattern"]
+
+
 def test_the_example_config_and_env_files_name_real_settings() -> None:
     example = json.loads((ROOT / "config.example.json").read_text(encoding="utf-8"))
     assert set(example) <= tap_settings()
-    TapPartnerBilling(config=example)  # valid as it stands: only the values are placeholders
+    with pytest.raises(ConfigValidationError) as raised:  # the two IDs are placeholders
+        TapPartnerBilling(config=dict(example))
+    assert [e.split(" ", 1)[0] for e in raised.value.errors] == ["tenant_id", "client_id"]
+    real_ids = {"tenant_id": "contoso.onmicrosoft.com", "client_id": str(uuid.uuid4())}
+    TapPartnerBilling(config={**example, **real_ids})  # valid once the IDs are filled in
     names = [
         line.lstrip("# ").split("=", 1)[0]
         for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()

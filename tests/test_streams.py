@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -537,3 +538,32 @@ def test_billed_reconciliation_is_typed_and_keyed_like_usage(graph: FakeGraph) -
     partition = result.partition_states("billed_reconciliation")[0]
     assert (partition["etag"], partition["line_count"]) == ("r1", 2)
     assert graph.posts[0].get("_dataset") == "reconciliation"
+
+
+def test_an_expected_5000_is_info_and_an_unexpected_one_a_warning(
+    graph: FakeGraph, caplog: pytest.LogCaptureFixture
+) -> None:
+    graph.add_invoice("G000000001", "202610")  # recent: billed data may lag a day
+    graph.add_invoice("G000000002", "202610", documentType="adjustment_note")  # no usage
+    graph.add_invoice("G000000003", "202405")  # long closed, in coverage: expected data
+    for invoice in ("G000000001", "G000000002", "G000000003"):
+        graph.add(invoice, Export({}, fail_code="5000"))
+    graph.add("current/USD", Export(three_blobs("u", 1), month="202611"))
+    with caplog.at_level(logging.INFO):
+        run_tap(base_config(discover_invoices=True), streams=("billed_usage",))
+    said = {  # the level of each line naming the invoice (the export's own lines are INFO)
+        invoice: {r.levelname for r in caplog.records if invoice in r.getMessage()}
+        for invoice in ("G000000001", "G000000002", "G000000003")
+    }
+    assert said == {
+        "G000000001": {"INFO"},
+        "G000000002": {"INFO"},
+        "G000000003": {"INFO", "WARNING"},
+    }
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("billed_usage invoice G000000003 (full): answered 5000 and ")
+    recent = [r.getMessage() for r in caplog.records if "G000000001 (full): answered" in r.message]
+    assert recent == [
+        "billed_usage invoice G000000001 (full): answered 5000 (No data available): billing "
+        "month 2026-10 is recent and billed data lags a day; asked again on the next run"
+    ]
