@@ -69,7 +69,7 @@ def azurite(tls: TlsFiles) -> Iterator[Azurite]:
 
 
 class MeltanoProject:
-    """A copy of the repository's meltano.yml in a temporary folder, plugins installed."""
+    """The tests' Meltano project (write_project) in a temporary folder, plugins installed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
