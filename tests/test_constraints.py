@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.meltano_project import project_for_tests
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,8 +42,8 @@ def pins(name: str) -> dict[str, str]:
 
 
 def plugins() -> list[dict[str, Any]]:
-    project = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
-    return [plugin for kind in project["plugins"].values() for plugin in kind]
+    """The plugins of the tests' project (the repository's and the test-only emulator)."""
+    return [plugin for kind in project_for_tests()["plugins"].values() for plugin in kind]
 
 
 def pinfile(plugin: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_partner_billing.tap import SETTINGS, TapPartnerBilling
 from tests.helpers import base_config
+from tests.meltano_project import emulator_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +90,7 @@ def test_loaders_and_models_read_one_schema() -> None:
     loaders = {p["name"]: p for p in meltano["plugins"]["loaders"]}
     for name in ("target-postgres", "target-snowflake"):
         assert loaders[name]["config"]["default_target_schema"] == "$PARTNER_BILLING_SCHEMA"
-    assert "default_target_schema" not in loaders["target-snowflake-emulator"].get("config", {})
+    assert "default_target_schema" not in emulator_plugin().get("config", {})  # the tests set it
     [dbt] = meltano["plugins"]["utilities"]
     source = next(s for s in dbt["settings"] if s["name"] == "source_schema")
     assert (source["env"], source["value"]) == ("DBT_SOURCE_SCHEMA", "$PARTNER_BILLING_SCHEMA")

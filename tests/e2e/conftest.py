@@ -31,6 +31,7 @@ from tests.e2e.services import (
     start_azurite,
     start_postgres,
 )
+from tests.meltano_project import project_file_for_tests
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -68,7 +69,7 @@ def azurite(tls: TlsFiles) -> Iterator[Azurite]:
 
 
 class MeltanoProject:
-    """A copy of the repository's meltano.yml in a temporary folder, plugins installed."""
+    """The tests' Meltano project (write_project) in a temporary folder, plugins installed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -99,14 +100,12 @@ PLUGIN_KINDS = ("extractors", "loaders", "utilities")
 
 
 def write_project(root: Path) -> None:
-    """Write the repository's Meltano project into ``root`` (no plugins installed)."""
-    text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
-    # Local packages (the tap, the Snowflake emulator harness) and the pins are paths in this
-    # repository (the same text in every worker's project: Meltano reinstalls a plugin whose
-    # pip_url reads differently from the one it was installed with).
-    text = text.replace("pip_url: -e .", f"pip_url: -e {ROOT}")
-    text = text.replace("${MELTANO_PROJECT_ROOT}/constraints/", f"{ROOT}/constraints/")
-    (root / "meltano.yml").write_text(text, encoding="utf-8")
+    """Write the tests' Meltano project into ``root`` (no plugins installed).
+
+    The repository's ``meltano.yml`` plus the test-only emulator loader, local packages and
+    pins as paths in this repository (tests/meltano_project.py).
+    """
+    (root / "meltano.yml").write_text(project_file_for_tests(ROOT), encoding="utf-8")
     (root / "transform").symlink_to(ROOT / "transform")  # the dbt project (utility dbt)
 
 
@@ -160,6 +159,20 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
     return MeltanoProject(root)
 
 
+def linked_project(meltano: MeltanoProject, root: Path) -> MeltanoProject:
+    """A project in ``root`` with ``meltano``'s meltano.yml and installed plugins (linked).
+
+    Its own system database, state and output: as the same project on another machine.
+    """
+    (root / ".meltano").mkdir(parents=True, exist_ok=True)
+    shutil.copy(meltano.root / "meltano.yml", root / "meltano.yml")
+    for kind in PLUGIN_KINDS:
+        link = root / ".meltano" / kind
+        if not link.exists():
+            link.symlink_to(meltano.root / ".meltano" / kind)
+    return MeltanoProject(root)
+
+
 def sandbox_env(server: SandboxServer) -> dict[str, str]:
     """The variables the sandbox Meltano environment reads."""
     return {
@@ -192,10 +205,15 @@ def query(pg: Postgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:  # noq
         return list(conn.execute(sql, params).fetchall())
 
 
+# Where the sandbox environment's target-jsonl writes and dbt's DuckDB reads (meltano.yml).
+SANDBOX_OUTPUT = Path(".work", "sandbox", "output")
+
+
 def clean_output(project: MeltanoProject) -> Path:
-    output = project.root / "output"
+    """The sandbox environment's output folder in ``project``, emptied."""
+    output = project.root / SANDBOX_OUTPUT
     shutil.rmtree(output, ignore_errors=True)
-    output.mkdir()
+    output.mkdir(parents=True)
     return output
 
 

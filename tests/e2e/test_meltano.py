@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 from collections import Counter
 from decimal import Decimal
@@ -23,6 +22,7 @@ from tests.e2e.conftest import (
     billed_truths,
     clean_output,
     expected_counts,
+    linked_project,
     pipe_tap,
     postgres_env,
     postgres_target,
@@ -222,13 +222,7 @@ def test_split_runs_side_by_side_into_one_database(
         def run(invoice_ids: list[str], suffix: str) -> tuple[subprocess.Popen[bytes], Path]:
             # Each run is its own Meltano project (as on its own machine), sharing the
             # installed plugins and one state backend; only the state ids differ.
-            project = meltano.root / f"project-{suffix}"
-            (project / ".meltano").mkdir(parents=True, exist_ok=True)
-            shutil.copy(meltano.root / "meltano.yml", project / "meltano.yml")
-            for kind in ("extractors", "loaders"):
-                link = project / ".meltano" / kind
-                if not link.exists():
-                    link.symlink_to(meltano.root / ".meltano" / kind)
+            project = linked_project(meltano, meltano.root / f"project-{suffix}").root
             env = {
                 **os.environ,
                 **base,

@@ -1,10 +1,12 @@
 """The real target-snowflake (meltanolabs-target-snowflake 0.20.4) loading into fakesnow.
 
 fakesnow 0.12.1 is a Snowflake emulator on DuckDB. The ``target-snowflake-emulator`` loader
-of ``meltano.yml`` is the real target-snowflake, with its declared config, run by the harness
-``tests/snowflake_emulator`` that patches fakesnow in. Every statement the target issues
-reaches the emulator as the target wrote it, except these five, each adapted in the narrowest
-way (the harness's docstring has the details; docs/snowflake.md lists them too):
+is the real target-snowflake, with its declared config, run by the harness
+``tests/snowflake_emulator`` that patches fakesnow in; it is test-only
+(``tests/snowflake_emulator/meltano-plugin.yml``), added to the tests' copy of the project.
+Every statement the target issues reaches the emulator as the target wrote it, except these
+five, each adapted in the narrowest way (the harness's docstring has the details; docs/snowflake.md
+lists them too):
 
 1. ``PUT`` to the user stage ``'@~/…'``: to a named internal stage, same path (fakesnow has
    no user stage).
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 EMULATOR = "target-snowflake-emulator"
-DATABASE = "BILLING"  # the sandbox environment's database for the emulator
+DATABASE = "BILLING"  # the emulator loader's database (its meltano-plugin.yml)
 
 
 @dataclass
