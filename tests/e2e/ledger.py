@@ -44,13 +44,14 @@ class Warehouse:
     row_count: Callable[[], int]
 
 
-def postgres_warehouse(pg: Postgres, schema: str) -> Warehouse:
-    """The scenario's view of one PostgreSQL schema."""
+def postgres_warehouse(pg: Postgres, schema: str, *, text_money: bool = False) -> Warehouse:
+    """The scenario's view of one PostgreSQL schema (``text_money``: money held as text)."""
+    cast = "::numeric" if text_money else ""  # summed as the README says for such a target
 
     def live(table: str, key: str, money: str) -> dict[str, tuple[int, Decimal]]:
         rows = query(
             pg,
-            f"SELECT {key}, count(*), sum({money}) FROM {schema}.{table} "
+            f"SELECT {key}, count(*), sum({money}{cast}) FROM {schema}.{table} "
             f"WHERE _sdc_deleted_at IS NULL GROUP BY {key}",
         )
         return {str(k): (int(n), Decimal(total)) for k, n, total in rows}
