@@ -106,7 +106,7 @@ def test_pipelinewise_recipe_loads_the_ledger_exactly(
     assert set(connection) <= set(loader["config"])
     loader["config"].update(connection)
     project = recipe_project(meltano, tmp_path, loader)
-    *setup, run = [shlex.split(line) for line in commands(RECIPE)]
+    *setup, run = [shlex.split(line) for line in commands("pipelinewise-recipe")]
     assert all(args[0] == "meltano" for args in (*setup, run))
     assert run == ["meltano", "run", "tap-partner-billing", LOADER]
     [password] = [args for args in setup if args[1:5] == ["config", "set", LOADER, "password"]]
