@@ -146,7 +146,6 @@ def test_pipelinewise_recipe_loads_the_ledger_exactly(
 # --- Both targets fed one tap output -------------------------------------------------------
 
 PLANTED = "G000000099"
-TARGETS = ("meltanolabs", "pipelinewise")
 # What each target makes of the tap's column kinds (information_schema.columns.data_type).
 COLUMNS = {
     "money": ("billed_usage", "billing_pre_tax_total"),
