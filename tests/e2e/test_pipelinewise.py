@@ -5,7 +5,8 @@ a Meltano project of this repository's plugins: its loader definition (the YAML 
 its commands) replaces the repository's entry, with only the connection (host, port, user,
 password, database) pointing at the test PostgreSQL; the same pins, so nothing is installed
 again. Its commands run with the sandbox environment active, then the whole-ledger scenario
-reruns its ``meltano run`` and the SQL below the commands must sum the text money exactly.
+(without the month roll-over) reruns its ``meltano run``, and the SQL below the commands
+must sum the text money exactly.
 
 The second test feeds one tap output to both targets and checks every value that lands:
 what docs/targets.md says each does with money, dates, objects, empty text and BATCH.
@@ -116,14 +117,15 @@ def test_pipelinewise_recipe_loads_the_ledger_exactly(
         project.run(*args[1:], env=env)
     assert pg.password not in (tmp_path / "meltano.yml").read_text(encoding="utf-8")
 
-    # Full load, unchanged rerun (no row added), re-issue + shrinking snapshot, roll-over.
+    # Full load, unchanged rerun (no row added), re-issue + shrinking snapshot. (The month
+    # roll-over retires unbilled rows by the same tombstones: test_ledger runs it.)
     schema = loader["config"]["default_target_schema"]
     warehouse = postgres_warehouse(pg, schema, text_money=True)
 
     def meltano_run() -> None:
         project.run(*run[1:], env=env)
 
-    run_ledger_scenario(meltano_run, warehouse, sb)
+    run_ledger_scenario(meltano_run, warehouse, sb, roll_over=False)
 
     # The README's SQL sums the text money exactly: per invoice, per unbilled month.
     by_invoice, by_month = (
