@@ -84,11 +84,11 @@ def plugin_definition_mirrors_the_settings(
 
 
 def test_loaders_and_models_read_one_schema() -> None:
-    """target-postgres, target-snowflake and dbt's sources: one value, meltano.yml's env."""
+    """Both PostgreSQL loaders, target-snowflake and dbt's sources: one value, meltano.yml's env."""
     meltano = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
     schema = meltano["env"]["PARTNER_BILLING_SCHEMA"]
     loaders = {p["name"]: p for p in meltano["plugins"]["loaders"]}
-    for name in ("target-postgres", "target-snowflake"):
+    for name in ("target-postgres", "target-postgres-pipelinewise", "target-snowflake"):
         assert loaders[name]["config"]["default_target_schema"] == "$PARTNER_BILLING_SCHEMA"
     assert "default_target_schema" not in emulator_plugin().get("config", {})  # the tests set it
     [dbt] = meltano["plugins"]["utilities"]
