@@ -151,14 +151,25 @@ def invoked(use: Use) -> str | None:
     return words[1] if words[:1] == ["invoke"] and len(words) > 1 else None
 
 
+# The documents address the user's own project, where `meltano init` made the environments
+# dev, staging and prod; this repository's project (where the commands are parsed) has dev
+# and sandbox, and Meltano refuses an environment it does not know before it parses the rest.
+_OWN_ENVIRONMENTS = {
+    f"--environment={name}": "--environment=sandbox" for name in ("staging", "prod")
+}
+
+
 def meltano_argv(use: Use) -> list[str]:
     """What Meltano parses of a command: it with ``--help`` after it.
+
+    ``--environment=prod`` (or ``staging``) is parsed as ``--environment=sandbox``: see
+    ``_OWN_ENVIRONMENTS``.
 
     But Meltano hands everything after ``invoke``'s plugin to the plugin, so ``--help`` there
     would run the plugin (dbt: seconds each); an ``invoke`` lists its plugin's commands
     instead (``invoke --list-commands dbt``), which names every ``dbt:<command>``.
     """
-    args = list(use.words[1:])
+    args = [_OWN_ENVIRONMENTS.get(word, word) for word in use.words[1:]]
     plugin = invoked(use)
     if plugin is None:
         return [*args, "--help"]
