@@ -23,8 +23,8 @@ EXPECTED_WARNINGS = ("No state was found, complete import.",)
 # by their own tests: test_snowflake (the same run into the emulator), test_warehouse (dbt).
 WAREHOUSE_SECTIONS = ("Loading into Snowflake", "Reconciling in the warehouse")
 # Sections whose commands are for a project of the user's own, not this repository's:
-# test_own_project runs them in a project made by `meltano init`.
-OWN_PROJECT_SECTIONS = ("Installation",)
+# test_own_project and test_cookbook run them in a project made by `meltano init`.
+OWN_PROJECT_SECTIONS = ("Installation", "Cookbook")
 
 
 def _bash_commands(text: str) -> list[str]:
