@@ -4,7 +4,7 @@ The project is ``own_project`` (tests/e2e/own_project.py: ``meltano init`` outsi
 repository and the README's Installation). The recipes run in it against one sandbox, in the
 README's order, each building on the one before as in a user's project: the PostgreSQL
 recipe loads first, later ones backfill, refresh and narrow it. Each block is taken from the
-README by its marker (``commands("cookbook-…")``) and run line by line with bash in the
+README by its marker (``commands(ID)``) and run line by line with bash in the
 project's folder; the test puts in only what the README tells the user to put in: the
 loader definition's ``<checkout>``, the server, credentials and database, the month and the
 invoice number. One more substitution, for Snowflake, is the emulator: ``meltano run`` loads
@@ -26,8 +26,7 @@ import yaml
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
-from tests.doc_commands import ROOT, doc_blocks
-from tests.doc_commands import commands as doc_commands
+from tests.doc_commands import ROOT, commands, doc_blocks
 from tests.e2e.conftest import MeltanoProject, billed_truths, query
 from tests.e2e.ledger import (
     KEYS,
@@ -62,13 +61,13 @@ SCHEMA = "tap_partner_billing"  # PARTNER_BILLING_SCHEMA in the recipe's env: li
 STATE_ID = "dev:tap-partner-billing-to-target-postgres"
 
 
-def recipe(block_id: str, **examples: str) -> list[str]:
-    """The commands of a README block, each example value replaced by the user's own."""
-    lines = list(doc_commands(block_id))
+def recipe(lines: tuple[str, ...], **examples: str) -> list[str]:
+    """A README block's commands, each example value replaced by the user's own."""
+    found = list(lines)
     for example, value in examples.items():
-        assert any(example in line for line in lines), f"{block_id} no longer shows {example}"
-        lines = [line.replace(example, value) for line in lines]
-    return lines
+        assert any(example in line for line in found), f"{lines} no longer show {example}"
+        found = [line.replace(example, value) for line in found]
+    return found
 
 
 def definition_above(block_id: str, **examples: str) -> dict[str, Any]:
@@ -182,7 +181,7 @@ def cookbook(
             "analytics": pg.database,
         }
         add_to_meltano_yml(project, meltano, definition_above("cookbook-postgres", **server_values))
-        lines = recipe("cookbook-postgres", **{"'the-password'": pg.password})
+        lines = recipe(commands("cookbook-postgres"), **{"'the-password'": pg.password})
         results = [shell(project, line) for line in lines]
         book = Cookbook(project, server, pg, results[-1], {})
         book.first_live = live_rows(book.warehouse)
@@ -198,7 +197,7 @@ def cookbook(
 
 def test_into_postgresql(cookbook: Cookbook) -> None:
     sb = cookbook.sb
-    assert "meltano run" in doc_commands("cookbook-postgres")[-1]
+    assert "meltano run" in commands("cookbook-postgres")[-1]
     # Every line once, exact money, per invoice and per unbilled month.
     assert cookbook.first_live == {
         f"{kind}_{dataset}": truth
@@ -223,7 +222,7 @@ def test_backfill_n_months(cookbook: Cookbook) -> None:
     month = f"{old[:4]}-{old[4:]}"
     assert cookbook.first_live["billed_usage"].keys() == {"G000000001", "G000000002"}
     posts = len(sb.faults.requests("export"))
-    cookbook.run(recipe("cookbook-backfill", **{"2026-06": month}))
+    cookbook.run(recipe(commands("cookbook-backfill"), **{"2026-06": month}))
     # Only the new invoice, and the one within the re-check window, are asked for.
     assert billed_exports(sb, posts) == {"G000000000", "G000000002"}
     wh = cookbook.warehouse
@@ -237,7 +236,7 @@ def test_export_one_invoice_again(cookbook: Cookbook) -> None:
     reissued = "G000000001"  # three months back: settled, not re-checked
     sb.reissue_invoice(reissued, lines=200)  # 240 lines before
     posts = len(sb.faults.requests("export"))
-    cookbook.run(recipe("cookbook-refresh", G016907411=reissued))
+    cookbook.run(recipe(commands("cookbook-refresh"), G016907411=reissued))
     asked = billed_exports(sb, posts)
     assert reissued in asked
     assert asked <= {reissued, "G000000002"}  # and the invoice within the re-check window
@@ -259,7 +258,7 @@ def test_unbilled_only(cookbook: Cookbook) -> None:
     project_file = cookbook.project.root / "meltano.yml"
     before = project_file.read_text(encoding="utf-8")
     try:
-        *_, listed, run = cookbook.run(recipe("cookbook-unbilled"))
+        *_, listed, run = cookbook.run(recipe(commands("cookbook-unbilled")))
     finally:
         project_file.write_text(before, encoding="utf-8")  # the later recipes use every stream
     assert re.search(r"\[selected\s*\] unbilled_usage\.", listed.stdout), listed.stdout
@@ -278,7 +277,7 @@ def test_unbilled_only(cookbook: Cookbook) -> None:
 
 
 def test_daily_schedule(cookbook: Cookbook) -> None:
-    *_, listed = cookbook.run(recipe("cookbook-schedule"))
+    *_, listed = cookbook.run(recipe(commands("cookbook-schedule")))
     tasks = "['tap-partner-billing target-postgres']"
     assert (
         listed.stdout.strip() == f"[0 6 * * *] job partner-billing-daily: partner-billing → {tasks}"
@@ -286,7 +285,7 @@ def test_daily_schedule(cookbook: Cookbook) -> None:
 
 
 def test_watching_a_long_run(cookbook: Cookbook) -> None:
-    _, found, state = cookbook.run(recipe("cookbook-watch"))
+    _, found, state = cookbook.run(recipe(commands("cookbook-watch")))
     assert (cookbook.project.root / "run.log").exists()
     lines = found.stdout.splitlines()
     assert any(" export started, operation " in line for line in lines), found.stdout
@@ -307,7 +306,7 @@ def test_into_snowflake(
     # The emulator: the same target-snowflake, run by the test harness, inheriting its config.
     emulator = shared_plugin(meltano, EMULATOR)
     add_to_meltano_yml(project, meltano, {"plugins": {"loaders": [emulator]}})
-    lines = recipe("cookbook-snowflake")
+    lines = recipe(commands("cookbook-snowflake"))
     *setup, run = lines
     assert run == "meltano run tap-partner-billing target-snowflake"
     em = Emulator(meltano, tmp_path / "snowflake", snowflake_key)
