@@ -1,9 +1,12 @@
 """The README's Cookbook: every recipe run as written, in a partner's own Meltano project.
 
 The project is ``own_project`` (tests/e2e/own_project.py: ``meltano init`` outside the
-repository and the README's Installation). The recipes run in it against one sandbox, in the
-README's order, each building on the one before as in a user's project: the PostgreSQL
-recipe loads first, later ones backfill, refresh and narrow it. Each block is taken from the
+repository and the README's Installation). The recipes run in it against one sandbox per
+pytest process, each on what the ones before left, as in a user's project: the module's
+fixture adds the PostgreSQL loader and loads first; the others backfill, refresh, narrow,
+schedule and watch it, and each checks only what its own run did, so they pass in any order
+and when pytest-xdist spreads them over processes (each then has its own project, sandbox
+and database). Each block is taken from the
 README by its marker (``commands(ID)``) and run line by line with bash in the
 project's folder; the test puts in only what the README tells the user to put in: the
 loader definition's ``<checkout>``, the server, credentials and database, the month and the
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
     from tap_partner_billing.sandbox.tls import TlsFiles
     from tests.e2e.services import Postgres
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("own_project")]
+pytestmark = pytest.mark.e2e
 SCHEMA = "tap_partner_billing"  # PARTNER_BILLING_SCHEMA in the recipe's env: line
 STATE_ID = "dev:tap-partner-billing-to-target-postgres"
 

@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 
     from tap_partner_billing.sandbox.server import SandboxServer
 
-# One project per pytest process, shared with the cookbook (scripts/test: --dist loadgroup).
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("own_project")]
+pytestmark = pytest.mark.e2e
 EXPORT_STREAMS = (
     "billed_usage",
     "unbilled_usage",
