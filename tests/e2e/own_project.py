@@ -118,7 +118,8 @@ def link_installed(
 ) -> None:
     """Use ``shared``'s installation of a plugin when ``pip_url`` reads as there."""
     installed = shared.root / ".meltano" / kind / name
-    if shared_plugin(shared, name)["pip_url"] != pip_url or not installed.exists():
+    theirs = [p for p in meltano_yml(shared)["plugins"].get(kind, []) if p["name"] == name]
+    if [p.get("pip_url") for p in theirs] != [pip_url] or not installed.exists():
         return  # Meltano installs it here, from scratch
     here = project.root / ".meltano" / kind / name
     if not here.exists():
