@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
@@ -171,6 +173,36 @@ def linked_project(meltano: MeltanoProject, root: Path) -> MeltanoProject:
         if not link.exists():
             link.symlink_to(meltano.root / ".meltano" / kind)
     return MeltanoProject(root)
+
+
+@pytest.fixture(scope="session")
+def own_project(
+    meltano: MeltanoProject, tmp_path_factory: pytest.TempPathFactory
+) -> MeltanoProject:
+    """A partner's own Meltano project outside the repository (tests/e2e/own_project.py).
+
+    Made once per pytest process: ``meltano init``, the README's Installation, target-jsonl;
+    plugins that read as in ``meltano`` use its installation. A test module that changes the
+    project puts it back as it found it.
+    """
+    from tests.e2e.own_project import make_own_project
+
+    return make_own_project(tmp_path_factory.mktemp("own"), meltano)
+
+
+@pytest.fixture(scope="session")
+def snowflake_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway RSA key for key-pair auth (PKCS#8 PEM, as Snowflake documents)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path_factory.mktemp("snowflake-key") / "rsa_key.p8"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
 
 
 def sandbox_env(server: SandboxServer) -> dict[str, str]:

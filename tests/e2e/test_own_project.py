@@ -4,25 +4,24 @@ A project made by ``meltano init`` outside the repository; the tap added by the 
 Installation, as written, from the plugin definition as shipped: the blocks marked ``run
 own-project-add`` (``meltano add … --from-ref … --no-install``) and ``run own-project-install``
 (``meltano install``), with between them the ``pip_url`` the YAML after the first says to
-write (this checkout with its pins; nothing is on a package index); target-jsonl
-added the same way; the tap configured in the project's ``.env`` against the sandbox; then
-``meltano run`` twice. The second run must be incremental, leave every line once in the
-output, and leave no pending export in the state Meltano stored.
+write (this checkout with its pins; nothing is on a package index); target-jsonl added the
+same way (the ``own_project`` fixture, tests/e2e/own_project.py); the tap configured in the
+project's ``.env`` against the sandbox; then ``meltano run`` twice. The second run must be
+incremental, leave every line once in the output, and leave no pending export in the state
+Meltano stored.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
-from tests.doc_commands import commands, next_block, run_block
+from tests.doc_commands import commands
 from tests.e2e.conftest import MeltanoProject, expected_counts
-from tests.e2e.services import ROOT
+from tests.e2e.own_project import configure, meltano_yml, shell
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,57 +29,12 @@ if TYPE_CHECKING:
     from tap_partner_billing.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.e2e
-DEFINITION = ROOT / "plugin" / "tap-partner-billing.yml"
 EXPORT_STREAMS = (
     "billed_usage",
     "unbilled_usage",
     "billed_reconciliation",
     "unbilled_reconciliation",
 )
-
-
-def target_jsonl(folder: Path) -> Path:
-    """A plugin definition of target-jsonl (no Hub here), pinned as the repository pins it."""
-    ref = folder / "target-jsonl.yml"
-    loader = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))["plugins"][
-        "loaders"
-    ][0]
-    assert loader["name"] == "target-jsonl"
-    definition = {
-        **{k: loader[k] for k in ("name", "namespace", "executable", "settings")},
-        "pip_url": loader["pip_url"].replace("${MELTANO_PROJECT_ROOT}", str(ROOT)),
-    }
-    ref.write_text(yaml.safe_dump(definition, sort_keys=False), encoding="utf-8")
-    return ref
-
-
-def meltano_args(lines: tuple[str, ...]) -> list[list[str]]:
-    """The arguments of each ``meltano`` command of ``lines``, ``<checkout>`` this checkout."""
-    args = [shlex.split(line.replace("<checkout>", str(ROOT)), comments=True) for line in lines]
-    assert all(words[0] == "meltano" for words in args), lines
-    return [words[1:] for words in args]
-
-
-def readme_installation() -> tuple[list[str], str, list[list[str]]]:
-    """The README's add command, the ``pip_url`` it says to write, and the commands after."""
-    [add] = meltano_args(commands("own-project-add"))
-    assert add[:2] == ["add", "--plugin-type"], add
-    assert "--no-install" in add, add  # the definition's pip_url is a placeholder
-    assert add[add.index("--from-ref") + 1] == str(DEFINITION), add  # the file as shipped
-    yaml_lines = next_block(run_block("own-project-add"), "yaml").commands
-    [written] = [line for line in yaml_lines if line.startswith("pip_url:")]
-    pip_url = yaml.safe_load(written)["pip_url"].replace("<checkout>", str(ROOT))
-    return add, pip_url, meltano_args(commands("own-project-install"))
-
-
-def set_pip_url(project: MeltanoProject, pip_url: str) -> None:
-    """What the README asks of the user: the extractor's ``pip_url`` in meltano.yml replaced."""
-    path = project.root / "meltano.yml"
-    meltano_yml = yaml.safe_load(path.read_text(encoding="utf-8"))
-    [extractor] = meltano_yml["plugins"]["extractors"]
-    assert extractor["pip_url"] == yaml.safe_load(DEFINITION.read_text(encoding="utf-8"))["pip_url"]
-    extractor["pip_url"] = pip_url
-    path.write_text(yaml.safe_dump(meltano_yml, sort_keys=False), encoding="utf-8")
 
 
 def pending_operations(value: Any) -> list[Any]:  # noqa: ANN401 - any JSON value
@@ -104,45 +58,33 @@ def output_lines(output: Path) -> dict[str, list[str]]:
 
 
 def test_own_project_from_the_plugin_definition_keeps_state(
-    sandbox: SandboxServer, tmp_path: Path
+    sandbox: SandboxServer, own_project: MeltanoProject
 ) -> None:
-    assert not tmp_path.resolve().is_relative_to(ROOT.resolve())
-    MeltanoProject(tmp_path).run("init", "own-project", "--no_usage_stats")
-    project = MeltanoProject(tmp_path / "own-project")
-    assert not (project.root / "plugin").exists()  # nothing of the repository in it
-
-    # The README's Installation, as written, on the definition as shipped.
-    add, pip_url, rest = readme_installation()
-    project.run(*add)
-    set_pip_url(project, pip_url)
-    assert rest == [["install", "tap-partner-billing"]], rest
-    for args in rest:
-        project.run(*args)
-    loader = str(target_jsonl(tmp_path))
-    project.run("add", "--plugin-type", "loader", "target-jsonl", "--from-ref", loader)
-    meltano_yml = yaml.safe_load((project.root / "meltano.yml").read_text(encoding="utf-8"))
-    [extractor] = meltano_yml["plugins"]["extractors"]
-    assert set(meltano_yml["plugins"]) == {"extractors", "loaders"}  # nothing else added
+    project = own_project  # made by the README's Installation (tests/e2e/own_project.py)
+    [extractor] = meltano_yml(project)["plugins"]["extractors"]
+    assert set(meltano_yml(project)["plugins"]) == {"extractors", "loaders"}  # nothing else
     assert "state" in extractor["capabilities"]
 
     # The settings where a user keeps them: the project's .env (secrets never in meltano.yml).
     sb = sandbox.sandbox
     sb.config.polls_before_success = 0  # exports succeed at once: this test is about state
-    config = sandbox.tap_config()
-    env_lines = [
-        f"TAP_PARTNER_BILLING_{name.upper()}={json.dumps(v) if isinstance(v, list) else v}"
-        for name, v in config.items()
-    ]
-    env_lines += [
-        f"REQUESTS_CA_BUNDLE={sandbox.tls.ca_bundle}",
-        "TARGET_JSONL_DESTINATION_PATH=output",
-        "TARGET_JSONL_DO_TIMESTAMP_FILE=false",
-    ]
-    (project.root / ".env").write_text("\n".join(env_lines) + "\n", encoding="utf-8")
+    configure(
+        project,
+        sandbox,
+        TARGET_JSONL_DESTINATION_PATH="output",
+        TARGET_JSONL_DO_TIMESTAMP_FILE="false",
+    )
     output = project.root / "output"
+    for old in output.glob("*.jsonl"):
+        old.unlink()
     output.mkdir(exist_ok=True)  # meltano init makes it
 
-    first = project.run("run", "tap-partner-billing", "target-jsonl")
+    # The first run is the README's Usage block, as a user types it in their project.
+    usage = {words.split()[1]: shell(project, words) for words in commands("usage-own-project")}
+    assert {"config", "invoke", "run", "state"} <= set(usage), usage
+    assert "tenant_id" in usage["config"].stdout
+    assert "Connection test passed" in usage["invoke"].stderr
+    first = usage["run"]
     assert {s: len(lines) for s, lines in output_lines(output).items()} == expected_counts(sb)
     before = output_lines(output)
     blobs = len(sb.faults.requests("blob"))

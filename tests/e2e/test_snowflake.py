@@ -42,8 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.e2e.conftest import MeltanoProject, sandbox_env, tap_command, tap_into_target
 from tests.e2e.ledger import (
@@ -160,21 +158,6 @@ class Emulator:
             )
         )
         return {t: int(rows[0][0]) for t, rows in zip(tables, results, strict=True)}
-
-
-@pytest.fixture(scope="session")
-def snowflake_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway RSA key for key-pair auth (PKCS#8 PEM, as Snowflake documents)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path_factory.mktemp("snowflake-key") / "rsa_key.p8"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 @pytest.fixture
