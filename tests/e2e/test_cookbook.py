@@ -310,7 +310,8 @@ def test_into_snowflake(
     account = {"/secrets/rsa_key.p8": str(snowflake_key), "database: RAW": f"database: {DATABASE}"}
     add_to_meltano_yml(project, meltano, definition_above("cookbook-snowflake", **account))
     # The emulator: the same target-snowflake, run by the test harness, inheriting its config.
-    emulator = shared_plugin(meltano, EMULATOR)
+    # Its own config (the tests' emulator account) is left out: it takes the recipe's.
+    emulator = {k: v for k, v in shared_plugin(meltano, EMULATOR).items() if k != "config"}
     add_to_meltano_yml(project, meltano, {"plugins": {"loaders": [emulator]}})
     [run] = recipe(commands("cookbook-snowflake"))
     assert run == "meltano run tap-partner-billing target-snowflake"
