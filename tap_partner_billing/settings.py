@@ -217,6 +217,11 @@ SETTINGS = th.PropertiesList(
 
 
 PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"  # .env.example's, config.example.json's
+# The client_secret the examples hold (.env.example, config.example.json): refused here, not
+# left for Entra to answer AADSTS7000215 after a network round trip.
+PLACEHOLDER_SECRETS = frozenset(
+    {"the-value-of-the-client-secret", "the Value of the app's client secret"}
+)
 _WHAT_TO_SET = {
     "tenant_id": "the partner tenant's ID (a GUID, or a domain like contoso.onmicrosoft.com)",
     "client_id": "the app registration's Application (client) ID",
@@ -290,7 +295,7 @@ def settings_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``tenant_id`` and ``client_id``: blank, or still the examples' all-zero placeholder."""
+    """The identity still unset or the examples' placeholders (IDs all zero, the secret's text)."""
     problems = []
     for name, what in _WHAT_TO_SET.items():
         value = config.get(name)
@@ -306,6 +311,15 @@ def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
                     f"config.example.json: set {what}",
                 )
             )
+    secret = config.get("client_secret")
+    if isinstance(secret, str) and secret.strip() in PLACEHOLDER_SECRETS:
+        problems.append(
+            (
+                "client_secret",
+                "client_secret is the placeholder text of .env.example and config.example.json: "
+                "set the Value of the app's client secret (Certificates & secrets)",
+            )
+        )
     return problems
 
 

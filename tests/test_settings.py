@@ -15,6 +15,7 @@ from plugin_definition import about as about_json
 from readme_settings import README, about_table, readme_table
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_partner_billing.settings import PLACEHOLDER_SECRETS
 from tap_partner_billing.tap import SETTINGS, TapPartnerBilling
 from tests.helpers import base_config
 from tests.meltano_project import emulator_plugin
@@ -324,14 +325,34 @@ def test_discovery_and_about_still_take_an_unfinished_config() -> None:
     assert tap.config_jsonschema["properties"]["invoice_ids"]["items"]["pattern"]
 
 
+@pytest.mark.parametrize("example", ["config.example.json", ".env.example"])
+def test_the_examples_placeholder_secret_is_refused_as_the_placeholder(example: str) -> None:
+    text = (ROOT / example).read_text(encoding="utf-8")
+    [held] = [secret for secret in PLACEHOLDER_SECRETS if secret in text]  # the example's own
+    with pytest.raises(ConfigValidationError) as raised:
+        TapPartnerBilling(config=base_config(client_secret=held))
+    assert raised.value.errors == [
+        "client_secret is the placeholder text of .env.example and config.example.json: set the "
+        "Value of the app's client secret (Certificates & secrets)"
+    ]
+
+
 def test_the_example_config_and_env_files_name_real_settings() -> None:
     example = json.loads((ROOT / "config.example.json").read_text(encoding="utf-8"))
     assert set(example) <= tap_settings()
-    with pytest.raises(ConfigValidationError) as raised:  # the two IDs are placeholders
+    with pytest.raises(ConfigValidationError) as raised:  # IDs and secret are placeholders
         TapPartnerBilling(config=dict(example))
-    assert [e.split(" ", 1)[0] for e in raised.value.errors] == ["tenant_id", "client_id"]
-    real_ids = {"tenant_id": "contoso.onmicrosoft.com", "client_id": str(uuid.uuid4())}
-    TapPartnerBilling(config={**example, **real_ids})  # valid once the IDs are filled in
+    assert [e.split(" ", 1)[0] for e in raised.value.errors] == [
+        "tenant_id",
+        "client_id",
+        "client_secret",
+    ]
+    real = {
+        "tenant_id": "contoso.onmicrosoft.com",
+        "client_id": str(uuid.uuid4()),
+        "client_secret": "a-real-secret-value",
+    }
+    TapPartnerBilling(config={**example, **real})  # valid once they are filled in
     names = [
         line.lstrip("# ").split("=", 1)[0]
         for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # A git reference to a version: ``repo.git@v1.2.3``, ``/raw/v1.2.3/``, ``/tree/v1.2.3``, …
-TAG_REFERENCE = re.compile(r"(?:@|/raw/|/tree/|/blob/|/archive/)(v\d+\.\d+(?:\.\d+)?)\b")
+# with or without the ``v``: a tag ``0.1.0`` is as missing as ``v0.1.0``.
+TAG_REFERENCE = re.compile(r"(?:@|/raw/|/tree/|/blob/|/archive/)(v?\d+\.\d+(?:\.\d+)?)\b")
 
 
 def documents() -> list[Path]:
@@ -42,4 +43,5 @@ def test_the_check_finds_the_references_the_issue_found() -> None:
         "\n`git+https://<your git host>/<org>/tap-partner-billing.git@v0.1.0`"
     )
     assert tag_references(old) == {"v0.1.0"}
+    assert tag_references("`git+https://host/org/tap-partner-billing.git@0.1.0`") == {"0.1.0"}
     assert tag_references("`git+https://host/org/tap-partner-billing.git@<commit>`") == set()

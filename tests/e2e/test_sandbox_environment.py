@@ -49,17 +49,18 @@ CERTIFICATE = {
 }
 
 
-def production_env_file(start_month: str, secret: str | None) -> str:
+def production_env_file(secret: str | None) -> str:
     """``.env.example`` filled in for a real tenant, with every identity and endpoint set.
 
-    ``secret`` None: the certificate instead. The start month is the sandbox's, so that the
-    run's records are the sandbox's ground truth (what to extract follows ``.env`` there).
+    ``secret`` None: the certificate instead. The first month stays ``.env.example``'s and
+    the currencies become EUR: the sandbox environment pins both to the sandbox's data, so the
+    run's records are still the sandbox's ground truth.
     """
     filled = {
         "TAP_PARTNER_BILLING_TENANT_ID": "4b9a1c5e-0d2f-4e8a-9c71-2f6b3d8e5a10",
         "TAP_PARTNER_BILLING_CLIENT_ID": "9d0e6f3a-71c2-4b58-a3e4-58c1f2b7d906",
         "TAP_PARTNER_BILLING_CLIENT_SECRET": secret,
-        "TAP_PARTNER_BILLING_START_DATE": start_month,
+        "TAP_PARTNER_BILLING_CURRENCY_CODES": """'["EUR"]'""",
     }
     lines = []
     for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
@@ -83,7 +84,7 @@ def test_a_production_env_file_does_not_reach_the_sandbox(
     project = linked_project(meltano, tmp_path / "project")
     secret = f"prod-secret-{secrets.token_hex(8)}"
     env_file = project.root / ".env"
-    env_file.write_text(production_env_file(sb.config.start_month, secret), encoding="utf-8")
+    env_file.write_text(production_env_file(secret), encoding="utf-8")
     # And one setting exported in the shell, which Meltano ranks above .env.
     env = {**sandbox_env(sandbox), "TAP_PARTNER_BILLING_CLIENT_ID": "from-the-shell"}
 
@@ -107,7 +108,7 @@ def test_a_production_env_file_does_not_reach_the_sandbox(
     assert secret not in everything
 
     # A production .env with a certificate instead of the secret: the sandbox's secret still.
-    env_file.write_text(production_env_file(sb.config.start_month, None), encoding="utf-8")
+    env_file.write_text(production_env_file(None), encoding="utf-8")
     tested = project.run(
         "--environment=sandbox", "invoke", "tap-partner-billing", "--test", env=env
     )
