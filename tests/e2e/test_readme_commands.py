@@ -96,7 +96,19 @@ def inline_meltano_commands() -> list[Use]:
 def test_every_meltano_command_of_inline_code_is_one_meltano_knows(
     meltano: MeltanoProject,
 ) -> None:
-    # Meltano's own parser judges each (with --help): `meltano config <plugin> set` fails.
+    # Meltano's own parser judges each, as a fragment (what the text around says may be left
+    # out): `meltano config <plugin> set` fails, and so does a plugin the project lacks.
     found = inline_meltano_commands()
     assert "meltano config set dbt …" in [use.command for use in found]
-    assert click_problems(found, MELTANO.with_name("python"), meltano.root) == []
+    python = MELTANO.with_name("python")
+    assert click_problems(found, python, meltano.root, fragments=True) == []
+    broken = [
+        Use("x.md:1", command, tuple(command.split()))
+        for command in (
+            "meltano config tap-partner-billing set",
+            "meltano install tap-partner-biling",
+            "meltano config set target-snowflake private_key_pasphrase …",
+        )
+    ]
+    said = click_problems([*found[:1], *broken], python, meltano.root, fragments=True)
+    assert [problem.split("`")[1] for problem in said] == [use.command for use in broken]
