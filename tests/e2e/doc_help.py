@@ -1,5 +1,7 @@
 """The ``help`` check: every command of a block marked ``<!-- commands: help -->``, by its CLI.
 
+(The marker's name is older than the check: no command is given ``--help`` any more.)
+
 A block marked ``help`` (tests/doc_commands.py) is not run; each program its commands run
 is parsed by that program itself, in batches (one interpreter per program, not per command),
 placeholders filled in (``<checkout>``: this checkout; any other ``<name>``: one word):

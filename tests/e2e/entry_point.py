@@ -71,8 +71,7 @@ def parse(command: click.Command, program: str, argv: list[str]) -> click.Contex
     """The context of the (sub)command ``argv`` ends in, every level parsed."""
     ctx = inert(command).make_context(program, argv)
     while isinstance(ctx.command, click.Group) and not ctx.command.chain:
-        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
-        rest = [*protected, *ctx.args]
+        rest = [*ctx._protected_args, *ctx.args]  # the subcommand and its arguments
         if not rest:
             if ctx.command.invoke_without_command:
                 break
