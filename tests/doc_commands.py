@@ -252,10 +252,9 @@ def _commands_in_text(block: DocBlock) -> list[str]:
 
 def _marker_problem(block: DocBlock) -> str | None:
     """What is wrong with a block's language or marker, on its own."""
-    if not block.lang:
-        return "a fenced block without a language"
     if block.lang not in LANGUAGES:
-        return f"a block in {block.lang!r}, neither a shell language nor one without commands"
+        unknown = f"a block in {block.lang!r}, neither a shell language nor one without commands"
+        return unknown if block.lang else "a fenced block without a language"
     if block.marker is not None and block.kind not in ("run", "help"):
         return f"unknown marker {block.marker!r}"
     if block.lang not in SHELLS:

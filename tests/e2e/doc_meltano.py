@@ -144,9 +144,7 @@ class MeltanoNames:
         pipeline = rest.split(":")[0]
         pairs = [pipeline[:at] for at in range(len(pipeline)) if pipeline[at:].startswith("-to-")]
         known = [
-            tap
-            for tap in pairs
-            if tap in self.plugins and pipeline[len(tap) + 4 :] in self.plugins
+            tap for tap in pairs if tap in self.plugins and pipeline[len(tap) + 4 :] in self.plugins
         ]
         if not known:
             return [

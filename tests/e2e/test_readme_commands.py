@@ -61,12 +61,17 @@ def test_readme_lists_the_commands_a_user_needs() -> None:
 
 
 def test_a_needed_command_is_matched_as_a_command(tmp_path: Path) -> None:
-    readme = (
-        "<!-- commands: help -->\n```bash\npip install meltano  # install\n"
-        "meltano --environment=prod state list\necho meltano state get x\n"
-        "meltano invoke tap-partner-billing --test && meltano run tap-partner-billing t\n```\n"
+    commands = (
+        "pip install tap-partner-billing",
+        "echo config list tap-partner-billing; meltano --environment=prod state list",
+        "meltano invoke tap-partner-billing --test && meltano run tap-partner-billing t",
+        "echo state get x",
     )
-    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    (tmp_path / "README.md").write_text(
+        "<!-- commands: help -->\n```bash\n" + "\n".join(commands) + "\n```\n", encoding="utf-8"
+    )
+    # Each needed command's words appear somewhere: not one is a meltano command but these.
+    assert all(needed.split(maxsplit=1)[1] in " | ".join(commands) for needed in NEEDED)
     assert missing_commands(doc_blocks(tmp_path)) == [
         "meltano install tap-partner-billing",
         "meltano config list tap-partner-billing",
@@ -110,5 +115,5 @@ def test_every_meltano_command_of_inline_code_is_one_meltano_knows(
             "meltano config set target-snowflake private_key_pasphrase …",
         )
     ]
-    said = click_problems([*found[:1], *broken], python, meltano.root, fragments=True)
+    said = click_problems(broken, python, meltano.root, fragments=True)
     assert [problem.split("`")[1] for problem in said] == [use.command for use in broken]
