@@ -41,6 +41,8 @@ def stands_for_any(word: str) -> bool:
 
 @dataclass(frozen=True)
 class Plugin:
+    """A plugin's setting names and ``commands:`` (its own and those it inherits)."""
+
     settings: frozenset[str]
     commands: frozenset[str]
 
