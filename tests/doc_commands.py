@@ -1,15 +1,23 @@
 """The shell commands the README and ``docs/`` show, selected by a marker in the document.
 
-Every fenced block in ``README.md`` and ``docs/*.md`` names its language. A block in a shell
-language (bash, sh, shell, console) is commands a user types, and the line right above its
-fence says how they are checked::
+Every fenced block in ``README.md`` and ``docs/*.md`` (at any indentation, as in a list item;
+backticks or tildes) names its language, and the language is one of ``LANGUAGES``: a shell
+language (``SHELLS``) or one that holds no commands (``NOT_COMMANDS``); any other
+(``{bash}``, ``powershell``, ``fish``, …) is a problem. A shell block is commands a user
+types, and the line right above its fence says how they are checked::
 
     <!-- commands: run ID -->   a test runs them: it calls ``commands("ID")``
-    <!-- commands: help -->     each is checked by its own CLI's ``--help`` (test_doc_commands)
+    <!-- commands: help -->     each is parsed by its own program (tests/e2e/doc_help.py)
 
 A shell block without a marker, a block without a language, an unknown marker, an id used
-twice or an id no test asks for is a problem (``problems``): moving or retitling text cannot
-drop a command unnoticed. Sections and titles play no part.
+twice or an id no test asks for (a call ``commands("ID")`` in a module under ``tests/``; the
+same text in a docstring or comment does not count) is a problem (``problems``): moving or
+retitling text cannot drop a command unnoticed. Sections and titles play no part.
+
+Output samples are ``text`` blocks; a line of one that starts as a command does (a known
+program, ``PROGRAM``, after an optional ``$`` prompt) is a problem too: a command put in a
+``text`` block to escape the check. Output lines start otherwise (``INFO``, a timestamp, a
+name with a colon).
 
 In a command, ``<name>`` is a placeholder the user fills in (``<checkout>``: the clone's
 absolute path) and ``…`` stands for what the text around says; ``simple_commands`` splits a
@@ -18,15 +26,27 @@ command into the words of each program it runs, as the shell would.
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHELLS = frozenset({"bash", "sh", "shell", "console"})
+SHELLS = frozenset({"bash", "sh", "shell", "console", "zsh", "shell-session"})
+NOT_COMMANDS = frozenset(
+    {"text", "yaml", "json", "sql", "python", "mermaid", "markdown", "dotenv", "toml", "ini"}
+    | {"diff", "jinja", "xml", "csv"}
+)
+LANGUAGES = SHELLS | NOT_COMMANDS
+# A line of a text block that starts as a command of a program the documents show does.
+PROGRAM = re.compile(
+    r"^\s*(?:\$\s+)?(?:[A-Za-z_]\w*=\S*\s+)*"
+    r"(?:(?:meltano|dbt|tap-partner-billing|partner-billing-sandbox|pip|pipx)(?:\s|$)"
+    r"|scripts/|\.venv/bin/)"
+)
 MARKER = re.compile(r"^<!--\s*commands:\s*(?P<kind>\S+)(?:\s+(?P<id>[\w.-]+))?\s*-->\s*$")
-FENCE = re.compile(r"^\s{0,3}(?P<fence>```+|~~~+)\s*(?P<lang>[^\s`]*)")
+FENCE = re.compile(r"^\s*(?P<fence>```+|~~~+)\s*(?P<lang>[^\s`]*)")
 PLACEHOLDER = re.compile(r"<(?P<name>[A-Za-z][\w .-]*)>")
 ELLIPSIS = "…"
 # What separates the programs of one command line, and the redirections (with their target).
@@ -46,6 +66,7 @@ class DocBlock:
     kind: str | None  # run or help
     block_id: str | None
     commands: tuple[str, ...]
+    body: tuple[str, ...]  # the block's lines, as written
 
     @property
     def where(self) -> str:
@@ -107,6 +128,7 @@ def blocks_of(path: Path, root: Path = ROOT) -> list[DocBlock]:
                 kind=marker["kind"] if marker else None,
                 block_id=marker["id"] if marker else None,
                 commands=command_lines("\n".join(lines[index + 1 : end])),
+                body=tuple(lines[index + 1 : end]),
             )
         )
         index = end + 1
@@ -178,13 +200,23 @@ def simple_commands(command: str) -> list[list[str]]:
 
 
 def claimed_ids(tests_dir: Path) -> set[str]:
-    """The ids the tests ask for: every ``commands("ID")`` in a test module's source."""
-    pattern = re.compile(r"""\bcommands\(\s*["']([\w.-]+)["']""")
+    """The ids the tests ask for: every call ``commands("ID")`` (or ``x.commands("ID")``)."""
     return {
-        match
+        node.args[0].value
         for source in sorted(tests_dir.rglob("*.py"))
-        for match in pattern.findall(source.read_text(encoding="utf-8"))
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"), str(source)))
+        if isinstance(node, ast.Call)
+        and _name(node.func) == "commands"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
     }
+
+
+def _name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else None
 
 
 def problems(root: Path = ROOT, tests_dir: Path | None = None) -> list[str]:
@@ -203,13 +235,26 @@ def problems(root: Path = ROOT, tests_dir: Path | None = None) -> list[str]:
         found += [f"{block.where}: {said}"] if said else []
         if block.lang in SHELLS and not block.commands:
             found.append(f"{block.where}: a shell block with no commands")
+        found += _commands_in_text(block)
     return found
+
+
+def _commands_in_text(block: DocBlock) -> list[str]:
+    """A command line in a ``text`` block (output samples), each naming its own line."""
+    if block.lang != "text":
+        return []
+    return [
+        f"{block.name}:{block.line + offset}: a command in a text block: {line.strip()!r}"
+        for offset, line in enumerate(block.body, start=1)
+        if PROGRAM.match(line)
+    ]
 
 
 def _marker_problem(block: DocBlock) -> str | None:
     """What is wrong with a block's language or marker, on its own."""
-    if not block.lang:
-        return "a fenced block without a language"
+    if block.lang not in LANGUAGES:
+        unknown = f"a block in {block.lang!r}, neither a shell language nor one without commands"
+        return unknown if block.lang else "a fenced block without a language"
     if block.marker is not None and block.kind not in ("run", "help"):
         return f"unknown marker {block.marker!r}"
     if block.lang not in SHELLS:

@@ -116,3 +116,59 @@ def test_a_command_is_split_into_programs_as_the_shell_does() -> None:
     assert simple_commands(filled_in("ls <checkout>/a  # note", {"checkout": "/c"})) == [
         ["ls", "/c/a"]
     ]
+
+
+UNMARKED = "shell commands without a '<!-- commands: … -->' marker"
+
+
+def test_a_fence_at_any_indentation_or_of_tildes_is_seen(tmp_path: Path) -> None:
+    readme = (
+        f"{RUN_BLOCK}\n1. First:\n\n   - then:\n\n      ```bash\n      meltano install\n"
+        "      ```\n\n~~~~sh\nmeltano state list\n~~~\n````\n~~~~\n"
+    )
+    root = project(tmp_path, readme)
+    assert problems(root) == [f"README.md:10: {UNMARKED}", f"README.md:14: {UNMARKED}"]
+    assert [b.commands for b in doc_blocks(root)][1:] == [
+        ("meltano install",),
+        ("meltano state list", "~~~", "````"),  # a shorter or other fence does not close it
+    ]
+
+
+def test_a_language_neither_shell_nor_known_fails(tmp_path: Path) -> None:
+    readme = "".join(
+        f"<!-- commands: help -->\n```{lang}\nmeltano install\n```\n\n"
+        for lang in ("zsh", "shell-session", "{bash}", "powershell", "ps1", "cmd", "fish")
+    )
+    said = problems(project(tmp_path, f"{readme}```zsh\nmeltano install\n```\n"))
+    assert said == [
+        *(
+            f"README.md:{line}: a block in {lang!r}, neither a shell language nor one without "
+            "commands"
+            for line, lang in ((12, "{bash}"), (17, "powershell"), (22, "ps1"), (27, "cmd"))
+        ),
+        "README.md:32: a block in 'fish', neither a shell language nor one without commands",
+        f"README.md:36: {UNMARKED}",
+    ]
+
+
+def test_a_command_in_a_text_block_fails(tmp_path: Path) -> None:
+    readme = (
+        f"{RUN_BLOCK}\n```text\nINFO  | Connection test passed\nmeltano run tap target\n"
+        "2026-12-07T10:00:00 dbt build\n$ DBT_TARGET=postgres dbt build\n  scripts/demo\n"
+        "dbt: 3 models\n```\n"
+    )
+    assert problems(project(tmp_path, readme)) == [
+        "README.md:8: a command in a text block: 'meltano run tap target'",
+        "README.md:10: a command in a text block: '$ DBT_TARGET=postgres dbt build'",
+        "README.md:11: a command in a text block: 'scripts/demo'",
+    ]
+
+
+def test_only_a_call_asks_for_an_id(tmp_path: Path) -> None:
+    root = project(tmp_path, RUN_BLOCK + "\n" + RUN_BLOCK.replace("demo-run", "ghost"))
+    (root / "tests" / "test_demo.py").write_text(
+        '"""Runs commands("ghost"), one day."""\n\n# commands("ghost")\n'
+        'text = \'commands("ghost")\'\ndocs.commands("demo-run")\n',
+        encoding="utf-8",
+    )
+    assert problems(root) == ["README.md:7: no test asks for commands('ghost')"]

@@ -1,19 +1,21 @@
 """The ``help`` check: every command of a block marked ``<!-- commands: help -->``, by its CLI.
 
+(The marker's name is older than the check: no command is given ``--help`` any more.)
+
 A block marked ``help`` (tests/doc_commands.py) is not run; each program its commands run
 is parsed by that program itself, in batches (one interpreter per program, not per command),
 placeholders filled in (``<checkout>``: this checkout; any other ``<name>``: one word):
 
-- ``meltano …``: the command with ``--help`` appended, by Meltano's own entry point in a
-  Meltano project (tests/e2e/conftest.py's ``meltano``): an unknown command or option, or a
-  wrong argument order (``meltano config <plugin> set``) exits 2; Meltano's own warnings and
-  deprecations count as failures too.
-- ``dbt …``: the same with the dbt of that project's dbt utility
-  (``.meltano/utilities/dbt/venv``): dbt's click rejects an unknown subcommand or option before
-  the help.
-- ``tap-partner-billing …``: ``--help`` first, then the arguments, by the tap's entry point in
-  ``.venv``: every option is parsed (an unknown one exits 2) and none is acted on (with
-  ``--help`` last, ``--config`` would read its file first).
+- ``meltano …``, ``dbt …``, ``tap-partner-billing …``: parsed in full, as click parses them
+  before running anything, and not run (tests/e2e/entry_point.py): an unknown command or
+  option, a missing or extra argument, a value a choice refuses (``--format=mrkdown``) exits 2
+  with click's message. ``--help`` is not used: click answers it before it checks arguments
+  and values. Meltano's by its own entry point in a Meltano project (tests/e2e/conftest.py's
+  ``meltano``), and then the names the command gives looked up in that project
+  (tests/e2e/doc_meltano.py: plugins, ``plugin:command``, settings, state IDs, environments);
+  Meltano's own warnings and deprecations count as failures too. dbt's by the dbt of that
+  project's dbt utility (``.meltano/utilities/dbt/venv``), the tap's by its entry point in
+  ``.venv``.
 - ``partner-billing-sandbox …``: a real start, in a scratch folder: it must print that it is
   listening (then it is stopped by its PID). argparse's ``--help`` exits before it rejects an
   unknown option, so a parse with ``--help`` would prove nothing.
@@ -53,6 +55,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from tests.doc_commands import ROOT, DocBlock, filled_in, simple_commands
 from tests.e2e.conftest import MELTANO
+from tests.e2e.doc_meltano import MeltanoNames
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -99,12 +102,20 @@ def uses(blocks: Iterable[DocBlock]) -> list[Use]:
     ]
 
 
-def entry_point_runs(python: Path, program: str, argvs: list[list[str]], cwd: Path) -> list[Any]:
-    """``[exit code, output]`` of ``program``'s entry point for each argument list."""
+def entry_point_runs(
+    python: Path, program: str, argvs: list[list[str]], cwd: Path, *, fragments: bool = False
+) -> list[Any]:
+    """``[exit code, output, parsed]`` of ``program``'s parse of each argument list."""
     with tempfile.TemporaryDirectory() as scratch:
         results = Path(scratch) / "results.json"
         result = subprocess.run(
-            [str(python), str(ENTRY_POINT), program, str(results)],
+            [
+                str(python),
+                str(ENTRY_POINT),
+                program,
+                str(results),
+                *(["--fragments"] if fragments else []),
+            ],
             input=json.dumps(argvs),
             capture_output=True,
             text=True,
@@ -119,62 +130,25 @@ def entry_point_runs(python: Path, program: str, argvs: list[list[str]], cwd: Pa
 
 
 def click_problems(
-    found: list[Use], python: Path, cwd: Path, help_first: bool = False
+    found: list[Use], python: Path, cwd: Path, *, fragments: bool = False
 ) -> list[str]:
-    """Each command parsed by its program's entry point with ``--help`` (see the docstring)."""
+    """Each command parsed by its program (see the docstring); ``fragments``: inline code."""
     if not found:
         return []
-    argvs = [["--help", *u.words[1:]] if help_first else [*u.words[1:], "--help"] for u in found]
-    if found[0].program == "meltano":
-        argvs = [meltano_argv(use) for use in found]
-    runs = entry_point_runs(python, found[0].program, argvs, cwd)
+    program = found[0].program
+    argvs = [list(use.words[1:]) for use in found]
+    runs = entry_point_runs(python, program, argvs, cwd, fragments=fragments)
+    names = MeltanoNames.of(cwd) if program == "meltano" else None
     problems = []
-    for use, (code, output) in zip(found, runs, strict=True):
-        trouble = meltano_problems(output) if use.program == "meltano" else []
-        command = invoked(use) if use.program == "meltano" else None
+    for use, (code, output, parsed) in zip(found, runs, strict=True):
+        trouble = meltano_problems(output) if names is not None else []
         if code != 0 or trouble:
             last = [line for line in output.splitlines() if line.strip()][-3:]
             problems.append(use.problem(f"exit {code}: {' | '.join(trouble or last)}"))
-        elif command and ":" in command and not listed(command, output):
-            problems.append(use.problem(f"{command} is not a command Meltano lists"))
+        elif names is not None and parsed is not None:
+            said = names.problems(parsed, fragment=fragments)
+            problems += [use.problem(problem) for problem in said]
     return problems
-
-
-def listed(command: str, output: str) -> bool:
-    """Whether ``meltano invoke --list-commands`` printed ``command`` (``dbt:build``)."""
-    return re.search(rf"^{re.escape(command)}\s*$", output, flags=re.MULTILINE) is not None
-
-
-def invoked(use: Use) -> str | None:
-    """The plugin (``dbt``, ``dbt:build``) a ``meltano invoke`` runs, else None."""
-    words = [w for w in use.words[1:] if not w.startswith("-")]
-    return words[1] if words[:1] == ["invoke"] and len(words) > 1 else None
-
-
-# The documents address the user's own project, where `meltano init` made the environments
-# dev, staging and prod; this repository's project (where the commands are parsed) has dev
-# and sandbox, and Meltano refuses an environment it does not know before it parses the rest.
-_OWN_ENVIRONMENTS = {
-    f"--environment={name}": "--environment=sandbox" for name in ("staging", "prod")
-}
-
-
-def meltano_argv(use: Use) -> list[str]:
-    """What Meltano parses of a command: it with ``--help`` after it.
-
-    ``--environment=prod`` (or ``staging``) is parsed as ``--environment=sandbox``: see
-    ``_OWN_ENVIRONMENTS``.
-
-    But Meltano hands everything after ``invoke``'s plugin to the plugin, so ``--help`` there
-    would run the plugin (dbt: seconds each); an ``invoke`` lists its plugin's commands
-    instead (``invoke --list-commands dbt``), which names every ``dbt:<command>``.
-    """
-    args = [_OWN_ENVIRONMENTS.get(word, word) for word in use.words[1:]]
-    plugin = invoked(use)
-    if plugin is None:
-        return [*args, "--help"]
-    at = args.index(plugin)
-    return [*args[:at], "--list-commands", plugin.split(":")[0]]
 
 
 def meltano_problems(output: str) -> list[str]:
@@ -323,9 +297,7 @@ def project_checks(project: Path) -> dict[str, Callable[[list[Use]], list[str]]]
     return {
         "meltano": lambda found: click_problems(found, MELTANO.with_name("python"), project),
         "dbt": lambda found: click_problems(found, dbt_python, project),
-        "tap-partner-billing": lambda found: click_problems(
-            found, Path(sys.executable), ROOT, help_first=True
-        ),
+        "tap-partner-billing": lambda found: click_problems(found, Path(sys.executable), ROOT),
         "partner-billing-sandbox": sandbox_problems,
         "pip": pip_problems,
         "pipx": pip_problems,

@@ -71,6 +71,9 @@ def test_the_checks_fail_on_broken_commands(tmp_path: Path) -> None:
         tmp_path,
         "tap-partner-billing --config config.json --about --format=markdown",
         "tap-partner-billing --config config.json --tset",
+        "tap-partner-billing --config config.json --catalog catalog.json --state state.json",
+        "tap-partner-billing --version && tap-partner-billing --config config.json --discover",
+        "tap-partner-billing --about --format=mrkdown",
         "partner-billing-sandbox --export-seconds 60 --max-runing-exports 3",
         "partner-billing-sandbox --max-running-exports 3",
         ".venv/bin/partner-billing-sandbox --export-seconds 60 --max-running-exports 3",
@@ -87,7 +90,10 @@ def test_the_checks_fail_on_broken_commands(tmp_path: Path) -> None:
     assert problems["tap-partner-billing"] == [
         "README.md:2: `tap-partner-billing --config config.json --tset`: exit 2: "
         "Usage: tap-partner-billing [OPTIONS] | Try 'tap-partner-billing --help' for help. | "
-        "Error: No such option '--tset'. (Did you mean one of: '--state', '--test'?)"
+        "Error: No such option '--tset'. (Did you mean one of: '--state', '--test'?)",
+        "README.md:2: `tap-partner-billing --about --format=mrkdown`: exit 2: "
+        "Usage: tap-partner-billing [OPTIONS] | Try 'tap-partner-billing --help' for help. | "
+        "Error: Invalid value for '--format': 'mrkdown' is not one of 'json', 'markdown'.",
     ]
     sandbox = problems["partner-billing-sandbox"]
     assert len(sandbox) == 2, sandbox  # the .venv/bin one starts
@@ -141,9 +147,20 @@ def test_the_meltano_and_dbt_checks_fail_on_broken_commands(
         "DBT_TARGET=postgres meltano invoke dbt:build",
         "meltano invoke dbt:biuld",
         "meltano invoke dbt-utility:build",
+        "meltano run tap-partner-billing target-postgress",
+        "meltano config set tap-partner-billing refresh_invoice_id x",
+        "meltano config set tap-partner-billing refresh_invoice_ids",
+        "meltano config set target-snowflake private_key_passphrase …",
+        "meltano state get",
+        "meltano config list tap-partner-billing extra",
+        "meltano select tap-partner-billing unbilled_usage '*' && meltano install target-postgres",
+        "meltano state set --force prod:tap-partner-billing-to-target-snowflake --input-file x",
+        "meltano state get prod:tap-partner-billing-to-target-snowflak",
+        "meltano --environment=production state list",
         "dbt build --select staging",
         "dbt biuld",
         "dbt build --selct staging",
+        "dbt build --vars '{a: [}'",
     )
     said = help_problems(blocks, "meltano", meltano.root) + help_problems(
         blocks, "dbt", meltano.root
@@ -154,13 +171,35 @@ def test_the_meltano_and_dbt_checks_fail_on_broken_commands(
         "meltano run tap-partner-billing target-jsonl --ful-refresh",
         "meltano invoke dbt:biuld",
         "meltano invoke dbt-utility:build",
+        "meltano run tap-partner-billing target-postgress",
+        "meltano config set tap-partner-billing refresh_invoice_id x",
+        "meltano config set tap-partner-billing refresh_invoice_ids",
+        "meltano state get",
+        "meltano config list tap-partner-billing extra",
+        "meltano state get prod:tap-partner-billing-to-target-snowflak",
+        "meltano --environment=production state list",
         "dbt biuld",
         "dbt build --selct staging",
+        "dbt build --vars '{a: [}'",
     ]
-    assert "No such command 'confg'" in said[0]
-    assert "No such command 'tap-partner-billing'" in said[1]
-    assert "No such option '--ful-refresh'" in said[2]
-    assert said[3].endswith("dbt:biuld is not a command Meltano lists")
-    assert "Plugin 'dbt-utility' is not known to Meltano" in said[4]
-    assert "No such command 'biuld'" in said[5]
-    assert "No such option: --selct" in said[6] or "No such option '--selct'" in said[6]
+    reasons = [problem.split("`: ", 1)[1] for problem in said]
+    assert "No such command 'confg'" in reasons[0]
+    assert "No such command 'tap-partner-billing'" in reasons[1]
+    assert "No such option '--ful-refresh'" in reasons[2]
+    assert reasons[3:8] == [
+        "'biuld' is not a command of dbt (build, compile, report, test)",
+        "'dbt-utility' is not a plugin of the project",
+        "'target-postgress' is not a plugin or job of the project",
+        "'refresh_invoice_id' is not a setting of tap-partner-billing",
+        "config set tap-partner-billing needs a setting and a value",
+    ]
+    assert "Missing argument 'STATE_ID'" in reasons[8]
+    assert "Got unexpected extra argument (extra)" in reasons[9]
+    assert reasons[10:12] == [
+        "state ID 'prod:tap-partner-billing-to-target-snowflak' is not "
+        "ENVIRONMENT:EXTRACTOR-to-LOADER of the project's plugins",
+        "environment 'production' is neither the project's nor one meltano init makes",
+    ]
+    assert "No such command 'biuld'" in reasons[12]
+    assert "No such option: --selct" in reasons[13] or "No such option '--selct'" in reasons[13]
+    assert "--vars" in reasons[14]
