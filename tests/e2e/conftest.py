@@ -155,10 +155,21 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
             install_plugins(shared)
             done.touch()
     write_project(root)
-    (root / ".meltano").mkdir()
     for kind in PLUGIN_KINDS:
-        (root / ".meltano" / kind).symlink_to(shared / ".meltano" / kind)
+        link_installed(root, shared, kind)
     return MeltanoProject(root)
+
+
+def link_installed(root: Path, installed: Path, kind: str, name: str | None = None) -> None:
+    """``root``'s project uses ``installed``'s installation of plugin ``name`` (or of ``kind``).
+
+    A link, for plugins declared alike in both projects (the same ``pip_url``): Meltano finds
+    the installation's fingerprint and installs nothing anew (another would rebuild it there).
+    """
+    where = Path(".meltano", kind, *([name] if name else []))
+    if not (root / where).exists():
+        (root / where).parent.mkdir(parents=True, exist_ok=True)
+        (root / where).symlink_to((installed / where).resolve())
 
 
 def linked_project(meltano: MeltanoProject, root: Path) -> MeltanoProject:
@@ -166,12 +177,10 @@ def linked_project(meltano: MeltanoProject, root: Path) -> MeltanoProject:
 
     Its own system database, state and output: as the same project on another machine.
     """
-    (root / ".meltano").mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     shutil.copy(meltano.root / "meltano.yml", root / "meltano.yml")
     for kind in PLUGIN_KINDS:
-        link = root / ".meltano" / kind
-        if not link.exists():
-            link.symlink_to(meltano.root / ".meltano" / kind)
+        link_installed(root, meltano.root, kind)
     return MeltanoProject(root)
 
 
