@@ -71,7 +71,7 @@ def test_pipelinewise_recipe_loads_the_ledger_exactly(
     definition = yaml_above(RECIPE, **connection)
     [loader] = definition["plugins"]["loaders"]
     assert loader["name"] == LOADER
-    *setup, run = recipe(commands(RECIPE), **{"your-loader-password": pg.password})
+    *setup, run = recipe(commands("pipelinewise-recipe"), **{"your-loader-password": pg.password})
     assert run == f"meltano run tap-partner-billing {LOADER}"
     sql = block_near(RECIPE, "sql", "after")
     statements = [s.strip() for s in sql.split(";") if s.strip()]
@@ -94,7 +94,8 @@ def test_pipelinewise_recipe_loads_the_ledger_exactly(
         run_ledger_scenario(meltano_run, warehouse, sb, roll_over=False)
 
     # The recipe's SQL sums the text money exactly: per invoice, per unbilled month.
-    by_invoice, by_month = ({str(k): (n, Decimal(t)) for k, n, t in query(pg, s)} for s in statements)
+    sums = ({str(k): (n, Decimal(t)) for k, n, t in query(pg, s)} for s in statements)
+    by_invoice, by_month = sums
     assert by_invoice == billed_truths(sb)
     assert by_month == unbilled_truths(sb, "usage")
     # Tombstones are soft deletes: the re-issued invoice's dropped lines stay, money empty.
