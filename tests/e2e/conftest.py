@@ -77,12 +77,13 @@ class MeltanoProject:
         self.root = root
 
     def run(
-        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True, program: str = ""
     ) -> subprocess.CompletedProcess[str]:
+        """``meltano ARGS`` (or ``program ARGS``, such as bash) in the project's folder."""
         full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})}
         full_env.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox environment sets its own
         result = subprocess.run(
-            [str(MELTANO), *args],
+            [program or str(MELTANO), *args],
             cwd=self.root,
             env=full_env,
             capture_output=True,
@@ -92,7 +93,8 @@ class MeltanoProject:
         )
         if check and result.returncode != 0:
             pytest.fail(
-                f"meltano {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-6000:]}"
+                f"{program or 'meltano'} {' '.join(args)} failed "
+                f"({result.returncode}):\n{result.stderr[-6000:]}"
             )
         return result
 

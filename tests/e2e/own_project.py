@@ -31,7 +31,6 @@ import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import yaml
 
 from tests.doc_commands import block_near, commands
@@ -201,25 +200,9 @@ def shell(
     project: MeltanoProject, command: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """One command line as a user types it in the project's folder (bash, pipefail)."""
-    full_env = {
-        **os.environ,
-        "PATH": f"{MELTANO.parent}{os.pathsep}{os.environ['PATH']}",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        **(env or {}),
-    }
-    full_env.pop("REQUESTS_CA_BUNDLE", None)  # the project's .env sets its own
-    result = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command],
-        cwd=project.root,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{command} failed ({result.returncode}):\n{result.stderr[-6000:]}")
-    return result
+    path = {"PATH": f"{MELTANO.parent}{os.pathsep}{os.environ['PATH']}"}
+    # Without REQUESTS_CA_BUNDLE from this process: the project's .env sets its own.
+    return project.run("-o", "pipefail", "-c", command, env={**path, **(env or {})}, program="bash")
 
 
 def filled(text: str, examples: dict[str, str], what: str) -> str:
