@@ -155,17 +155,6 @@ def commands(block_id: str, root: Path = ROOT) -> tuple[str, ...]:
     return run_block(block_id, root).commands
 
 
-def next_block(block: DocBlock, lang: str, root: Path = ROOT) -> DocBlock:
-    """The first ``lang`` block after ``block`` in its document.
-
-    Such as the YAML its text tells the user to write before the next command.
-    """
-    for later in blocks_of(block.path, root):
-        if later.line > block.line and later.lang == lang:
-            return later
-    raise LookupError(f"{block.where}: no {lang} block after it")
-
-
 def filled_in(command: str, values: dict[str, str]) -> str:
     """``command`` with each ``<name>`` in ``values`` replaced, the others made one word."""
 
@@ -264,3 +253,29 @@ def _marker_problem(block: DocBlock) -> str | None:
     if (block.kind == "run") == (block.block_id is not None):
         return None
     return "'run' needs an id" if block.kind == "run" else f"'help' takes no id ({block.block_id})"
+
+
+def block_near(block_id: str, lang: str, where: str, root: Path = ROOT) -> str:
+    """The text of the ``lang`` block nearest the block marked ``run ID``: ``before`` or ``after``.
+
+    The one way a test finds what a document shows beside commands it runs, in the same
+    document: the YAML the text tells the user to write before them, the SQL after them that
+    reads what they loaded.
+    """
+    if where not in ("before", "after"):
+        raise ValueError(f"where is 'before' or 'after', not {where!r}")
+    marked = run_block(block_id, root)
+    alike = [b for b in blocks_of(marked.path, root) if b.lang == lang]
+    before = [b for b in alike if b.line < marked.line]
+    near = before[-1:] if where == "before" else [b for b in alike if b.line > marked.line][:1]
+    if not near:
+        raise LookupError(f"{marked.where}: no {lang} block {where} the block marked {block_id}")
+    lines = marked.path.read_text(encoding="utf-8").splitlines()
+    opening = FENCE.match(lines[near[0].line - 1])
+    fence = opening["fence"] if opening else "```"
+    body: list[str] = []
+    for line in lines[near[0].line :]:
+        if _closes(line, fence):
+            break
+        body.append(line)
+    return "\n".join(body) + "\n"

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.doc_commands import commands, doc_blocks, filled_in, problems, simple_commands
+import pytest
+
+from tests.doc_commands import (
+    block_near,
+    commands,
+    doc_blocks,
+    filled_in,
+    problems,
+    simple_commands,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -172,3 +181,14 @@ def test_only_a_call_asks_for_an_id(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert problems(root) == ["README.md:7: no test asks for commands('ghost')"]
+
+
+def test_the_blocks_beside_a_marked_block_are_the_nearest_ones(tmp_path: Path) -> None:
+    near = "```yaml\nplugins: {}\n```\n"
+    sql = "~~~sql\nSELECT 1;\n```\nSELECT 2;\n~~~\n"  # its own fence closes it
+    readme = f"```yaml\nfar: 1\n```\n\n{near}\n{RUN_BLOCK}\n{sql}\n```sql\nSELECT 3;\n```\n"
+    root = project(tmp_path, readme, {"x.md": "```yaml\nother: 1\n```\n"})
+    assert block_near("demo-run", "yaml", "before", root) == "plugins: {}\n"
+    assert block_near("demo-run", "sql", "after", root) == "SELECT 1;\n```\nSELECT 2;\n"
+    with pytest.raises(LookupError, match=r"README\.md:10: no yaml block after"):
+        block_near("demo-run", "yaml", "after", root)

@@ -77,12 +77,13 @@ class MeltanoProject:
         self.root = root
 
     def run(
-        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True, program: str = ""
     ) -> subprocess.CompletedProcess[str]:
+        """``meltano ARGS`` (or ``program ARGS``, such as bash) in the project's folder."""
         full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})}
         full_env.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox environment sets its own
         result = subprocess.run(
-            [str(MELTANO), *args],
+            [program or str(MELTANO), *args],
             cwd=self.root,
             env=full_env,
             capture_output=True,
@@ -92,7 +93,8 @@ class MeltanoProject:
         )
         if check and result.returncode != 0:
             pytest.fail(
-                f"meltano {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-6000:]}"
+                f"{program or 'meltano'} {' '.join(args)} failed "
+                f"({result.returncode}):\n{result.stderr[-6000:]}"
             )
         return result
 
@@ -155,10 +157,21 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
             install_plugins(shared)
             done.touch()
     write_project(root)
-    (root / ".meltano").mkdir()
     for kind in PLUGIN_KINDS:
-        (root / ".meltano" / kind).symlink_to(shared / ".meltano" / kind)
+        link_installed(root, shared, kind)
     return MeltanoProject(root)
+
+
+def link_installed(root: Path, installed: Path, kind: str, name: str | None = None) -> None:
+    """``root``'s project uses ``installed``'s installation of plugin ``name`` (or of ``kind``).
+
+    A link, for plugins declared alike in both projects (the same ``pip_url``): Meltano finds
+    the installation's fingerprint and installs nothing anew (another would rebuild it there).
+    """
+    where = Path(".meltano", kind, *([name] if name else []))
+    if not (root / where).exists():
+        (root / where).parent.mkdir(parents=True, exist_ok=True)
+        (root / where).symlink_to((installed / where).resolve())
 
 
 def linked_project(meltano: MeltanoProject, root: Path) -> MeltanoProject:
@@ -166,12 +179,10 @@ def linked_project(meltano: MeltanoProject, root: Path) -> MeltanoProject:
 
     Its own system database, state and output: as the same project on another machine.
     """
-    (root / ".meltano").mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     shutil.copy(meltano.root / "meltano.yml", root / "meltano.yml")
     for kind in PLUGIN_KINDS:
-        link = root / ".meltano" / kind
-        if not link.exists():
-            link.symlink_to(meltano.root / ".meltano" / kind)
+        link_installed(root, meltano.root, kind)
     return MeltanoProject(root)
 
 

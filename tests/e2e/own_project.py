@@ -2,16 +2,19 @@
 
 ``meltano init`` outside the repository, then the README's Installation as written on the
 plugin definition as shipped (``meltano add … --from-ref … --no-install``, the ``pip_url`` the
-README says to write, ``meltano install tap-partner-billing``), and target-jsonl added from a
-definition pinned as the repository pins it. One such project serves a pytest session
-(``own_project`` in conftest): test_own_project and the cookbook's recipes
-(test_cookbook) run in it.
+README says to write, ``meltano install tap-partner-billing``), and target-jsonl added by
+pasting the Usage section's YAML into ``meltano.yml``. One such project serves a pytest
+session (``own_project`` in conftest): test_own_project and the recipes of the Cookbook
+(test_cookbook) and of docs/targets.md (test_pipelinewise) run in it, each recipe's YAML
+pasted as the user does (:func:`yaml_above`, :func:`add_to_meltano_yml`) and taken out again
+afterwards (:func:`restored`).
 
 **Installed once.** A plugin whose ``pip_url`` reads exactly as in the session's repository
 project (the ``meltano`` fixture, installed anyway) is linked to that installation before
-Meltano installs it here: Meltano then finds the same fingerprint and installs into it
-without a clean reinstall (uv finds everything satisfied), instead of building a venv again.
-A plugin whose ``pip_url`` differs is never linked (Meltano would recreate the linked venv).
+Meltano installs it here (conftest's ``link_installed``): Meltano then finds the same
+fingerprint and installs into it without a clean reinstall (uv finds everything satisfied),
+instead of building a venv again. A plugin whose ``pip_url`` differs is never linked (Meltano
+would recreate the linked venv).
 
 **Per test**, :func:`configure` writes the project's ``.env`` for one sandbox (the settings a
 user keeps there: credentials and, for the sandbox, its URLs and CA bundle) and starts from
@@ -20,20 +23,22 @@ no stored state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import yaml
 
-from tests.doc_commands import commands, next_block, run_block
-from tests.e2e.conftest import MELTANO, MeltanoProject
+from tests.doc_commands import block_near, commands
+from tests.e2e.conftest import MELTANO, MeltanoProject, link_installed
 from tests.e2e.services import ROOT
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tap_partner_billing.sandbox.server import SandboxServer
@@ -62,15 +67,6 @@ def shared_plugin(shared: MeltanoProject, name: str) -> dict[str, Any]:
     return dict(entry)
 
 
-def target_jsonl(folder: Path, shared: MeltanoProject) -> Path:
-    """A plugin definition of target-jsonl (no Hub here), pinned as the repository pins it."""
-    ref = folder / "target-jsonl.yml"
-    loader = shared_plugin(shared, "target-jsonl")
-    definition = {k: loader[k] for k in ("name", "namespace", "executable", "settings", "pip_url")}
-    ref.write_text(yaml.safe_dump(definition, sort_keys=False), encoding="utf-8")
-    return ref
-
-
 def meltano_args(lines: tuple[str, ...]) -> list[list[str]]:
     """The arguments of each ``meltano`` command of ``lines``, ``<checkout>`` this checkout."""
     args = [shlex.split(line.replace("<checkout>", str(ROOT)), comments=True) for line in lines]
@@ -84,9 +80,9 @@ def readme_installation() -> tuple[list[str], str, list[list[str]]]:
     assert add[:2] == ["add", "--plugin-type"], add
     assert "--no-install" in add, add  # the definition's pip_url is a placeholder
     assert add[add.index("--from-ref") + 1] == str(DEFINITION), add  # the file as shipped
-    yaml_lines = next_block(run_block("own-project-add"), "yaml").commands
-    [written] = [line for line in yaml_lines if line.startswith("pip_url:")]
-    pip_url = yaml.safe_load(written)["pip_url"].replace("<checkout>", str(ROOT))
+    written = yaml.safe_load(block_near("own-project-add", "yaml", "after"))
+    assert list(written) == ["pip_url"], written
+    pip_url = written["pip_url"].replace("<checkout>", str(ROOT))
     return add, pip_url, meltano_args(commands("own-project-install"))
 
 
@@ -111,22 +107,64 @@ def set_pip_url(project: MeltanoProject, pip_url: str) -> None:
     write_meltano_yml(project, content)
 
 
-def link_installed(
-    project: MeltanoProject, shared: MeltanoProject, kind: str, name: str, pip_url: str
+def reuse_installed(
+    project: MeltanoProject, shared: MeltanoProject, kind: str, plugin: dict[str, Any]
 ) -> None:
-    """Use ``shared``'s installation of a plugin when ``pip_url`` reads as there."""
-    installed = shared.root / ".meltano" / kind / name
-    theirs = [p for p in meltano_yml(shared)["plugins"].get(kind, []) if p["name"] == name]
-    if [p.get("pip_url") for p in theirs] != [pip_url] or not installed.exists():
-        return  # Meltano installs it here, from scratch
-    here = project.root / ".meltano" / kind / name
-    if not here.exists():
-        here.parent.mkdir(parents=True, exist_ok=True)
-        here.symlink_to(installed)
+    """Link ``shared``'s installation of ``plugin`` when its ``pip_url`` reads as there."""
+    name = plugin["name"]
+    declared = meltano_yml(shared)["plugins"].get(kind, [])
+    theirs = [p.get("pip_url") for p in declared if p["name"] == name]
+    if theirs == [plugin.get("pip_url")] and (shared.root / ".meltano" / kind / name).exists():
+        link_installed(project.root, shared.root, kind, name)
+    # otherwise Meltano installs it here, from scratch
+
+
+def yaml_above(block_id: str, **examples: str) -> dict[str, Any]:
+    """The YAML block nearest above the marked block, as the user fills it in.
+
+    ``<checkout>`` is this clone; each example value (as the document shows it) is replaced
+    by the test's own, and must still be there.
+    """
+    text = block_near(block_id, "yaml", "before").replace("<checkout>", str(ROOT))
+    loaded: dict[str, Any] = yaml.safe_load(filled(text, examples, f"the YAML above {block_id}"))
+    return loaded
+
+
+def add_to_meltano_yml(
+    project: MeltanoProject, shared: MeltanoProject, snippet: dict[str, Any]
+) -> None:
+    """Merge a document's YAML into the project's meltano.yml, as a user does by hand.
+
+    Its ``env:`` into ``env:``, its ``plugins:`` entries into ``plugins:``; each plugin
+    installed in ``shared`` alike is linked first (:func:`reuse_installed`).
+    """
+    content = meltano_yml(project)
+    if "env" in snippet:
+        content.setdefault("env", {}).update(snippet["env"])
+    for kind, plugins in snippet.get("plugins", {}).items():
+        content["plugins"].setdefault(kind, []).extend(plugins)
+        for plugin in plugins:
+            reuse_installed(project, shared, kind, plugin)
+    write_meltano_yml(project, content)
+
+
+@contextlib.contextmanager
+def restored(project: MeltanoProject) -> Iterator[None]:
+    """The project's ``meltano.yml`` and ``.env`` put back as they were, whatever happens."""
+    files = [project.root / name for name in ("meltano.yml", ".env")]
+    saved = {path: path.read_text(encoding="utf-8") if path.exists() else None for path in files}
+    try:
+        yield
+    finally:
+        for path, text in saved.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(text, encoding="utf-8")
 
 
 def make_own_project(folder: Path, shared: MeltanoProject) -> MeltanoProject:
-    """``meltano init`` in ``folder``, the README's Installation, then target-jsonl."""
+    """``meltano init`` in ``folder``, the README's Installation, then target-jsonl (Usage)."""
     assert not folder.resolve().is_relative_to(ROOT.resolve())
     MeltanoProject(folder).run("init", "own-project", "--no_usage_stats")
     project = MeltanoProject(folder / "own-project")
@@ -136,19 +174,16 @@ def make_own_project(folder: Path, shared: MeltanoProject) -> MeltanoProject:
     add, pip_url, rest = readme_installation()
     project.run(*add)
     set_pip_url(project, pip_url)
-    link_installed(project, shared, "extractors", TAP, pip_url)
+    reuse_installed(project, shared, "extractors", {"name": TAP, "pip_url": pip_url})
     assert rest == [["install", TAP]], rest
     for args in rest:
         project.run(*args)
-    # target-jsonl from a definition file; linked first, so adding it installs nothing anew.
-    ref = target_jsonl(folder, shared)
-    jsonl_pip_url = yaml.safe_load(ref.read_text(encoding="utf-8"))["pip_url"]
-    link_installed(project, shared, "loaders", "target-jsonl", jsonl_pip_url)
-    project.run("add", "--plugin-type", "loader", "target-jsonl", "--from-ref", str(ref))
+    # The Usage section's loader, pasted as written (linked first: nothing installed anew).
+    add_to_meltano_yml(project, shared, yaml_above("usage-own-project"))
     return project
 
 
-def configure(project: MeltanoProject, sandbox: SandboxServer, **extra: str) -> None:
+def configure(project: MeltanoProject, sandbox: SandboxServer) -> None:
     """The project's ``.env`` for ``sandbox``, and no state stored yet (a fresh system DB)."""
     config = sandbox.tap_config()
     lines = [
@@ -157,7 +192,6 @@ def configure(project: MeltanoProject, sandbox: SandboxServer, **extra: str) -> 
         for name in ENV_SETTINGS
     ]
     lines.append(f"REQUESTS_CA_BUNDLE={sandbox.tls.ca_bundle}")
-    lines += [f"{key}={value}" for key, value in extra.items()]
     (project.root / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (project.root / ".meltano" / "meltano.db").unlink(missing_ok=True)
 
@@ -166,22 +200,25 @@ def shell(
     project: MeltanoProject, command: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """One command line as a user types it in the project's folder (bash, pipefail)."""
-    full_env = {
-        **os.environ,
-        "PATH": f"{MELTANO.parent}{os.pathsep}{os.environ['PATH']}",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        **(env or {}),
-    }
-    full_env.pop("REQUESTS_CA_BUNDLE", None)  # the project's .env sets its own
-    result = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command],
-        cwd=project.root,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{command} failed ({result.returncode}):\n{result.stderr[-6000:]}")
-    return result
+    path = {"PATH": f"{MELTANO.parent}{os.pathsep}{os.environ['PATH']}"}
+    # Without REQUESTS_CA_BUNDLE from this process: the project's .env sets its own.
+    return project.run("-o", "pipefail", "-c", command, env={**path, **(env or {})}, program="bash")
+
+
+def filled(text: str, examples: dict[str, str], what: str) -> str:
+    """``text`` with each example value the document shows replaced by the test's own."""
+    for example, value in examples.items():
+        assert example in text, f"{what} no longer shows {example}"
+        text = text.replace(example, value)
+    return text
+
+
+def recipe(lines: tuple[str, ...], **examples: str) -> list[str]:
+    """A document block's commands, each example value replaced by the user's own."""
+    return filled("\n".join(lines), examples, f"{lines}").split("\n")
+
+
+def summaries(log: str) -> dict[str, str]:
+    """The tap's end-of-run summary line per stream, from a log."""
+    lines = re.findall(r"Run summary (\w+): ([^\n\"]*)", log)
+    return {stream: text.strip() for stream, text in lines}

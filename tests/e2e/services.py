@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,15 @@ class Postgres:
             f"host={self.host} port={self.port} user={self.user} "
             f"password={self.password} dbname={self.database}"
         )
+
+    def fresh_database(self, name: str) -> Postgres:
+        """An empty database ``name`` on this server (dropped first if a test left one)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        return replace(self, database=name)
 
     def stop(self) -> None:
         _stop_pid(self.pid)

@@ -18,18 +18,16 @@ recipe's ``target-snowflake`` and its config. The module puts the project back a
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
 import yaml
 
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
-from tests.doc_commands import ROOT, commands, doc_blocks
+from tests.doc_commands import ROOT, commands
 from tests.e2e.conftest import MeltanoProject, billed_truths, query
 from tests.e2e.ledger import (
     KEYS,
@@ -41,12 +39,15 @@ from tests.e2e.ledger import (
     unbilled_truths,
 )
 from tests.e2e.own_project import (
+    add_to_meltano_yml,
     configure,
-    link_installed,
     meltano_yml,
+    recipe,
+    restored,
     shared_plugin,
     shell,
-    write_meltano_yml,
+    summaries,
+    yaml_above,
 )
 from tests.e2e.test_snowflake import DATABASE, EMULATOR, Emulator
 
@@ -62,46 +63,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 SCHEMA = "tap_partner_billing"  # PARTNER_BILLING_SCHEMA in the recipe's env: line
 STATE_ID = "dev:tap-partner-billing-to-target-postgres"
-
-
-def recipe(lines: tuple[str, ...], **examples: str) -> list[str]:
-    """A README block's commands, each example value replaced by the user's own."""
-    found = list(lines)
-    for example, value in examples.items():
-        assert any(example in line for line in found), f"{lines} no longer show {example}"
-        found = [line.replace(example, value) for line in found]
-    return found
-
-
-def definition_above(block_id: str, **examples: str) -> dict[str, Any]:
-    """The YAML block nearest above the marked block, what the user adds to meltano.yml."""
-    [block] = [b for b in doc_blocks() if b.kind == "run" and b.block_id == block_id]
-    lines = block.path.read_text(encoding="utf-8").splitlines()[: block.line - 1]
-    opening = max(i for i, line in enumerate(lines) if line.startswith("```yaml"))
-    closing = opening + lines[opening:].index("```", 1)
-    text = "\n".join(lines[opening + 1 : closing]).replace("<checkout>", str(ROOT))
-    for example, value in examples.items():
-        assert example in text, f"the YAML above {block_id} no longer shows {example}"
-        text = text.replace(example, value)
-    loaded: dict[str, Any] = yaml.safe_load(text)
-    return loaded
-
-
-def add_to_meltano_yml(
-    project: MeltanoProject, shared: MeltanoProject, snippet: dict[str, Any]
-) -> None:
-    """Paste a recipe's YAML into the project's meltano.yml, as a user does by hand."""
-    content = meltano_yml(project)
-    content.setdefault("env", {}).update(snippet.get("env", {}))
-    for kind, plugins in snippet.get("plugins", {}).items():
-        content["plugins"].setdefault(kind, []).extend(plugins)
-        for plugin in plugins:
-            link_installed(project, shared, kind, plugin["name"], plugin["pip_url"])
-    write_meltano_yml(project, content)
-
-
-def summaries(stderr: str) -> dict[str, str]:
-    return dict(re.findall(r"Run summary (\w+): ([^\n\"]*)", stderr))
 
 
 def billed_since(sb: Sandbox, month: str, dataset: str) -> dict[str, tuple[int, Decimal]]:
@@ -148,13 +109,6 @@ class Cookbook:
         return [shell(self.project, line, env) for line in lines]
 
 
-def fresh_database(pg: Postgres, name: str) -> Postgres:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    return replace(pg, database=name)
-
-
 def live_rows(wh: Warehouse) -> dict[str, Any]:
     return {
         f"{kind}_{dataset}": wh.live(f"{kind}_{dataset}", key, money)
@@ -168,34 +122,28 @@ def cookbook(
     own_project: MeltanoProject, meltano: MeltanoProject, postgres: Postgres, tls: TlsFiles
 ) -> Iterator[Cookbook]:
     project = own_project
-    files = [project.root / name for name in ("meltano.yml", ".env")]
-    saved = {path: path.read_text(encoding="utf-8") if path.exists() else None for path in files}
     server = SandboxServer(
         Sandbox(SandboxConfig(retry_after_seconds=0, polls_before_success=0)), tls
     ).start()
     try:
-        configure(project, server)
-        pg = fresh_database(postgres, "cookbook")
-        # Into PostgreSQL: the loader's definition pasted into meltano.yml, then the block.
-        server_values = {
-            "db.example.com": pg.host,
-            "port: 5432": f"port: {pg.port}",
-            "billing_loader": pg.user,
-            "analytics": pg.database,
-        }
-        add_to_meltano_yml(project, meltano, definition_above("cookbook-postgres", **server_values))
-        lines = recipe(commands("cookbook-postgres"), **{"'the-password'": pg.password})
-        results = [shell(project, line) for line in lines]
-        book = Cookbook(project, server, pg, results[-1], {})
-        book.first_live = live_rows(book.warehouse)
-        yield book
+        with restored(project):
+            configure(project, server)
+            pg = postgres.fresh_database("cookbook")
+            # Into PostgreSQL: the loader's definition pasted into meltano.yml, then the block.
+            server_values = {
+                "db.example.com": pg.host,
+                "port: 5432": f"port: {pg.port}",
+                "billing_loader": pg.user,
+                "analytics": pg.database,
+            }
+            add_to_meltano_yml(project, meltano, yaml_above("cookbook-postgres", **server_values))
+            lines = recipe(commands("cookbook-postgres"), **{"'the-password'": pg.password})
+            results = [shell(project, line) for line in lines]
+            book = Cookbook(project, server, pg, results[-1], {})
+            book.first_live = live_rows(book.warehouse)
+            yield book
     finally:
         server.stop()
-        for path, text in saved.items():
-            if text is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.write_text(text, encoding="utf-8")
 
 
 def test_into_postgresql(cookbook: Cookbook) -> None:
@@ -258,13 +206,9 @@ def test_unbilled_only(cookbook: Cookbook) -> None:
     sb = cookbook.sb
     sb.set_unbilled_lines("current", "USD", 90)  # a smaller snapshot than the first load's 150
     posts = len(sb.faults.requests("export"))
-    project_file = cookbook.project.root / "meltano.yml"
-    before = project_file.read_text(encoding="utf-8")
-    try:
+    with restored(cookbook.project):  # the later recipes use every stream
         *_, run = cookbook.run(recipe(commands("cookbook-unbilled")))
         [tap] = meltano_yml(cookbook.project)["plugins"]["extractors"]
-    finally:
-        project_file.write_text(before, encoding="utf-8")  # the later recipes use every stream
     assert tap["select"] == ["unbilled_usage.*", "unbilled_reconciliation.*"]
     exports = [r.path for r in sb.faults.requests("export")[posts:]]
     assert len(exports) == 4, exports  # current and last, usage and reconciliation (USD)
@@ -308,7 +252,7 @@ def test_into_snowflake(
 ) -> None:
     project, sb = cookbook.project, cookbook.sb
     account = {"/secrets/rsa_key.p8": str(snowflake_key), "database: RAW": f"database: {DATABASE}"}
-    add_to_meltano_yml(project, meltano, definition_above("cookbook-snowflake", **account))
+    add_to_meltano_yml(project, meltano, yaml_above("cookbook-snowflake", **account))
     # The emulator: the same target-snowflake, run by the test harness, inheriting its config.
     # Its own config (the tests' emulator account) is left out: it takes the recipe's.
     emulator = {k: v for k, v in shared_plugin(meltano, EMULATOR).items() if k != "config"}
@@ -325,11 +269,11 @@ def test_into_snowflake(
 
 
 def test_cookbook_loaders_are_the_repositorys() -> None:
-    """The definitions the recipes give a user load as the repository's loaders do."""
+    """The definitions the README gives a user load as the repository's loaders do."""
     repository = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
     loaders = {p["name"]: p for p in repository["plugins"]["loaders"]}
-    for block_id in ("cookbook-postgres", "cookbook-snowflake"):
-        [loader] = definition_above(block_id)["plugins"]["loaders"]
+    for block_id in ("usage-own-project", "cookbook-postgres", "cookbook-snowflake"):
+        [loader] = yaml_above(block_id)["plugins"]["loaders"]
         theirs = loaders[loader["name"]]
         assert loader["pip_url"] == theirs["pip_url"].replace("${MELTANO_PROJECT_ROOT}", str(ROOT))
         assert {k: loader["config"][k] for k in theirs["config"]} == theirs["config"]
@@ -337,4 +281,4 @@ def test_cookbook_loaders_are_the_repositorys() -> None:
             theirs["namespace"],
             theirs["executable"],
         )
-    assert definition_above("cookbook-postgres")["env"] == repository["env"]
+    assert yaml_above("cookbook-postgres")["env"] == repository["env"]

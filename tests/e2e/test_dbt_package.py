@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from tests.doc_commands import ROOT, blocks_of, commands, documents
+from tests.doc_commands import ROOT, commands
 from tests.e2e.conftest import (
     MeltanoProject,
     file_lock,
@@ -44,6 +44,7 @@ from tests.e2e.conftest import (
     tap_command,
     tap_into_target,
 )
+from tests.e2e.own_project import yaml_above
 from tests.e2e.services import WORK, Postgres
 from tests.e2e.warehouse import assert_models_match_sandbox
 from tests.test_constraints import pins
@@ -95,20 +96,6 @@ def run_dbt(dbt: Path, args: list[str], cwd: Path) -> subprocess.CompletedProces
     return result
 
 
-def recipe_packages() -> dict[str, Any]:
-    """The recipe's packages.yml: the last YAML block above its commands, in its document."""
-    for path in documents():
-        blocks = blocks_of(path)
-        found = [i for i, b in enumerate(blocks) if b.kind == "run" and b.block_id == RECIPE]
-        if found:
-            yaml_block = next(b for b in reversed(blocks[: found[0]]) if b.lang == "yaml")
-            lines = path.read_text(encoding="utf-8").splitlines()
-            body = lines[yaml_block.line : lines.index("```", yaml_block.line)]
-            packages: dict[str, Any] = yaml.safe_load("\n".join(body))
-            return packages
-    raise LookupError(f"no block is marked 'commands: run {RECIPE}'")
-
-
 def scratch_project(folder: Path, profile: dict[str, Any], packages: dict[str, Any]) -> Path:
     """A dbt project of a user's: its own name and profile, one model, the package."""
     folder.mkdir()
@@ -132,7 +119,7 @@ def test_recipe_builds_the_package_in_a_scratch_project(
         None,
     )
 
-    [git] = recipe_packages()["packages"]
+    [git] = yaml_above(RECIPE)["packages"]
     assert git["subdirectory"] == "transform", git
     local = {"packages": [{"local": str(ROOT / "transform")}]}  # the recipe's clone variant
     profile = {
@@ -210,10 +197,8 @@ def test_the_oldest_claimed_dbt_parses_the_package_from_git(tmp_path: Path) -> N
     commit = subprocess.run(
         [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    packages = json.loads(
-        json.dumps(recipe_packages())
-        .replace("<repository URL>", repository.as_uri())
-        .replace("<tag or commit>", commit)
+    packages = yaml_above(
+        RECIPE, **{"<repository URL>": repository.as_uri(), "<tag or commit>": commit}
     )
     profile = {
         "target": "dev",

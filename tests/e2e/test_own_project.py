@@ -4,24 +4,24 @@ A project made by ``meltano init`` outside the repository; the tap added by the 
 Installation, as written, from the plugin definition as shipped: the blocks marked ``run
 own-project-add`` (``meltano add … --from-ref … --no-install``) and ``run own-project-install``
 (``meltano install``), with between them the ``pip_url`` the YAML after the first says to
-write (this checkout with its pins; nothing is on a package index); target-jsonl added the
-same way (the ``own_project`` fixture, tests/e2e/own_project.py); the tap configured in the
-project's ``.env`` against the sandbox; then ``meltano run`` twice. The second run must be
-incremental, leave every line once in the output, and leave no pending export in the state
-Meltano stored.
+write (this checkout with its pins; nothing is on a package index); target-jsonl added by
+pasting the YAML above the Usage block (``run usage-own-project``) into ``meltano.yml`` (the
+``own_project`` fixture, tests/e2e/own_project.py); the tap configured in the project's
+``.env`` against the sandbox; then the Usage block, and ``meltano run`` again. The second run
+must be incremental, leave every line once in the output, and leave no pending export in the
+state Meltano stored.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.doc_commands import commands
 from tests.e2e.conftest import MeltanoProject, expected_counts
-from tests.e2e.own_project import configure, meltano_yml, shell
+from tests.e2e.own_project import configure, meltano_yml, shell, summaries
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,12 +47,6 @@ def pending_operations(value: Any) -> list[Any]:  # noqa: ANN401 - any JSON valu
     return found + [f for key, item in value.items() for f in pending_operations(item)]
 
 
-def summaries(stderr: str) -> dict[str, str]:
-    """The tap's end-of-run summary line per stream, from Meltano's log."""
-    lines = re.findall(r"Run summary (\w+): ([^\n\"]*)", stderr)
-    return {stream: text.strip() for stream, text in lines}
-
-
 def output_lines(output: Path) -> dict[str, list[str]]:
     return {f.stem: f.read_text(encoding="utf-8").splitlines() for f in output.glob("*.jsonl")}
 
@@ -68,13 +62,8 @@ def test_own_project_from_the_plugin_definition_keeps_state(
     # The settings where a user keeps them: the project's .env (secrets never in meltano.yml).
     sb = sandbox.sandbox
     sb.config.polls_before_success = 0  # exports succeed at once: this test is about state
-    configure(
-        project,
-        sandbox,
-        TARGET_JSONL_DESTINATION_PATH="output",
-        TARGET_JSONL_DO_TIMESTAMP_FILE="false",
-    )
-    output = project.root / "output"
+    configure(project, sandbox)
+    output = project.root / "output"  # the Usage section's target-jsonl config
     for old in output.glob("*.jsonl"):
         old.unlink()
     output.mkdir(exist_ok=True)  # meltano init makes it

@@ -1,12 +1,13 @@
 """pipelinewise-target-postgres beside meltanolabs-target-postgres: the recipe and the facts.
 
-The README's recipe ("Into PostgreSQL with pipelinewise-target-postgres") runs as written in
-a Meltano project of this repository's plugins: its loader definition (the YAML block above
-its commands) replaces the repository's entry, with only the connection (host, port, user,
-password, database) pointing at the test PostgreSQL; the same pins, so nothing is installed
-again. Its commands run with the sandbox environment active, then the whole-ledger scenario
-(without the month roll-over) reruns its ``meltano run``, and the SQL below the commands
-must sum the text money exactly.
+docs/targets.md's recipe ("Into PostgreSQL with pipelinewise-target-postgres") runs as
+written in the user's own project (``own_project``, tests/e2e/own_project.py: ``meltano
+init`` and the README's Installation, the settings in its ``.env``): its loader definition
+(the YAML block above its commands) merged into ``meltano.yml`` with only the connection
+(host, port, user, password, database) pointing at the test PostgreSQL, the same pins as the
+repository's, so its installation is linked and nothing is built again. Its commands run;
+then the whole-ledger scenario (without the month roll-over) reruns its ``meltano run``, and
+the SQL below the commands must sum the text money exactly. The project is put back as it was.
 
 The second test feeds one tap output to both targets and checks every value that lands:
 what docs/targets.md says each does with money, dates, objects, empty text and BATCH.
@@ -14,11 +15,8 @@ what docs/targets.md says each does with money, dates, objects, empty text and B
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import re
-import shlex
 import subprocess
 from collections import Counter
 from datetime import datetime, timezone
@@ -26,22 +24,25 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines, pack_blobs
-from tests.doc_commands import commands, documents
+from tests.doc_commands import block_near, commands
 from tests.e2e.conftest import (
-    PLUGIN_KINDS,
     MeltanoProject,
     billed_truths,
     postgres_target,
     query,
-    sandbox_env,
     tap_command,
-    write_project,
 )
 from tests.e2e.ledger import KEYS, postgres_warehouse, run_ledger_scenario, unbilled_truths
-from tests.e2e.services import ROOT
+from tests.e2e.own_project import (
+    add_to_meltano_yml,
+    configure,
+    recipe,
+    restored,
+    shell,
+    yaml_above,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,85 +53,49 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 RECIPE = "pipelinewise-recipe"
 LOADER = "target-postgres-pipelinewise"
-MARKER = f"<!-- commands: run {RECIPE} -->"
-FENCED = re.compile(r"^```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
-
-
-def recipe_documents() -> tuple[dict[str, Any], list[str]]:
-    """The recipe's loader definition (the YAML block above its commands) and SQL statements.
-
-    The SQL is the first block after the commands; ``<checkout>`` is this clone.
-    """
-    [text] = [t for t in (p.read_text(encoding="utf-8") for p in documents()) if MARKER in t]
-    above, below = text.split(MARKER, 1)
-    definition = [m["body"] for m in FENCED.finditer(above) if m["lang"] == "yaml"][-1]
-    sql = next(m["body"] for m in FENCED.finditer(below) if m["lang"] == "sql")
-    statements = [s.strip() for s in sql.split(";") if s.strip()]
-    return yaml.safe_load(definition.replace("<checkout>", str(ROOT))), statements
-
-
-def recipe_project(meltano: MeltanoProject, root: Path, loader: dict[str, Any]) -> MeltanoProject:
-    """The repository's project in ``root``, its installed plugins linked, ``loader`` in it."""
-    write_project(root)
-    (root / ".meltano").mkdir()
-    for kind in PLUGIN_KINDS:
-        (root / ".meltano" / kind).symlink_to((meltano.root / ".meltano" / kind).resolve())
-    path = root / "meltano.yml"
-    project = yaml.safe_load(path.read_text(encoding="utf-8"))
-    loaders = project["plugins"]["loaders"]
-    [index] = [i for i, entry in enumerate(loaders) if entry["name"] == loader["name"] == LOADER]
-    assert loader["pip_url"] == loaders[index]["pip_url"]  # the same pins: installed already
-    loaders[index] = loader
-    path.write_text(yaml.safe_dump(project, sort_keys=False), encoding="utf-8")
-    return MeltanoProject(root)
-
-
-def create_database(pg: Postgres, name: str) -> Postgres:
-    """A database of its own on ``pg`` (the ledger test loads the same schema name)."""
-    import psycopg
-
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return dataclasses.replace(pg, database=name)
 
 
 def test_pipelinewise_recipe_loads_the_ledger_exactly(
-    sandbox: SandboxServer, meltano: MeltanoProject, postgres: Postgres, tmp_path: Path
+    sandbox: SandboxServer, own_project: MeltanoProject, meltano: MeltanoProject, postgres: Postgres
 ) -> None:
     sb = sandbox.sandbox
     sb.config.polls_before_success = 0  # exports succeed at once: this test is about loading
-    definition, statements = recipe_documents()
-    [loader] = definition["plugins"]["loaders"]
-    pg = create_database(postgres, "pipelinewise_recipe")
+    pg = postgres.fresh_database("pipelinewise_recipe")
     # The connection is the only thing the test changes: in the definition and the password.
-    connection = {"host": pg.host, "port": pg.port, "user": pg.user, "dbname": pg.database}
-    assert set(connection) <= set(loader["config"])
-    loader["config"].update(connection)
-    project = recipe_project(meltano, tmp_path, loader)
-    *setup, run = [shlex.split(line) for line in commands("pipelinewise-recipe")]
-    assert all(args[0] == "meltano" for args in (*setup, run))
-    assert run == ["meltano", "run", "tap-partner-billing", LOADER]
-    [password] = [args for args in setup if args[1:5] == ["config", "set", LOADER, "password"]]
-    password[5:] = [pg.password]
-    env = {**sandbox_env(sandbox), "MELTANO_ENVIRONMENT": "sandbox"}
-    for args in setup:
-        project.run(*args[1:], env=env)
-    assert pg.password not in (tmp_path / "meltano.yml").read_text(encoding="utf-8")
+    connection = {
+        "db.example.com": pg.host,
+        "port: 5432": f"port: {pg.port}",
+        "user: loader": f"user: {pg.user}",
+        "dbname: billing": f"dbname: {pg.database}",
+    }
+    definition = yaml_above(RECIPE, **connection)
+    [loader] = definition["plugins"]["loaders"]
+    assert loader["name"] == LOADER
+    *setup, run = recipe(commands("pipelinewise-recipe"), **{"your-loader-password": pg.password})
+    assert run == f"meltano run tap-partner-billing {LOADER}"
+    sql = block_near(RECIPE, "sql", "after")
+    statements = [s.strip() for s in sql.split(";") if s.strip()]
+    project = own_project
+    with restored(project):
+        configure(project, sandbox)
+        add_to_meltano_yml(project, meltano, definition)
+        for line in setup:
+            shell(project, line)
+        assert pg.password not in (project.root / "meltano.yml").read_text(encoding="utf-8")
 
-    # Full load, unchanged rerun (no row added), re-issue + shrinking snapshot. (The month
-    # roll-over retires unbilled rows by the same tombstones: test_ledger runs it.)
-    schema = loader["config"]["default_target_schema"]
-    warehouse = postgres_warehouse(pg, schema, text_money=True)
+        # Full load, unchanged rerun (no row added), re-issue + shrinking snapshot. (The month
+        # roll-over retires unbilled rows by the same tombstones: test_ledger runs it.)
+        schema = loader["config"]["default_target_schema"]
+        warehouse = postgres_warehouse(pg, schema, text_money=True)
 
-    def meltano_run() -> None:
-        project.run(*run[1:], env=env)
+        def meltano_run() -> None:
+            shell(project, run)
 
-    run_ledger_scenario(meltano_run, warehouse, sb, roll_over=False)
+        run_ledger_scenario(meltano_run, warehouse, sb, roll_over=False)
 
-    # The README's SQL sums the text money exactly: per invoice, per unbilled month.
-    by_invoice, by_month = (
-        {str(k): (n, Decimal(t)) for k, n, t in query(pg, s)} for s in statements
-    )
+    # The recipe's SQL sums the text money exactly: per invoice, per unbilled month.
+    sums = ({str(k): (n, Decimal(t)) for k, n, t in query(pg, s)} for s in statements)
+    by_invoice, by_month = sums
     assert by_invoice == billed_truths(sb)
     assert by_month == unbilled_truths(sb, "usage")
     # Tombstones are soft deletes: the re-issued invoice's dropped lines stay, money empty.
