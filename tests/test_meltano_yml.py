@@ -24,6 +24,9 @@ IDENTITY_AND_ENDPOINTS = {
     "graph_url",
     "partner_center_url",
 }
+# And what .env.example sets of what to extract: the sandbox's data has its own first month
+# and currency.
+SANDBOX_DATA = {"start_date", "currency_codes"}
 SANDBOX_OUTPUT = "$MELTANO_PROJECT_ROOT/.work/sandbox/output"
 
 
@@ -55,12 +58,12 @@ def test_the_sandbox_sets_identity_and_endpoints_where_dotenv_cannot_reach() -> 
         for name in env
         if name.startswith("TAP_PARTNER_BILLING_")
     }
-    assert pinned == IDENTITY_AND_ENDPOINTS
+    assert pinned == IDENTITY_AND_ENDPOINTS | SANDBOX_DATA
     assert pinned <= set(SETTINGS.to_dict()["properties"])
     assert env["TAP_PARTNER_BILLING_CLIENT_CERTIFICATE_PATH"] == ""  # a .env's certificate: off
     # The same settings as config would lose to a .env: none is there.
     [tap] = environment["config"]["plugins"]["extractors"]
-    assert not set(tap["config"]) & IDENTITY_AND_ENDPOINTS
+    assert not set(tap["config"]) & (IDENTITY_AND_ENDPOINTS | SANDBOX_DATA)
     # Its files go to its own folder, never to output/ (where a user's own runs may write).
     assert env["TARGET_JSONL_DESTINATION_PATH"] == SANDBOX_OUTPUT
     assert env["DBT_JSONL_DIR"] == SANDBOX_OUTPUT
