@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 from urllib3.exceptions import LocationParseError
@@ -72,29 +72,31 @@ def _read(url: str) -> _Parsed:
     return _Parsed(lib_host, port, std.path)
 
 
-def describe(url: str) -> str:
-    """``url`` without userinfo, query and fragment, for messages (at most 120 characters)."""
+def _readable(url: str) -> tuple[SplitResult, str, str] | None:
+    """``url``'s parts, host and ``:port`` (empty if none); None when Python cannot read it."""
     try:
         parts = urlsplit(url)
-        host = parts.hostname
-        port = f":{parts.port}" if parts.port else ""
+        host, port = parts.hostname, parts.port
     except ValueError:
-        host = None
-    if not host:
+        return None
+    return (parts, host, f":{port}" if port else "") if host else None
+
+
+def describe(url: str) -> str:
+    """``url`` without userinfo, query and fragment, for messages (at most 120 characters)."""
+    readable = _readable(url)
+    if readable is None:
         return repr(url.split("?", 1)[0].rsplit("@", 1)[-1][:120])
+    parts, host, port = readable
     return repr(f"{parts.scheme}://{host}{port}{parts.path}"[:120])
 
 
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of ``url``, for messages: no userinfo, path or query."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        host = None
-    if not host:
+    readable = _readable(url)
+    if readable is None:
         return "an unreadable URL"
+    parts, host, port = readable
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}{port}"[:120]
 
