@@ -31,12 +31,12 @@ import orjson
 import requests
 
 from benchmarks.profiles import PROFILES, Profile
+from tap_partner_billing.emission.workers import default_worker_count
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines, stable_seed
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
-from tap_partner_billing.workers import default_worker_count
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -15,7 +15,7 @@ import requests
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from tap_partner_billing.fields import USAGE, Kind
+from tap_partner_billing.records.fields import USAGE, Kind
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

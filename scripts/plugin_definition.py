@@ -3,7 +3,7 @@
 The definition is in the Meltano Hub's format, for ``meltano add --plugin-type extractor
 tap-partner-billing --from-ref <file> --no-install`` in a project of one's own (README,
 "Installation"; the ``docs/meltano-plugin.md`` reference). Its settings are every setting
-``--about --format=json`` lists (the tap's own from ``settings.py`` and the SDK's built-ins),
+``--about --format=json`` lists (the tap's own from ``config/settings.py`` and the SDK's built-ins),
 with kind, label, description, default and ``sensitive`` taken from their JSON schema; its
 capabilities are ``--about``'s; the setting groups come from ``meltano.yml``. Nothing is
 published on a package index, so its ``pip_url`` is :data:`PIP_URL`, a placeholder the user

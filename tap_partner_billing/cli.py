@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_partner_billing.checks import probe_graph, require_graph_role
 from tap_partner_billing.errors import (
     PartnerBillingError,
 )
 from tap_partner_billing.redact import redact_text
-from tap_partner_billing.sdk_seam import config_input
+from tap_partner_billing.service.checks import probe_graph, require_graph_role
+from tap_partner_billing.streams.sdk_seam import config_input
 
 if TYPE_CHECKING:
     import logging
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from tap_partner_billing.run import SyncRun
+    from tap_partner_billing.sync.run import SyncRun
 
 TEST_HELP = (
     "Use --test to prove the setup without starting an export: a token for Graph (and for "

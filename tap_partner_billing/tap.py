@@ -13,17 +13,17 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_partner_billing import cli
-from tap_partner_billing.checks import require_graph_role
-from tap_partner_billing.client import ExportStream, start_exports_ahead
-from tap_partner_billing.config_problems import config_problems
-from tap_partner_billing.invoice_stream import InvoicesStream
+from tap_partner_billing.config.problems import config_problems
+from tap_partner_billing.config.settings import SETTINGS, normalise_config
+from tap_partner_billing.emission.shutdown import handle_sigterm, install_sigterm_guard
+from tap_partner_billing.records.schemas import restore_decimal_details
 from tap_partner_billing.redact import install_redaction, register_secret
-from tap_partner_billing.run import SyncRun
-from tap_partner_billing.schemas import restore_decimal_details
-from tap_partner_billing.sdk_seam import SeamTap, add_markdown_section
-from tap_partner_billing.settings import SETTINGS, normalise_config
-from tap_partner_billing.shutdown import handle_sigterm, install_sigterm_guard
-from tap_partner_billing.streams import STREAM_TYPES
+from tap_partner_billing.service.checks import require_graph_role
+from tap_partner_billing.streams.export_stream import ExportStream, start_exports_ahead
+from tap_partner_billing.streams.invoices import InvoicesStream
+from tap_partner_billing.streams.sdk_seam import SeamTap, add_markdown_section
+from tap_partner_billing.streams.usage import STREAM_TYPES
+from tap_partner_billing.sync.run import SyncRun
 
 if TYPE_CHECKING:
     import click

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 
 import responses
 
-from tap_partner_billing.client import ExportStream, start_exports_ahead
-from tap_partner_billing.services import build_services
+from tap_partner_billing.streams.export_stream import ExportStream, start_exports_ahead
+from tap_partner_billing.sync.services import build_services
 from tap_partner_billing.tap import TapPartnerBilling
 
 # Microsoft's documented responses (and one observed manifest); its README names each source.

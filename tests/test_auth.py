@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 import pytest
 import responses
 
-from tap_partner_billing.auth import ClientCredentials, TokenProvider
 from tap_partner_billing.errors import AuthenticationError
+from tap_partner_billing.service.auth import ClientCredentials, TokenProvider
 from tests.helpers import LOGIN, FakeClock
 
 TENANT = "contoso.test"

@@ -107,7 +107,7 @@ def test_a_blob_count_unlike_the_list_is_a_warning_and_the_listed_blobs_are_read
     # Microsoft's own sample ignores it: a service that counts otherwise must not stop runs.
     blobs = {"a.json.gz": gz_lines(*GOOD), "b.json.gz": gz_lines(*GOOD[:2])}
     graph.add("G000000001", Export(blobs, manifest_changes={"blobCount": 5}))
-    with caplog.at_level("WARNING", logger="tap_partner_billing.manifest"):
+    with caplog.at_level("WARNING", logger="tap_partner_billing.service.manifest"):
         result = run_tap(CONFIG, streams=("billed_usage",))
     warnings = [r.getMessage() for r in caplog.records if "blobCount" in r.getMessage()]
     assert warnings == [

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 import pytest
 import responses
 
-from tap_partner_billing.blob_urls import BlobUrls
-from tap_partner_billing.blobs import (
+from tap_partner_billing.blobs.download import (
     BlobFetcher,
     download_in_order,
     new_blob_session,
 )
+from tap_partner_billing.blobs.lines import iter_line_blocks
+from tap_partner_billing.blobs.sas import BlobUrls
 from tap_partner_billing.errors import BlobDataError, SasExpiredError, ServiceError
-from tap_partner_billing.lines import iter_line_blocks
-from tap_partner_billing.manifest import Manifest
+from tap_partner_billing.service.manifest import Manifest
 from tests import hostile
 from tests.helpers import BLOBS, SAS, FakeClock, gz_lines
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_partner_billing.catalogue import InvoiceCatalogue
-from tap_partner_billing.invoices import Invoice, parse_invoice
-from tap_partner_billing.run import SyncRun
-from tap_partner_billing.services import build_services
+from tap_partner_billing.service.partner_center import Invoice, parse_invoice
+from tap_partner_billing.sync.invoice_index import InvoiceIndex
+from tap_partner_billing.sync.run import SyncRun
+from tap_partner_billing.sync.services import build_services
 from tap_partner_billing.tap import TapPartnerBilling
 from tests.helpers import base_config
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     import responses
 
-    from tap_partner_billing.services import Services
+    from tap_partner_billing.sync.services import Services
     from tests.helpers import FakeGraph
 
 
@@ -51,7 +51,7 @@ def config(**settings: Any) -> dict[str, Any]:  # noqa: ANN401
 
 
 def test_billed_invoices_are_the_explicit_ones_and_the_exportable_listed_from_start() -> None:
-    catalogue = InvoiceCatalogue.from_settings(
+    catalogue = InvoiceIndex.from_settings(
         list(LISTED), config(invoice_ids=["G000000001"], start_date="2026-08-01")
     )
     assert catalogue.start_month == "202608"
@@ -68,7 +68,7 @@ def test_billed_invoices_are_the_explicit_ones_and_the_exportable_listed_from_st
 
 def test_without_the_list_only_explicit_invoices_and_no_month_is_invoiced() -> None:
     settings = config(invoice_ids=["G000000002", "G000000001"])
-    catalogue = InvoiceCatalogue.from_settings(None, settings)
+    catalogue = InvoiceIndex.from_settings(None, settings)
     assert catalogue.invoices is None
     assert catalogue.billed_invoice_ids == ["G000000001", "G000000002"]
     assert catalogue.invoiced_months("USD") == {}
@@ -78,7 +78,7 @@ def test_without_the_list_only_explicit_invoices_and_no_month_is_invoiced() -> N
 
 
 def test_invoiced_months_count_invoices_of_the_currency_with_export_data() -> None:
-    catalogue = InvoiceCatalogue(LISTED)
+    catalogue = InvoiceIndex(LISTED)
     # 202609: G000000010 is the first USD invoice (G000000008 is EUR); 202610 is only a
     # credit note; 202605 only a legacy invoice; 202611's invoice names no currency.
     assert catalogue.invoiced_months("USD") == {
@@ -91,7 +91,7 @@ def test_invoiced_months_count_invoices_of_the_currency_with_export_data() -> No
 
 
 def test_the_month_and_document_type_of_an_invoice() -> None:
-    catalogue = InvoiceCatalogue(LISTED)
+    catalogue = InvoiceIndex(LISTED)
     assert catalogue.month_of("G000000012") == "202610"
     assert catalogue.month_of("G000000009") is None  # listed without a period
     assert catalogue.month_of("G000000099") is None  # not listed
@@ -103,7 +103,7 @@ def test_the_month_and_document_type_of_an_invoice() -> None:
 def test_an_id_listed_twice_is_answered_from_its_first_entry() -> None:
     first = invoice("G000000001", "202601", documentType="invoice")
     again = invoice("G000000001", "202602", documentType="CreditNote")
-    catalogue = InvoiceCatalogue((first, again))
+    catalogue = InvoiceIndex((first, again))
     assert catalogue.invoice("G000000001") is first
     assert catalogue.month_of("G000000001") == "202601"
     assert catalogue.billed_invoice_ids == ["G000000001"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
-from tap_partner_billing.checks import invoice_list_warnings, token_roles
-from tap_partner_billing.invoices import parse_invoice
+from tap_partner_billing.service.checks import invoice_list_warnings, token_roles
+from tap_partner_billing.service.partner_center import parse_invoice
 
 
 def jwt(claims: object) -> str:

@@ -17,10 +17,15 @@ from tap_partner_billing.errors import (
     ServiceError,
     TransientHTTPError,
 )
-from tap_partner_billing.export import ExportClient, ExportRequest, ExportResult, OperationStatus
-from tap_partner_billing.http import Transient
-from tap_partner_billing.manifest import Manifest
-from tap_partner_billing.scheduler import ExportScheduler
+from tap_partner_billing.service.export import (
+    ExportClient,
+    ExportRequest,
+    ExportResult,
+    OperationStatus,
+)
+from tap_partner_billing.service.manifest import Manifest
+from tap_partner_billing.service.scheduler import ExportScheduler
+from tap_partner_billing.service.transport import Transient
 from tests.helpers import GRAPH, FakeClock, load_json
 
 # The export state machine: a contract test on every claimed Python (scripts/test-pythons).
@@ -401,7 +406,7 @@ def test_a_manifest_whose_blob_count_differs_keeps_its_listed_blobs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     body = {**load_json("manifest_real.json"), "blobCount": 2}
-    with caplog.at_level("WARNING", logger="tap_partner_billing.manifest"):
+    with caplog.at_level("WARNING", logger="tap_partner_billing.service.manifest"):
         manifest = Manifest.parse(body, where="billed_usage invoice X")
     assert [b.name for b in manifest.blobs] == [b["name"] for b in body["blobs"]]
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [

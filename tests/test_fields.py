@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tap_partner_billing.codec import LineCodec
 from tap_partner_billing.errors import BlobDataError, RecordValueError
-from tap_partner_billing.fields import USAGE, snake_case, to_datetime_text, to_decimal_text
+from tap_partner_billing.records.decode import LineCodec
+from tap_partner_billing.records.fields import USAGE, snake_case, to_datetime_text, to_decimal_text
 
 # Field typing: a contract test on every Python the package claims (scripts/test-pythons).
 pytestmark = pytest.mark.contract

@@ -13,12 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.profiles import PROFILES
-from tap_partner_billing.client import ExportStream
-from tap_partner_billing.codec import LineCodec
+from tap_partner_billing.blobs.lines import iter_line_blocks
 from tap_partner_billing.errors import BlobDataError, RecordValueError, ResourceLimitError
-from tap_partner_billing.fields import Kind
-from tap_partner_billing.lines import iter_line_blocks
-from tap_partner_billing.rows import (
+from tap_partner_billing.records.decode import LineCodec
+from tap_partner_billing.records.fields import Kind
+from tap_partner_billing.records.rows import (
     ENCODER,
     FIELD_SETS,
     LineBlock,
@@ -27,7 +26,8 @@ from tap_partner_billing.rows import (
     iter_rows,
 )
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
-from tap_partner_billing.streams import BilledReconciliationStream, BilledUsageStream
+from tap_partner_billing.streams.export_stream import ExportStream
+from tap_partner_billing.streams.usage import BilledReconciliationStream, BilledUsageStream
 
 if TYPE_CHECKING:
     from pathlib import Path

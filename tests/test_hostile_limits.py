@@ -281,7 +281,7 @@ def test_an_integer_msgspec_cannot_hold_is_a_named_error(origin: HostileServer) 
 def test_a_trickling_answer_meets_a_deadline(
     origin: HostileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tap_partner_billing.http.BODY_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr("tap_partner_billing.service.transport.BODY_DEADLINE_SECONDS", 1.0)
     body = json.dumps({"id": "op-1", "status": "running", "pad": "x" * 100}).encode()
     origin.routes["GET", OPERATION_PATH] = (200, {}, Trickle(body, step=4, pause=0.2))
     with pytest.raises(ServiceError, match="operation poll: the answer took over 1 s"):
@@ -291,7 +291,7 @@ def test_a_trickling_answer_meets_a_deadline(
 def test_a_trickling_blob_is_resumed_from_the_byte_reached(
     origin: HostileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tap_partner_billing.blobs.PACE_WINDOW_SECONDS", 0.5)
+    monkeypatch.setattr("tap_partner_billing.blobs.download.PACE_WINDOW_SECONDS", 0.5)
     data = blob_bytes(*(f'{{"CustomerId": "c{n}"}}' for n in range(3_000)))
 
     def blob(seen: Seen) -> Reply:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tap_partner_billing.blobs.spool import LOCK_NAME, SpoolFolder, spool_base
 from tap_partner_billing.errors import ConfigurationError
-from tap_partner_billing.spool_dir import LOCK_NAME, SpoolFolder, spool_base
 from tests.hostile import (
     BLOB_ROOT,
     OPERATION_PATH,

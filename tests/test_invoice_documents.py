@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import responses
 
-from tap_partner_billing.catalogue import InvoiceCatalogue
 from tap_partner_billing.errors import ServiceError
-from tap_partner_billing.invoices import (
+from tap_partner_billing.service.partner_center import (
     MAX_NESTING_DEPTH,
     InvoiceClient,
     invoices_to_export,
     list_documents,
 )
+from tap_partner_billing.sync.invoice_index import InvoiceIndex
 from tests.helpers import PARTNER_CENTER, load_json
 
 LIST = f"{PARTNER_CENTER}/v1/invoices"
@@ -150,7 +150,7 @@ def test_a_nested_document_is_an_amendment_in_the_currency_of_its_lister() -> No
     assert (g7.document_type, g7.currency_code, g7.billing_month) == ("amendment", "USD", "202604")
     assert (listed["G6"].document_type, listed["G6"].currency_code) == ("amendment", None)
     assert listed["G8"].document_type == "invoice"
-    catalogue = InvoiceCatalogue(tuple(listed.values()))
+    catalogue = InvoiceIndex(tuple(listed.values()))
     # A bare nested id closes no month: not EUR's (no currency once meant every currency),
     # not USD's; G9 (top level, no currency) still counts for every currency.
     assert catalogue.invoiced_months("EUR") == {"202605": "G9"}

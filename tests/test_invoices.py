@@ -14,7 +14,11 @@ import pytest
 import responses
 
 from tap_partner_billing.errors import ServiceError
-from tap_partner_billing.invoices import InvoiceClient, invoices_to_export, parse_invoice
+from tap_partner_billing.service.partner_center import (
+    InvoiceClient,
+    invoices_to_export,
+    parse_invoice,
+)
 from tests.helpers import PARTNER_CENTER, Export, FakeGraph, base_config, gz_lines, run_tap
 
 
@@ -157,7 +161,7 @@ def _listed(graph: FakeGraph) -> dict[str, Any]:
 def test_invoices_direct_route_writes_what_the_sdk_path_writes(
     graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tap_partner_billing.invoice_stream import InvoicesStream
+    from tap_partner_billing.streams.invoices import InvoicesStream
 
     config = _listed(graph)
 

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tap_partner_billing.rows import LayoutError, RowLayout, codec_for
-from tap_partner_billing.streams import STREAM_TYPES
+from tap_partner_billing.records.rows import LayoutError, RowLayout, codec_for
+from tap_partner_billing.streams.usage import STREAM_TYPES
 
 if TYPE_CHECKING:
-    from tap_partner_billing.client import ExportStream
+    from tap_partner_billing.streams.export_stream import ExportStream
 
 
 @pytest.mark.parametrize("stream", STREAM_TYPES, ids=[s.__name__ for s in STREAM_TYPES])

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_partner_billing.auth import ClientCredentials, TokenProvider
 from tap_partner_billing.errors import AuthenticationError, TransientHTTPError
-from tap_partner_billing.http import RetryPolicy, send
-from tap_partner_billing.urls import CheckedSession, UrlPolicy
+from tap_partner_billing.service.auth import ClientCredentials, TokenProvider
+from tap_partner_billing.service.transport import RetryPolicy, send
+from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy
 from tests.hostile import HostileServer
 
 if TYPE_CHECKING:

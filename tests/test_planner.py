@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tap_partner_billing.planner import (
+from tap_partner_billing.sync.planner import (
     BilledPlanner,
     Decision,
     Document,

@@ -12,7 +12,8 @@ import responses
 from singer_sdk.logging import StructuredFormatter
 
 from tap_partner_billing.errors import ServiceError
-from tap_partner_billing.http import (
+from tap_partner_billing.redact import install_redaction, redact_text, register_sas, register_secret
+from tap_partner_billing.service.transport import (
     Outcome,
     RetryPolicy,
     clamp_wait,
@@ -20,8 +21,11 @@ from tap_partner_billing.http import (
     parse_retry_after,
     send,
 )
-from tap_partner_billing.redact import install_redaction, redact_text, register_sas, register_secret
-from tap_partner_billing.urls import REQUEST_TIMEOUT_SECONDS, CheckedSession, UrlPolicy
+from tap_partner_billing.service.url_policy import (
+    REQUEST_TIMEOUT_SECONDS,
+    CheckedSession,
+    UrlPolicy,
+)
 
 SECRET = "s3cr3t-value-for-redaction-tests"
 

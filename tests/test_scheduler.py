@@ -28,12 +28,12 @@ from tap_partner_billing.errors import (
     StateError,
     TransientHTTPError,
 )
-from tap_partner_billing.export import ExportRequest, ExportResult, OperationStatus, Reading
-from tap_partner_billing.http import Transient
-from tap_partner_billing.manifest import Manifest
-from tap_partner_billing.scheduler import ExportScheduler
+from tap_partner_billing.service.export import ExportRequest, ExportResult, OperationStatus, Reading
+from tap_partner_billing.service.manifest import Manifest
+from tap_partner_billing.service.scheduler import ExportScheduler
+from tap_partner_billing.service.transport import Transient
+from tap_partner_billing.service.url_policy import UrlPolicy
 from tap_partner_billing.tap import TapPartnerBilling
-from tap_partner_billing.urls import UrlPolicy
 from tests.helpers import GRAPH, Export, FakeClock, base_config, gz_lines, load_json, run_tap
 from tests.helpers import FakeGraph as FakeGraphService
 

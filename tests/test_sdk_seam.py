@@ -22,17 +22,17 @@ from singer_sdk import Stream, Tap, plugin_base
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import PluginBase
 
-from tap_partner_billing import sdk_seam
 from tap_partner_billing.errors import ServiceError
+from tap_partner_billing.streams import sdk_seam
 from tap_partner_billing.tap import TapPartnerBilling
 from tests.helpers import base_config
 
 if TYPE_CHECKING:
-    from tap_partner_billing.client import ExportStream
+    from tap_partner_billing.streams.export_stream import ExportStream
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK_LINE = sdk_seam.SDK_SYNC_ERROR_LINE
-SEAM_FILES = {ROOT / "tap_partner_billing" / "sdk_seam.py", Path(__file__).resolve()}
+SEAM_FILES = {ROOT / "tap_partner_billing" / "streams" / "sdk_seam.py", Path(__file__).resolve()}
 
 
 def _sdk_private_names() -> set[str]:

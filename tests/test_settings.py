@@ -15,7 +15,7 @@ from plugin_definition import about as about_json
 from readme_settings import README, about_table, readme_table
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_partner_billing.settings import PLACEHOLDER_SECRETS
+from tap_partner_billing.config.settings import PLACEHOLDER_SECRETS
 from tap_partner_billing.tap import SETTINGS, TapPartnerBilling
 from tests.helpers import base_config
 from tests.meltano_project import emulator_plugin

@@ -357,8 +357,8 @@ def test_value_beyond_declared_scale_names_blob_and_line(graph: FakeGraph) -> No
 def test_direct_output_writes_the_same_messages_as_the_sdk_path(
     graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tap_partner_billing.client import ExportStream
     from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
+    from tap_partner_billing.streams.export_stream import ExportStream
 
     lines = [
         line.decode()

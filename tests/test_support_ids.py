@@ -8,9 +8,9 @@ import pytest
 import responses
 
 from tap_partner_billing.errors import ServiceError
-from tap_partner_billing.export import ExportClient, ExportRequest
-from tap_partner_billing.invoices import InvoiceClient
 from tap_partner_billing.redact import register_secret
+from tap_partner_billing.service.export import ExportClient, ExportRequest
+from tap_partner_billing.service.partner_center import InvoiceClient
 from tests.helpers import GRAPH, PARTNER_CENTER, FakeClock
 
 # As the tap registers them: the client secret from the config, each token as it is acquired.

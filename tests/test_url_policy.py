@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 
 from tap_partner_billing.errors import UrlPolicyError
-from tap_partner_billing.urls import UrlPolicy
+from tap_partner_billing.service.url_policy import UrlPolicy
 
 POLICY = UrlPolicy.for_base("https://graph.test/v1.0", "graph_url")
 PIECES = [

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import tap_partner_billing
-from tap_partner_billing.urls import CheckedSession
+from tap_partner_billing.service.url_policy import CheckedSession
 
 ROOT = Path(__file__).resolve().parents[1]
 REINSTALL = "the installed metadata is stale: run scripts/bootstrap after changing the version"

@@ -1,4 +1,4 @@
-"""Decode workers (``workers.py``): the same bytes as the in-process route, the same errors."""
+"""Decode workers (``emission/workers.py``): the in-process route's bytes, and its errors."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from benchmarks.profiles import PROFILES
+from tap_partner_billing.emission.events import BlobContent, BlobJob
+from tap_partner_billing.emission.worker_process import Task, run_task
+from tap_partner_billing.emission.workers import DecodeWorkers, WorkerError
 from tap_partner_billing.errors import BlobDataError, PartnerBillingError, RecordValueError
-from tap_partner_billing.manifest import BlobRef
-from tap_partner_billing.rows import EncodedRows, LineBlock, RowLayout, encode_block
+from tap_partner_billing.records.rows import EncodedRows, LineBlock, RowLayout, encode_block
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
-from tap_partner_billing.streams import BilledUsageStream
-from tap_partner_billing.worker_process import Task, run_task
-from tap_partner_billing.workers import DecodeWorkers, WorkerError
-from tap_partner_billing.writer import BlobContent, BlobJob
+from tap_partner_billing.service.manifest import BlobRef
+from tap_partner_billing.streams.usage import BilledUsageStream
 from tests.helpers import Export, base_config, gz_lines, run_tap
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def test_workers_one_block_at_a_time_write_the_same_messages(
 
     _served(graph)
     in_process = _sync(workers=1)
-    monkeypatch.setattr("tap_partner_billing.run.DecodeWorkers", one_at_a_time)
+    monkeypatch.setattr("tap_partner_billing.sync.run.DecodeWorkers", one_at_a_time)
     assert _comparable(_sync(workers=3)) == _comparable(in_process)
     assert [workers.count for workers in started] == [3]
 

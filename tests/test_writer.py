@@ -16,12 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_partner_billing.ledger import Ledger
-from tap_partner_billing.manifest import BlobRef, Manifest
-from tap_partner_billing.rows import LineBlock, RowLayout, TombstoneBlock
-from tap_partner_billing.streams import BilledUsageStream, UnbilledUsageStream
-from tap_partner_billing.summary import StreamSummary
-from tap_partner_billing.writer import (
+from tap_partner_billing.emission.events import (
     BlobContent,
     BlobJob,
     BlobStarted,
@@ -29,9 +24,14 @@ from tap_partner_billing.writer import (
     Event,
     Export,
     Flush,
-    PartitionWriter,
+    PartitionEvents,
     Rows,
 )
+from tap_partner_billing.emission.ledger import Ledger
+from tap_partner_billing.emission.summary import StreamSummary
+from tap_partner_billing.records.rows import LineBlock, RowLayout, TombstoneBlock
+from tap_partner_billing.service.manifest import BlobRef, Manifest
+from tap_partner_billing.streams.usage import BilledUsageStream, UnbilledUsageStream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -183,10 +183,10 @@ def test_events_and_states(case: Case) -> None:
     manifest = _manifest(case.etag, len(case.blobs))
     ledger = Ledger(copy.deepcopy(case.prior), "billed_usage invoice G1")
     summary = StreamSummary()
-    writer = PartitionWriter(LAYOUT, summary, logging.getLogger("test"), now_text=lambda: "now")
+    writer = PartitionEvents(LAYOUT, summary, logging.getLogger("test"), now_text=lambda: "now")
     export = Export(ledger.label, "op-1", manifest, IDENTITY, {"billing_month": "202609"})
     consumer = Consumer(ledger)
-    consumer.run(writer.write_export(export, ledger, _reader(case.blobs)))
+    consumer.run(writer.export_events(export, ledger, _reader(case.blobs)))
     assert " ".join(consumer.trace) == case.trace
     assert consumer.states[-1] == ledger.state
     for key, value in case.final.items():
@@ -208,10 +208,10 @@ def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> No
         "retire_to": 0,
     }
     ledger = Ledger({"high_water": 1000, "progress": progress}, "label")
-    writer = PartitionWriter(LAYOUT, StreamSummary(), logging.getLogger("test"))
+    writer = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     consumer = Consumer(ledger)
     export = Export("label", "op-1", manifest, IDENTITY, {})
-    consumer.run(writer.write_export(export, ledger, _reader(((4, 3), (2,), (5,)))))
+    consumer.run(writer.export_events(export, ledger, _reader(((4, 3), (2,), (5,)))))
     assert " ".join(consumer.trace) == "C B R5 F C F C"
     assert consumer.handed == list(range(7, 12))
     assert ledger.state["line_count"] == 12
@@ -220,7 +220,7 @@ def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> No
 def test_retiring_a_partition_flushes_its_tombstones() -> None:
     ledger = Ledger({"line_count": 5, "high_water": 1000}, "label")
     keys = tuple(UnbilledUsageStream.declared_schema()["properties"])
-    writer = PartitionWriter(
+    writer = PartitionEvents(
         RowLayout.build("usage", keys), StreamSummary(), logging.getLogger("t")
     )
     consumer = Consumer(ledger)
@@ -232,11 +232,11 @@ def test_retiring_a_partition_flushes_its_tombstones() -> None:
 def test_rows_carry_the_partition_and_blob_in_their_layout() -> None:
     manifest = _manifest("e1", 1)
     ledger = Ledger({}, "label")
-    writer = PartitionWriter(LAYOUT, StreamSummary(), logging.getLogger("test"))
+    writer = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     export = Export("label", "op-9", manifest, IDENTITY, {})
     blocks = [
         e.block
-        for e in writer.write_export(export, ledger, _reader(((1,),)))
+        for e in writer.export_events(export, ledger, _reader(((1,),)))
         if isinstance(e, Rows)
     ]
     assert len(blocks) == 1
@@ -266,8 +266,8 @@ def test_the_consumer_catches_an_adapter_that_buffers_rows() -> None:
     """The table's checks can fail: rows held back past a checkpoint break rule 2."""
     manifest = _manifest("e1", 1)
     ledger = Ledger({}, "label")
-    writer = PartitionWriter(LAYOUT, StreamSummary(), logging.getLogger("test"))
+    writer = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     export = Export("label", "op-1", manifest, IDENTITY, {})
     consumer = Consumer(ledger)
     with pytest.raises(AssertionError, match="rule 2"):
-        consumer.run(_deferring(writer.write_export(export, ledger, _reader(((3,),)))))
+        consumer.run(_deferring(writer.export_events(export, ledger, _reader(((3,),)))))

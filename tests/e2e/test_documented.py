@@ -96,19 +96,19 @@ def test_every_documented_document_is_synced_once_and_exactly(documented: Sandbo
     ("constant", "wrong", "refusal"),
     [
         pytest.param(
-            "tap_partner_billing.services.GRAPH_SCOPE",
+            "tap_partner_billing.sync.services.GRAPH_SCOPE",
             "https://graph.microsoft.com/PartnerBilling.Read.All/.default",
             "AADSTS70011: The provided value for the input parameter 'scope' is not valid",
             id="graph-scope",
         ),
         pytest.param(
-            "tap_partner_billing.services.PARTNER_CENTER_SCOPE",
+            "tap_partner_billing.sync.services.PARTNER_CENTER_SCOPE",
             "https://api.partnercenter.microsoft.com/user_impersonation",
             "AADSTS70011: The provided value for the input parameter 'scope' is not valid",
             id="partner-center-scope",
         ),
         pytest.param(
-            "tap_partner_billing.invoices.INVOICES_PATH",
+            "tap_partner_billing.service.partner_center.INVOICES_PATH",
             "/v1/invoice",
             "Partner Center invoice list, page 1: HTTP 404",
             id="invoices-path",

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from tap_partner_billing.auth import GRAPH_SCOPE
 from tap_partner_billing.sandbox.__main__ import main as sandbox_main
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.pace import ExportPace
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import BILLING, Sandbox
+from tap_partner_billing.service.auth import GRAPH_SCOPE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
