@@ -12,6 +12,7 @@ from tap_partner_billing.blobs.lines import DEFAULT_MAX_INFLATION_RATIO, DEFAULT
 from tap_partner_billing.emission.output import batch_settings_problems
 from tap_partner_billing.errors import UrlPolicyError
 from tap_partner_billing.records.fields import parse_iso_datetime
+from tap_partner_billing.service.scheduler import DEFAULT_MAX_CONCURRENT_EXPORTS
 from tap_partner_billing.service.url_policy import UrlPolicy
 
 if TYPE_CHECKING:
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
 
 INVOICE_ID_PATTERN = r"^[A-Z][A-Z0-9]{5,19}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
-# Exports in flight at once, at most: a backfill of two years (about 50 exports) waits about
-# five export durations; a service allowing fewer says so with 429, and the tap follows.
-DEFAULT_MAX_CONCURRENT_EXPORTS = 10
 
 
 def _setting(

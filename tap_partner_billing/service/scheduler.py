@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from tap_partner_billing.service.export import ExportRequest, Reading
 
 LOGGER = logging.getLogger(__name__)
+# Exports in flight at once, at most: a backfill of two years (about 50 exports) waits about
+# five export durations; a service allowing fewer says so with 429, and the tap follows.
+DEFAULT_MAX_CONCURRENT_EXPORTS = 10
 PROGRESS_SECONDS = 60.0  # a progress line about once a minute of waiting
 INITIAL_WINDOW = 2  # exports in flight before any POST was accepted
 MAX_QUEUED_AT_SERVICE = 2  # no more POSTs while this many of ours wait notStarted
