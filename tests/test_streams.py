@@ -564,6 +564,8 @@ def test_an_expected_5000_is_info_and_an_unexpected_one_a_warning(
     assert warning.startswith("billed_usage invoice G000000003 (full): answered 5000 and ")
     recent = [r.getMessage() for r in caplog.records if "G000000001 (full): answered" in r.message]
     assert recent == [
-        "billed_usage invoice G000000001 (full): answered 5000 (No data available): billing "
-        "month 2026-10 is recent and billed data lags a day; asked again on the next run"
+        (
+            "billed_usage invoice G000000001 (full): answered 5000 (No data available): billing "
+            "month 2026-10 is recent and billed data lags a day; asked again on the next run"
+        )
     ]

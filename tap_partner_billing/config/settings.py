@@ -241,8 +241,10 @@ def settings_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(
             (
                 "start_date",
-                "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
-                f"date-time, got {start!r}",
+                (
+                    "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+                    f"date-time, got {start!r}"
+                ),
             )
         )
     for name in ("authority_url", "graph_url", "partner_center_url"):
@@ -278,17 +280,21 @@ def settings_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (
                     "batch_config",
-                    "batch_config cannot be combined with stream_maps or flattening: BATCH "
-                    "files carry the records as extracted (as the SDK's own batches do)",
+                    (
+                        "batch_config cannot be combined with stream_maps or flattening: BATCH "
+                        "files carry the records as extracted (as the SDK's own batches do)"
+                    ),
                 )
             )
     if config.get("emit_activate_version_messages"):
         problems.append(
             (
                 "emit_activate_version_messages",
-                "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per "
-                "table, so a target would delete every invoice this run skips (deletes are "
-                "sent as tombstones)",
+                (
+                    "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per "
+                    "table, so a target would delete every invoice this run skips (deletes are "
+                    "sent as tombstones)"
+                ),
             )
         )
     return problems
@@ -307,8 +313,10 @@ def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (
                     name,
-                    f"{name} is the placeholder {PLACEHOLDER_ID} of .env.example and "
-                    f"config.example.json: set {what}",
+                    (
+                        f"{name} is the placeholder {PLACEHOLDER_ID} of .env.example and "
+                        f"config.example.json: set {what}"
+                    ),
                 )
             )
     secret = config.get("client_secret")
@@ -316,8 +324,11 @@ def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(
             (
                 "client_secret",
-                "client_secret is the placeholder text of .env.example and config.example.json: "
-                "set the Value of the app's client secret (Certificates & secrets)",
+                (
+                    "client_secret is the placeholder text of .env.example and "
+                    "config.example.json: set the Value of the app's client secret "
+                    "(Certificates & secrets)"
+                ),
             )
         )
     return problems

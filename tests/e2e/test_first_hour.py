@@ -189,10 +189,14 @@ def test_every_config_problem_is_listed_without_a_traceback(
         assert "Config validation failed (4 problem(s)):" in message
         for problem in (
             "  - max_parallel_downloads: 0 is too small (at least 1)",
-            "  - start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
-            "date-time, got '2026-13'",
-            "  - graph_url must be an https:// URL, got 'http://graph.example/v1.0' "
-            "(it is not https)",
+            (
+                "  - start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+                "date-time, got '2026-13'"
+            ),
+            (
+                "  - graph_url must be an https:// URL, got 'http://graph.example/v1.0' "
+                "(it is not https)"
+            ),
             "  - give exactly one of client_secret or client_certificate_path (neither is set)",
         ):
             assert problem in result.stderr
