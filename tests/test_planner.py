@@ -25,11 +25,11 @@ TODAY = date(2026, 11, 15)
 DONE = {"etag": "e1", "line_count": 12, "blob_list": "x"}  # exported completely
 
 
-def planner(dataset: str = "usage", today: date = TODAY, **kwargs: Any) -> BilledPlanner:  # noqa: ANN401
+def planner(dataset: str = "usage", today: date = TODAY, **kwargs: Any) -> BilledPlanner:
     return BilledPlanner(dataset, today=today, recheck_months=kwargs.pop("recheck", 2), **kwargs)
 
 
-def doc(month: str | None, invoice_id: str = "G000000001", **kwargs: Any) -> Document:  # noqa: ANN401
+def doc(month: str | None, invoice_id: str = "G000000001", **kwargs: Any) -> Document:
     return Document(invoice_id, month, **kwargs)
 
 
@@ -45,7 +45,7 @@ def doc(month: str | None, invoice_id: str = "G000000001", **kwargs: Any) -> Doc
         ("reconciliation", None, Decision.EXPORT),  # month unknown: no floor can apply
     ],
 )
-def test_each_dataset_has_its_own_floor(dataset: str, month: str | None, expected: Any) -> None:  # noqa: ANN401
+def test_each_dataset_has_its_own_floor(dataset: str, month: str | None, expected: object) -> None:
     assert planner(dataset).plan(doc(month), {}).decision is expected
 
 

@@ -26,10 +26,10 @@ DEFAULT_MAX_CONCURRENT_EXPORTS = 10
 
 def _setting(
     name: str,
-    wrapped: Any,  # noqa: ANN401 - th.Property takes JSON type classes and instances alike
+    wrapped: th.JSONTypeHelper[Any] | type[th.JSONTypeHelper[Any]],
     title: str,
     description: str,
-    **kwargs: Any,  # noqa: ANN401
+    **kwargs: Any,
 ) -> th.Property[Any]:
     return th.Property(name, wrapped, title=title, description=description, **kwargs)
 

@@ -130,7 +130,7 @@ class Ledger:
         held = int(progress.get("retire_to", 0)) if isinstance(progress, dict) else 0
         return range(max(self.high_water, held))
 
-    def complete(self, manifest: Manifest, line_count: int, **extra: Any) -> None:  # noqa: ANN401
+    def complete(self, manifest: Manifest, line_count: int, **extra: Any) -> None:
         """Bookmark ``manifest`` as emitted completely (surplus already retired)."""
         self.state.pop("progress", None)
         self.state.update(

@@ -67,7 +67,7 @@ def asked(sb: Sandbox, since: int = 0) -> Counter[tuple[str, str | None]]:
     )
 
 
-def sync(server: SandboxServer, state: dict[str, Any] | None, **config: Any) -> SyncResult:  # noqa: ANN401
+def sync(server: SandboxServer, state: dict[str, Any] | None, **config: Any) -> SyncResult:
     settings = server.tap_config(
         discover_invoices=True, invoice_ids=[EXPLICIT_OLD], decode_workers=1, **config
     )

@@ -33,7 +33,7 @@ def tap(
     folder: Path,
     *args: str,
     level: str = "INFO",  # the log level
-    **config: Any,  # noqa: ANN401
+    **config: Any,
 ) -> subprocess.CompletedProcess[str]:
     """The tap's CLI with a config pointing at ``server`` (``config`` overrides; None drops)."""
     settings = {k: v for k, v in server.tap_config(**config).items() if v is not None}
