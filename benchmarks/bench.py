@@ -248,7 +248,7 @@ def profile_runs(
     )
 
 
-def main() -> None:  # noqa: PLR0915 - a linear report
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -32,7 +32,7 @@ class UsageStream(Stream):
         *(th.Property(f.column, _TYPES.get(f.kind, th.StringType)) for f in USAGE.fields)
     ).to_dict()
 
-    def get_records(self, context: Any) -> Iterator[dict[str, Any]]:  # noqa: ANN401
+    def get_records(self, context: object) -> Iterator[dict[str, Any]]:
         """Download each blob and yield its lines with the keys renamed."""
         for url in self.config["blob_urls"]:
             with requests.get(url, stream=True, timeout=300) as response:

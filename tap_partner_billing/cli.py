@@ -76,9 +76,9 @@ class TapClass(Protocol):
     def __call__(
         self,
         *,
-        config: Any,  # noqa: ANN401 - a config dict or the files' paths
-        state: Any = ...,  # noqa: ANN401
-        catalog: Any = ...,  # noqa: ANN401
+        config: object,
+        state: object = ...,
+        catalog: object = ...,
         parse_env_config: bool = ...,
         validate_config: bool = ...,
     ) -> RunnableTap:
@@ -105,15 +105,15 @@ def user_errors(logger: logging.Logger, prefix: str = "") -> Iterator[None]:
         yield
     except ConfigValidationError as err:
         _debug_traceback(logger, err)
-        logger.error("%s", prefix + config_message(err))  # noqa: TRY400 - no traceback on purpose
+        logger.error("%s", prefix + config_message(err))
         sys.exit(1)
     except PartnerBillingError as err:
         _debug_traceback(logger, err)
-        logger.error("%s", redact_text(prefix + str(err)))  # noqa: TRY400
+        logger.error("%s", redact_text(prefix + str(err)))
         sys.exit(1)
 
 
-def _load(handle: IO[str] | None) -> Any:  # noqa: ANN401 - a JSON document
+def _load(handle: IO[str] | None) -> object:
     return None if handle is None else json.loads(handle.read())
 
 
@@ -121,7 +121,7 @@ def invoke(
     tap_class: TapClass,
     logger: logging.Logger,
     *,
-    config: Any,  # noqa: ANN401 - the SDK's private _ConfigInput, see sdk_seam.config_input
+    config: object,
     state: IO[str] | None,
     catalog: IO[str] | None,
 ) -> None:

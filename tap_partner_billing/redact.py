@@ -20,6 +20,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -32,6 +33,7 @@ _FORM_SECRET = re.compile(
 )
 REDACTED = "<redacted>"
 MIN_SECRET_CHARS = 6  # shorter values would mask ordinary words
+_MAX_CHAIN_DEPTH = 10  # causes and contexts deeper than this are cut
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
 
@@ -84,7 +86,7 @@ def _stand_in(exc: BaseException, depth: int = 0) -> BaseException:
     copy = kind(redact_text(str(exc)))
     copy.__traceback__ = exc.__traceback__
     copy.__suppress_context__ = exc.__suppress_context__
-    if depth < 10:  # noqa: PLR2004 - chains longer than this are cut
+    if depth < _MAX_CHAIN_DEPTH:
         if exc.__cause__ is not None:
             copy.__cause__ = _stand_in(exc.__cause__, depth + 1)
         if exc.__context__ is not None and not exc.__suppress_context__:
@@ -122,14 +124,17 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
 _BASE_FACTORY = logging.getLogRecordFactory()
 
 
-def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:  # noqa: ANN401
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return redact_record(_BASE_FACTORY(*args, **kwargs))
 
 
 class _RedactingExcepthook:
     """Wraps an excepthook (the SDK's logs through the tap's logger) with redaction."""
 
-    def __init__(self, inner: Any) -> None:  # noqa: ANN401 - sys.excepthook's type
+    def __init__(
+        self,
+        inner: Callable[[type[BaseException], BaseException, TracebackType | None], object],
+    ) -> None:
         self.inner = inner
 
     def __call__(

@@ -36,7 +36,7 @@ __all__ = ["SETTINGS", "TapPartnerBilling"]
 ALL_STREAM_TYPES: tuple[type[Stream], ...] = (InvoicesStream, *STREAM_TYPES)
 
 
-def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401
+def _declared(stream_type: type, attribute: str) -> Any:  # noqa: ANN401 - see its docstring
     """A class attribute of a stream class (the SDK types ``name`` as instance-only)."""
     for klass in stream_type.__mro__:
         if attribute in vars(klass):
@@ -63,7 +63,7 @@ class TapPartnerBilling(SeamTap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         install_redaction()
         super().__init__(*args, **kwargs)
         handle_sigterm()
@@ -105,7 +105,7 @@ class TapPartnerBilling(SeamTap):
                 for s in streams
             )
             text = add_markdown_section(text, section)
-        print(text)
+        print(text)  # noqa: T201 - --about's document is the command's output
 
     @staticmethod
     def declared_schemas() -> dict[str, dict[str, Any]]:
@@ -176,7 +176,7 @@ class TapPartnerBilling(SeamTap):
         *,
         about: bool = False,
         about_format: str | None = None,
-        config: Any = None,  # noqa: ANN401 - the SDK's private _ConfigInput
+        config: object = None,
         state: IO[str] | None = None,
         catalog: IO[str] | None = None,
     ) -> None:
@@ -193,7 +193,7 @@ class TapPartnerBilling(SeamTap):
 
         The SDK's default would sync a record of every stream, i.e. start an export each.
         """
-        if value == "schema" or value == "disabled":  # noqa: PLR1714 - SDK option values
+        if value in {"schema", "disabled"}:  # the SDK's own --test modes
             with cli.user_errors(cls.logger):
                 super().cb_test(ctx, param, value)
             return

@@ -38,7 +38,7 @@ SCOPE_TOKENS = {
 TODAY = datetime(2026, 11, 15, tzinfo=timezone.utc)  # the fixtures' months are around it
 
 
-def load_json(name: str) -> Any:  # noqa: ANN401
+def load_json(name: str) -> Any:
     """A JSON fixture from the documented responses (``DATA``)."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
@@ -67,7 +67,7 @@ class FakeClock:
         self.now += seconds
 
 
-def base_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+def base_config(**overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "tenant_id": "contoso.test",
         "client_id": "client-1",
@@ -156,7 +156,7 @@ class FakeGraph:
     def add(self, key: str, export: Export) -> None:
         self.exports[key] = export
 
-    def _openid(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    def _openid(self, request: Any) -> tuple[int, dict[str, str], str]:
         tenant = request.url.split("/")[3]
         base = f"{LOGIN}/{tenant}"
         return (
@@ -171,7 +171,7 @@ class FakeGraph:
             ),
         )
 
-    def _token(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    def _token(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.token_requests += 1
         scope = parse_qs(request.body).get("scope", [""])[0]
         token = SCOPE_TOKENS.get(scope)
@@ -184,7 +184,7 @@ class FakeGraph:
             json.dumps({"token_type": "Bearer", "expires_in": 3600, "access_token": token}),
         )
 
-    def add_invoice(self, invoice_id: str, month: str, **fields: Any) -> None:  # noqa: ANN401
+    def add_invoice(self, invoice_id: str, month: str, **fields: Any) -> None:
         """List an invoice of billing month ``month`` (YYYYMM) in Partner Center."""
         item = {
             "id": invoice_id,
@@ -199,12 +199,12 @@ class FakeGraph:
         item.update(fields)
         self.invoices.append(item)
 
-    def _invoices(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    def _invoices(self, request: Any) -> tuple[int, dict[str, str], str]:
         assert request.headers["Authorization"] == f"Bearer {PC_TOKEN}"
         self.invoice_list_requests += 1
         return 200, {}, json_text({"totalCount": len(self.invoices), "items": self.invoices})
 
-    def _export(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    def _export(self, request: Any) -> tuple[int, dict[str, str], str]:
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
         body = json.loads(request.body)
         self.posts.append(body)
@@ -238,7 +238,7 @@ class FakeGraph:
                 body[name] = value
         return body
 
-    def _operation(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    def _operation(self, request: Any) -> tuple[int, dict[str, str], str]:
         op_id = request.url.rsplit("/", 1)[-1]
         op = self.operations.get(op_id)
         if op is None:
@@ -274,11 +274,11 @@ class FakeGraph:
             }
         return 200, headers, json.dumps(body)
 
-    def _manifest(self, request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    def _manifest(self, request: Any) -> tuple[int, dict[str, str], str]:
         op_id = request.url.rsplit("/", 1)[-1]
         return 200, {}, json.dumps(self.manifest_body(self.operations[op_id]["key"], op_id))
 
-    def _blob(self, request: Any) -> tuple[int, dict[str, str], bytes]:  # noqa: ANN401
+    def _blob(self, request: Any) -> tuple[int, dict[str, str], bytes]:
         assert "Authorization" not in request.headers, (
             "the Graph token must never reach blob storage"
         )

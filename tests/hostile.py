@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tap_partner_billing.sandbox.tls import TlsFiles
 
 TENANT = "hostile.test"
@@ -93,7 +92,7 @@ Reply = tuple[int, dict[str, str], "bytes | Trickle | Cut"]
 Route = Callable[[Seen], Reply]
 
 
-def json_reply(status: int, body: Any, **headers: str) -> Reply:  # noqa: ANN401
+def json_reply(status: int, body: object, **headers: str) -> Reply:
     """A JSON answer."""
     return status, {"Content-Type": "application/json", **headers}, json.dumps(body).encode()
 
@@ -162,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_of: ClassVar[HostileServer]
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401
+    def log_message(self, fmt: str, *args: Any) -> None:
         """Quiet."""
 
     def _handle(self) -> None:
@@ -218,7 +217,7 @@ def manifest(origin: str, names: tuple[str, ...] = ("part-0.json.gz",)) -> dict[
     }
 
 
-def succeeded(origin: str, **change: Any) -> dict[str, Any]:  # noqa: ANN401
+def succeeded(origin: str, **change: Any) -> dict[str, Any]:
     """A succeeded operation with the manifest inline."""
     body = {
         "id": "op-1",
@@ -257,14 +256,14 @@ def play_billing(server: HostileServer) -> None:
     )
 
 
-def write_config(server: HostileServer, folder: Path, **overrides: Any) -> Path:  # noqa: ANN401
+def write_config(server: HostileServer, folder: Path, **overrides: Any) -> Path:
     """A config file for a command-line run against ``server``."""
     path = folder / "hostile-tap.json"
     path.write_text(json.dumps(tap_config(server, **overrides)))
     return path
 
 
-def tap_config(server: HostileServer, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+def tap_config(server: HostileServer, **overrides: Any) -> dict[str, Any]:
     """A tap config aimed at ``server`` for every service, discovery off."""
     config: dict[str, Any] = {
         "tenant_id": TENANT,
@@ -322,7 +321,7 @@ def run_cli(
 
 def _vm_hwm_kb(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        with Path(f"/proc/{pid}/status").open(encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])

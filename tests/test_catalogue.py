@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tests.helpers import FakeGraph
 
 
-def invoice(invoice_id: str, month: str | None, **fields: Any) -> Invoice:  # noqa: ANN401
+def invoice(invoice_id: str, month: str | None, **fields: Any) -> Invoice:
     item: dict[str, Any] = {"id": invoice_id, **fields}
     if month is not None:
         item["billingPeriodStartDate"] = f"{month[:4]}-{month[4:]}-01T00:00:00Z"
@@ -42,7 +42,7 @@ LISTED = (
 )
 
 
-def config(**settings: Any) -> dict[str, Any]:  # noqa: ANN401
+def config(**settings: Any) -> dict[str, Any]:
     """The settings as the tap has them after validation (defaults filled, normalised)."""
     return dict(TapPartnerBilling(config=base_config(**settings)).config)
 

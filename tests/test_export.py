@@ -412,7 +412,9 @@ def test_a_manifest_whose_blob_count_differs_keeps_its_listed_blobs(
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         (
             "WARNING",
-            "billed_usage invoice X: manifest blobCount is 2 but its blob list names 1; "
-            "reading the 1 listed",
+            (
+                "billed_usage invoice X: manifest blobCount is 2 but its blob list names 1; "
+                "reading the 1 listed"
+            ),
         )
     ]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.contract
         ("0.000000000000000001", "0.000000000000000001"),
     ],
 )
-def test_decimals_are_exact(value: Any, text: str) -> None:  # noqa: ANN401
+def test_decimals_are_exact(value: object, text: str) -> None:
     assert to_decimal_text(value) == text
 
 
@@ -41,7 +41,7 @@ def test_decimals_are_exact(value: Any, text: str) -> None:  # noqa: ANN401
         (1.5, "not a decimal"),
     ],
 )
-def test_bad_decimals_are_refused(value: Any, message: str) -> None:  # noqa: ANN401
+def test_bad_decimals_are_refused(value: object, message: str) -> None:
     with pytest.raises(RecordValueError, match=message):
         to_decimal_text(value)
 

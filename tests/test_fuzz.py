@@ -112,7 +112,7 @@ def test_any_object_is_typed_or_refused_with_the_declared_error(
 
 @FUZZ
 @given(value=json_values)
-def test_any_json_value_as_a_line(value: Any) -> None:  # noqa: ANN401
+def test_any_json_value_as_a_line(value: Any) -> None:
     rows = _rows_or_declared_error("usage", json.dumps(value).encode())
     if rows is not None:
         assert isinstance(value, dict)
@@ -130,7 +130,7 @@ def test_any_bytes_as_a_line(line: bytes) -> None:
 @FUZZ
 @given(payload=st.binary(max_size=300), compress=st.booleans(), cut=st.integers(0, 400))
 def test_any_blob_bytes_give_lines_or_a_blob_error(
-    tmp_path_factory: Any,  # noqa: ANN401 - pytest's factory (function-scoped tmp_path is not allowed)
+    tmp_path_factory: Any,
     payload: bytes,
     compress: bool,
     cut: int,

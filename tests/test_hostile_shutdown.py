@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +25,6 @@ from tests.hostile import (
     json_reply,
     write_config,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SIGTERM_EXIT = 143
 LINE = '{"CustomerId": "c%d", "BillingPreTaxTotal": "1.5", "MeterName": "' + "m" * 400 + '"}'
@@ -55,7 +52,7 @@ def _wait_for(predicate: object, seconds: float = 60) -> None:
 def _blocked_on_stdout(pid: int) -> bool:
     """The process sleeps in a write to a full pipe."""
     try:
-        with open(f"/proc/{pid}/wchan", encoding="ascii") as wchan:
+        with Path(f"/proc/{pid}/wchan").open(encoding="ascii") as wchan:
             return "pipe" in wchan.read()
     except OSError:
         return False

@@ -34,7 +34,7 @@ def billed_posts(graph: FakeGraph, since: int = 0) -> list[str]:
     return [p["invoiceId"] for p in graph.posts[since:] if "invoiceId" in p and "_dataset" not in p]
 
 
-def months_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
+def months_state(result: Any) -> dict[str, Any]:
     months: dict[str, Any] = result.partition_states("unbilled_usage")[0]["months"]
     return months
 

@@ -58,7 +58,7 @@ def test_a_refused_token_request_names_the_origin_cause_attempts_and_time(
 def stage_dns(monkeypatch: pytest.MonkeyPatch, host: str, code: int, text: str) -> None:
     real = socket.getaddrinfo
 
-    def getaddrinfo(name: str, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def getaddrinfo(name: str, *args: Any, **kwargs: Any) -> object:
         if name == host:
             raise socket.gaierror(code, text)
         return real(name, *args, **kwargs)

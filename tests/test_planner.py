@@ -25,11 +25,11 @@ TODAY = date(2026, 11, 15)
 DONE = {"etag": "e1", "line_count": 12, "blob_list": "x"}  # exported completely
 
 
-def planner(dataset: str = "usage", today: date = TODAY, **kwargs: Any) -> BilledPlanner:  # noqa: ANN401
+def planner(dataset: str = "usage", today: date = TODAY, **kwargs: Any) -> BilledPlanner:
     return BilledPlanner(dataset, today=today, recheck_months=kwargs.pop("recheck", 2), **kwargs)
 
 
-def doc(month: str | None, invoice_id: str = "G000000001", **kwargs: Any) -> Document:  # noqa: ANN401
+def doc(month: str | None, invoice_id: str = "G000000001", **kwargs: Any) -> Document:
     return Document(invoice_id, month, **kwargs)
 
 
@@ -45,7 +45,7 @@ def doc(month: str | None, invoice_id: str = "G000000001", **kwargs: Any) -> Doc
         ("reconciliation", None, Decision.EXPORT),  # month unknown: no floor can apply
     ],
 )
-def test_each_dataset_has_its_own_floor(dataset: str, month: str | None, expected: Any) -> None:  # noqa: ANN401
+def test_each_dataset_has_its_own_floor(dataset: str, month: str | None, expected: object) -> None:
     assert planner(dataset).plan(doc(month), {}).decision is expected
 
 
@@ -203,21 +203,27 @@ def test_one_line_per_reason_with_the_count_and_the_ids() -> None:
     assert lines == [
         (
             logging.INFO,
-            "billed_reconciliation: 2 document(s) not exported: their billing months are "
-            "before 2024-02, the first Graph serves billed invoice reconciliation for "
-            "(Microsoft: older or legacy invoices fail with 5000): G000000000, G000000001; "
-            "invoice_ids exports one anyway",
+            (
+                "billed_reconciliation: 2 document(s) not exported: their billing months are "
+                "before 2024-02, the first Graph serves billed invoice reconciliation for "
+                "(Microsoft: older or legacy invoices fail with 5000): G000000000, G000000001; "
+                "invoice_ids exports one anyway"
+            ),
         ),
         (
             logging.INFO,
-            "billed_reconciliation: 1 document(s) not asked again: their exports answered 5000 "
-            "(no data) when asking again could not help: G000000002; refresh_invoice_ids asks "
-            "again",
+            (
+                "billed_reconciliation: 1 document(s) not asked again: their exports answered 5000 "
+                "(no data) when asking again could not help: G000000002; refresh_invoice_ids asks "
+                "again"
+            ),
         ),
         (
             logging.WARNING,
-            "billed_reconciliation: refresh_invoice_ids names G000000000, but its billing month "
-            "2022-06 is before 2024-02; list it in invoice_ids to export it anyway",
+            (
+                "billed_reconciliation: refresh_invoice_ids names G000000000, but its billing "
+                "month 2022-06 is before 2024-02; list it in invoice_ids to export it anyway"
+            ),
         ),
     ]
     assert skipped_lines("billed_usage", "usage", [plans[4]]) == []
@@ -233,9 +239,11 @@ def test_many_skipped_ids_are_cut_short() -> None:
 
 def test_a_refresh_id_the_run_does_not_export_is_a_warning() -> None:
     assert refresh_warnings(["G000000001", "G000000002"], ["G000000001"]) == [
-        "refresh_invoice_ids: G000000002 is not a document this run exports (not in "
-        "invoice_ids, and not a listed G… invoice from start_date on); nothing is asked again "
-        "for it"
+        (
+            "refresh_invoice_ids: G000000002 is not a document this run exports (not in "
+            "invoice_ids, and not a listed G… invoice from start_date on); nothing is asked again "
+            "for it"
+        )
     ]
 
 

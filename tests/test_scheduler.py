@@ -159,7 +159,7 @@ def make_run(
     timeout: float = 3600,
     saved: dict[int, dict[str, Any]] | None = None,
     utc_now: Callable[[], datetime] = lambda: NOW,
-    **graph: Any,  # noqa: ANN401
+    **graph: Any,
 ) -> Run:
     fake = FakeGraph(clock, **graph)
 

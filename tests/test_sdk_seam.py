@@ -134,7 +134,7 @@ def test_the_installed_sdk_is_the_one_the_seam_was_checked_against() -> None:
     assert f'singer-sdk[msgspec]~={sdk_seam.SDK_CHECKED}"' in pyproject
 
 
-def _tap(**overrides: Any) -> TapPartnerBilling:  # noqa: ANN401
+def _tap(**overrides: Any) -> TapPartnerBilling:
     return TapPartnerBilling(config=base_config(**overrides))
 
 
@@ -245,11 +245,11 @@ class _Probe(sdk_seam.SeamStream):
     counter_seen: bool = False
     written_before_resume: list[bool]
 
-    def get_record_counter(self, **kwargs: Any) -> Any:  # noqa: ANN401
+    def get_record_counter(self, **kwargs: Any) -> Any:
         self.counter_seen = True
         return super().get_record_counter(**kwargs)
 
-    def get_records(self, context: Any) -> Any:  # noqa: ANN401
+    def get_records(self, context: Any) -> Any:
         del context
         assert self.counter_seen, "the SDK no longer makes its counter before get_records"
         out = sys.stdout
@@ -283,7 +283,7 @@ class _Failing(sdk_seam.SeamStream):
     name = "failing"
     error: Exception = RuntimeError("unset")
 
-    def get_records(self, context: Any) -> Any:  # noqa: ANN401
+    def get_records(self, context: Any) -> Any:
         del context
         yield {"n": 1}
         raise self.error

@@ -142,8 +142,10 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     (
         "malformed refresh id",
         {"refresh_invoice_ids": ["G000000001", "g16907411"]},
-        "refresh_invoice_ids: 'g16907411' is not an invoice id (a capital letter then 5-19 "
-        "capitals or digits, like G016907411)",
+        (
+            "refresh_invoice_ids: 'g16907411' is not an invoice id (a capital letter then 5-19 "
+            "capitals or digits, like G016907411)"
+        ),
     ),
     ("refresh ids not a list", {"refresh_invoice_ids": "G000000001"}, "refresh_invoice_ids"),
     (
@@ -226,8 +228,10 @@ def test_start_date_habits_become_the_month(
     assert bool(warnings) == warned
     if warned:
         assert warnings == [
-            f"start_date {given!r} is not the first of a month: billing months are whole, "
-            f"so invoices from {month} on are exported"
+            (
+                f"start_date {given!r} is not the first of a month: billing months are whole, "
+                f"so invoices from {month} on are exported"
+            )
         ]
 
 
@@ -249,10 +253,14 @@ def test_every_problem_is_listed_at_once(rsps: responses.RequestsMock) -> None:
         TapPartnerBilling(config=config)
     assert raised.value.errors == [
         "max_parallel_downloads: 0 is too small (at least 1)",
-        "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
-        "date-time, got 'August'",
-        "graph_url must be an https:// URL, got 'http://graph.microsoft.com/v1.0' "
-        "(it is not https)",
+        (
+            "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+            "date-time, got 'August'"
+        ),
+        (
+            "graph_url must be an https:// URL, got 'http://graph.microsoft.com/v1.0' "
+            "(it is not https)"
+        ),
         "give exactly one of client_secret or client_certificate_path (neither is set)",
         "currency_codes lists a value twice",
     ]
@@ -283,8 +291,10 @@ ONE_MESSAGE_EACH: list[tuple[str, dict[str, Any], str]] = [
     (
         "invoice id",
         {"invoice_ids": ["g123"]},
-        "invoice_ids: 'g123' is not an invoice id (a capital letter then 5-19 capitals or "
-        "digits, like G016907411)",
+        (
+            "invoice_ids: 'g123' is not an invoice id (a capital letter then 5-19 capitals or "
+            "digits, like G016907411)"
+        ),
     ),
     (
         "period",
@@ -332,8 +342,10 @@ def test_the_examples_placeholder_secret_is_refused_as_the_placeholder(example: 
     with pytest.raises(ConfigValidationError) as raised:
         TapPartnerBilling(config=base_config(client_secret=held))
     assert raised.value.errors == [
-        "client_secret is the placeholder text of .env.example and config.example.json: set the "
-        "Value of the app's client secret (Certificates & secrets)"
+        (
+            "client_secret is the placeholder text of .env.example and config.example.json: "
+            "set the Value of the app's client secret (Certificates & secrets)"
+        )
     ]
 
 

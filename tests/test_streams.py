@@ -36,7 +36,7 @@ def three_blobs(prefix: str, lines_per_blob: int, start: int = 0) -> dict[str, b
     return blobs
 
 
-def billed_config(**overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+def billed_config(**overrides: Any) -> dict[str, Any]:
     return base_config(invoice_ids=["G000000001", "G000000002"], **overrides)
 
 
@@ -117,7 +117,7 @@ def test_duplicate_lines_get_distinct_keys(graph: FakeGraph) -> None:
     )
 
 
-def unbilled_state(result: Any) -> dict[str, Any]:  # noqa: ANN401
+def unbilled_state(result: Any) -> dict[str, Any]:
     partitions = result.partition_states("unbilled_usage")
     assert len(partitions) == 1
     return dict(partitions[0]["months"])
@@ -267,7 +267,7 @@ def test_finished_blobs_not_fetched_again_after_resume(graph: FakeGraph) -> None
     assert len(full.records()) == 9
 
     # The state written right after blob 2 finished: as if the tap was killed there.
-    def progress_of(line: str) -> Any:  # noqa: ANN401
+    def progress_of(line: str) -> Any:
         parts = json.loads(line)["value"]["bookmarks"]["billed_usage"]["partitions"]
         return parts[0].get("progress")
 
@@ -404,7 +404,7 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
         "_sdc_deleted_at",
     }  # clock readings and per-export ids
 
-    def scrub(value: Any) -> Any:  # noqa: ANN401
+    def scrub(value: Any) -> Any:
         if isinstance(value, dict):
             return {
                 k: ("…" if k in volatile and v is not None else scrub(v)) for k, v in value.items()
@@ -423,7 +423,10 @@ def test_direct_output_writes_the_same_messages_as_the_sdk_path(
     # And with tombstones: the unbilled snapshot shrinks.
     state = json.loads(direct[-1])["value"]
     graph.add("current/USD", Export({"u.json.gz": gz_lines(*lines[:3])}, month="202611", etag="u2"))
-    direct2, sdk2 = comparable(sync(True, state)), comparable(sync(False, state))
+    direct2, sdk2 = (
+        comparable(sync(direct=True, state=state)),
+        comparable(sync(direct=False, state=state)),
+    )
     assert any(m.get("record", {}).get("_sdc_deleted_at") == "…" for m in direct2)
     assert direct2 == sdk2
 
@@ -564,6 +567,8 @@ def test_an_expected_5000_is_info_and_an_unexpected_one_a_warning(
     assert warning.startswith("billed_usage invoice G000000003 (full): answered 5000 and ")
     recent = [r.getMessage() for r in caplog.records if "G000000001 (full): answered" in r.message]
     assert recent == [
-        "billed_usage invoice G000000001 (full): answered 5000 (No data available): billing "
-        "month 2026-10 is recent and billed data lags a day; asked again on the next run"
+        (
+            "billed_usage invoice G000000001 (full): answered 5000 (No data available): billing "
+            "month 2026-10 is recent and billed data lags a day; asked again on the next run"
+        )
     ]

@@ -51,7 +51,7 @@ def _manifest(etag: str, blobs: int) -> Manifest:
     )
 
 
-def _reader(blob_blocks: Sequence[Sequence[int]]) -> Any:  # noqa: ANN401 - a BlobReader
+def _reader(blob_blocks: Sequence[Sequence[int]]) -> Any:
     """Blobs made of blocks of ``n`` placeholder lines (the writer never decodes a line)."""
 
     def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:

@@ -24,10 +24,10 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 def _setting(
     name: str,
-    wrapped: Any,  # noqa: ANN401 - th.Property takes JSON type classes and instances alike
+    wrapped: th.JSONTypeHelper[Any] | type[th.JSONTypeHelper[Any]],
     title: str,
     description: str,
-    **kwargs: Any,  # noqa: ANN401
+    **kwargs: Any,
 ) -> th.Property[Any]:
     return th.Property(name, wrapped, title=title, description=description, **kwargs)
 
@@ -239,8 +239,10 @@ def settings_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(
             (
                 "start_date",
-                "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
-                f"date-time, got {start!r}",
+                (
+                    "start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+                    f"date-time, got {start!r}"
+                ),
             )
         )
     for name in ("authority_url", "graph_url", "partner_center_url"):
@@ -276,17 +278,21 @@ def settings_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (
                     "batch_config",
-                    "batch_config cannot be combined with stream_maps or flattening: BATCH "
-                    "files carry the records as extracted (as the SDK's own batches do)",
+                    (
+                        "batch_config cannot be combined with stream_maps or flattening: BATCH "
+                        "files carry the records as extracted (as the SDK's own batches do)"
+                    ),
                 )
             )
     if config.get("emit_activate_version_messages"):
         problems.append(
             (
                 "emit_activate_version_messages",
-                "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per "
-                "table, so a target would delete every invoice this run skips (deletes are "
-                "sent as tombstones)",
+                (
+                    "emit_activate_version_messages is not supported: ACTIVATE_VERSION is per "
+                    "table, so a target would delete every invoice this run skips (deletes are "
+                    "sent as tombstones)"
+                ),
             )
         )
     return problems
@@ -305,8 +311,10 @@ def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (
                     name,
-                    f"{name} is the placeholder {PLACEHOLDER_ID} of .env.example and "
-                    f"config.example.json: set {what}",
+                    (
+                        f"{name} is the placeholder {PLACEHOLDER_ID} of .env.example and "
+                        f"config.example.json: set {what}"
+                    ),
                 )
             )
     secret = config.get("client_secret")
@@ -314,8 +322,11 @@ def _identity_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(
             (
                 "client_secret",
-                "client_secret is the placeholder text of .env.example and config.example.json: "
-                "set the Value of the app's client secret (Certificates & secrets)",
+                (
+                    "client_secret is the placeholder text of .env.example and "
+                    "config.example.json: set the Value of the app's client secret "
+                    "(Certificates & secrets)"
+                ),
             )
         )
     return problems

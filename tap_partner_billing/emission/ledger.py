@@ -128,9 +128,9 @@ class Ledger:
         """Every ordinal a target may hold for this partition (to retire all of them)."""
         progress = self.state.get("progress")
         held = int(progress.get("retire_to", 0)) if isinstance(progress, dict) else 0
-        return range(0, max(self.high_water, held))
+        return range(max(self.high_water, held))
 
-    def complete(self, manifest: Manifest, line_count: int, **extra: Any) -> None:  # noqa: ANN401
+    def complete(self, manifest: Manifest, line_count: int, **extra: Any) -> None:
         """Bookmark ``manifest`` as emitted completely (surplus already retired)."""
         self.state.pop("progress", None)
         self.state.update(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_KIB = 1024
+
 
 def _size(count: int) -> str:
     value = float(count)
     for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":  # noqa: PLR2004
+        if value < _KIB or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
+        value /= _KIB
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -76,7 +76,7 @@ def worker_main(read_fd: int, write_fd: int) -> None:
             records = run_task(task)
         except (BlobDataError, RecordValueError) as err:
             outbox.send(("error", task.task_id, type(err).__name__, str(err)))
-        except Exception:  # noqa: BLE001 - reported to the tap, which raises it
+        except Exception:
             report = traceback.format_exc(limit=8)[-4000:]
             outbox.send(("error", task.task_id, "crash", report))
         else:

@@ -102,7 +102,7 @@ def nesting_depth(value: object) -> int:
     return depth
 
 
-def _unknown_value(key: str, value: msgspec.Raw, bytes_so_far: int) -> Any:  # noqa: ANN401
+def _unknown_value(key: str, value: msgspec.Raw, bytes_so_far: int) -> object:
     """An unknown key's value, decoded for ``_extra_fields`` (numbers as exact text).
 
     Raises:

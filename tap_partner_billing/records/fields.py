@@ -228,7 +228,13 @@ def to_datetime_text(value: str) -> str:
         hours = int(hour or 0) % 12 + (12 if half == "PM" else 0) if half else int(hour or 0)
         try:
             parsed = datetime(
-                int(year), int(month), int(day), hours, int(minute or 0), int(second or 0)
+                int(year),
+                int(month),
+                int(day),
+                hours,
+                int(minute or 0),
+                int(second or 0),
+                tzinfo=timezone.utc,
             )
         except ValueError:
             raise RecordValueError(f"{value[:40]!r} is not a valid date") from None

@@ -80,7 +80,7 @@ class SandboxConfig:
     seed: int = 7
     tenant_id: str = "contoso-demo.example"
     client_id: str = "sandbox-client-id"
-    client_secret: str = "sandbox-client-secret"  # noqa: S105 - fake, for the sandbox only
+    client_secret: str = "sandbox-client-secret"
     current_month: str = field(default_factory=this_month)
     invoices: dict[str, InvoiceSpec] = field(default_factory=dict)  # empty: default_invoices
     # Listed by Partner Center, but legacy (D…): Graph has no export data for them.

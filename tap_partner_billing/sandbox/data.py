@@ -102,7 +102,7 @@ def iter_usage_lines(spec: LineSpec, count: int, *, customers: int = 4) -> Itera
         total = (quantity * unit_price).quantize(Decimal("1e-10"))
         rate = Decimal(rng.randrange(9 * 10**7, 11 * 10**7)) / Decimal(10**8)
         day = rng.randrange(1, 29)
-        zone = "Z" if rng.random() < 0.5 else ""  # noqa: PLR2004 - both forms occur
+        zone = "Z" if rng.random() < 0.5 else ""
         line: dict[str, object] = {
             "PartnerId": partner_id,
             "PartnerName": "Contoso Demo Partner",
@@ -165,17 +165,17 @@ def iter_usage_lines(spec: LineSpec, count: int, *, customers: int = 4) -> Itera
             for key in ("CustomerDomainName", "CustomerCountry", "MpnId", "MeterId", "Tags"):
                 line.pop(key)
         roll = rng.random()
-        if roll < 0.3:  # noqa: PLR2004 - key casing differs between Microsoft's sources
+        if roll < 0.3:
             line["BenefitOrderID"] = _guid(rng)
-        elif roll < 0.6:  # noqa: PLR2004
+        elif roll < 0.6:
             line["BenefitOrderId"] = _guid(rng)
         # (otherwise the key is omitted, as Spark's JSON writer does for nulls)
-        if rng.random() < 0.2:  # noqa: PLR2004 - numbers sometimes arrive as strings
+        if rng.random() < 0.2:
             line["Quantity"] = str(quantity)
         encoded = _ENCODER.encode(line)
         yield encoded
         produced += 1
-        if rng.random() < 0.05 and produced < count:  # noqa: PLR2004 - identical duplicate lines
+        if rng.random() < 0.05 and produced < count:
             yield encoded
             produced += 1
 
@@ -278,14 +278,14 @@ def reconciliation_lines(spec: LineSpec, count: int, *, credit_note: bool = Fals
             else "",
             "SubscriptionStartDate": f"{year - 1:04d}-{month:02d}-01T00:00:00Z",
             "SubscriptionEndDate": f"{year:04d}-{month:02d}-01T00:00:00Z",
-            "ProductQualifiers": ["Add-on"] if rng.random() < 0.2 else [],  # noqa: PLR2004
+            "ProductQualifiers": ["Add-on"] if rng.random() < 0.2 else [],
             "ProductCategory": category,
         }
         if category == "Azure":
             line["ReservationOrderId"] = _guid(rng)
-        if rng.random() < 0.3:  # noqa: PLR2004 - promotions, with both key casings around
+        if rng.random() < 0.3:
             line["PriceAdjustmentDescription"] = '["Promotion: 15% off the first term"]'
-            line["PromotionId" if rng.random() < 0.5 else "PromotionID"] = f"39NFJQT1{index % 10}"  # noqa: PLR2004
+            line["PromotionId" if rng.random() < 0.5 else "PromotionID"] = f"39NFJQT1{index % 10}"
         if charge in {"Renew", "Cancel"}:
             line["ReferenceId"] = _guid(rng)
         if attribute_set == "basic":

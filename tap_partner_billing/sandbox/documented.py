@@ -34,9 +34,12 @@ _MANIFEST_LIVE = (
 _LINK = "resourceLocation@odata.navigationLink"
 
 
-def load(name: str) -> Any:  # noqa: ANN401 - JSON
+def load(name: str) -> dict[str, Any]:
     """One documented response (numbers as exact decimals, as the service writes them)."""
-    return json.loads((FOLDER / name).read_text(encoding="utf-8"), parse_float=Decimal)
+    document: dict[str, Any] = json.loads(
+        (FOLDER / name).read_text(encoding="utf-8"), parse_float=Decimal
+    )
+    return document
 
 
 def invoice_page(query: str) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
     role: ClassVar[str]
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401
+    def log_message(self, fmt: str, *args: Any) -> None:
         """Quiet: the request log is kept in the sandbox instead."""
 
     def _log(self, step: str, status: int) -> None:
@@ -369,7 +369,7 @@ class SandboxServer:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def tap_config(self, **overrides: Any) -> dict[str, Any]:  # noqa: ANN401
+    def tap_config(self, **overrides: Any) -> dict[str, Any]:
         """A tap config that points at this sandbox (as its Meltano environment does)."""
         config = self.sandbox.config
         result: dict[str, Any] = {

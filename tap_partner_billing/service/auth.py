@@ -53,7 +53,7 @@ class _StatusRecordingSession(CheckedSession):
         status = self.last_status
         return status is not None and classify(status) is Outcome.TRANSIENT
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         response = super().send(request, **kwargs)
         self.last_status = response.status_code
         self.last_retry_after = response.headers.get("Retry-After")

@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 import uuid
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from tap_partner_billing.errors import (
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 # --test should not spend half a minute on a Graph that is not there: two quick retries.
+_JWT_PARTS = 3  # header.payload.signature
 PROBE_POLICY = RetryPolicy(max_attempts=3, base_delay_seconds=1.0, max_delay_seconds=2.0)
 
 
@@ -44,7 +46,7 @@ def token_roles(token: str) -> list[str] | None:
     claim is read only to explain a refusal before Graph gives one.
     """
     parts = token.split(".")
-    if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
+    if len(parts) != _JWT_PARTS:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
@@ -107,12 +109,12 @@ def probe_graph(
         raise ServiceError(msg) from None
     with response:
         status, described = response.status_code, service_error(response)
-    if status == 404:  # noqa: PLR2004 - the expected answer
+    if status == HTTPStatus.NOT_FOUND:  # the expected answer
         return "Graph answered 404 for an unknown export operation, as it should"
-    if status == 403:  # noqa: PLR2004
+    if status == HTTPStatus.FORBIDDEN:
         msg = f"{what} refused the app: {described}; {PERMISSION_HINT}"
         raise MissingPermissionError(msg)
-    if status == 401:  # noqa: PLR2004
+    if status == HTTPStatus.UNAUTHORIZED:
         msg = f"{what} refused the token: {described} (is graph_url the Graph of this tenant?)"
         raise ServiceError(msg)
     msg = f"{what} answered {described} to a GET of an unknown operation; expected 404"
@@ -127,30 +129,29 @@ def invoice_list_warnings(
     An explicit invoice id the list does not show is still exported (the escape hatch); a
     currency is compared with the currencies of the listed invoices, when there are any.
     """
-    warnings = []
     listed = {invoice.id for invoice in invoices}
-    for invoice_id in invoice_ids:
-        if invoice_id not in listed:
-            warnings.append(
-                f"invoice_ids: {invoice_id} is not in the Partner Center invoice list; it is "
-                "exported anyway, and answers 'no data' while Graph has nothing for it "
-                "(check the number)"
-            )
+    warnings = [
+        f"invoice_ids: {invoice_id} is not in the Partner Center invoice list; it is "
+        "exported anyway, and answers 'no data' while Graph has nothing for it "
+        "(check the number)"
+        for invoice_id in invoice_ids
+        if invoice_id not in listed
+    ]
     seen = {i.currency_code.upper() for i in invoices if i.currency_code}
     if not seen:
         return warnings
     configured = list(currency_codes)
     shown = ", ".join(sorted(seen))
-    for currency in configured:
-        if currency not in seen:
-            warnings.append(
-                f"currency_codes: no listed invoice is in {currency} (the list shows {shown}); "
-                f"the unbilled exports of {currency} will likely answer 'no data'"
-            )
-    for currency in sorted(seen - set(configured)):
-        warnings.append(
-            f"currency_codes does not list {currency}, a currency of the listed invoices: "
-            f"unbilled usage and reconciliation in {currency} are not exported (add it to "
-            "currency_codes to export them)"
-        )
+    warnings.extend(
+        f"currency_codes: no listed invoice is in {currency} (the list shows {shown}); "
+        f"the unbilled exports of {currency} will likely answer 'no data'"
+        for currency in configured
+        if currency not in seen
+    )
+    warnings.extend(
+        f"currency_codes does not list {currency}, a currency of the listed invoices: "
+        f"unbilled usage and reconciliation in {currency} are not exported (add it to "
+        "currency_codes to export them)"
+        for currency in sorted(seen - set(configured))
+    )
     return warnings

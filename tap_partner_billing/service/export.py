@@ -13,6 +13,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tap_partner_billing.errors import (
@@ -181,7 +182,7 @@ class ExportClient:
         url: str,
         *,
         what: str,
-        **kwargs: Any,  # noqa: ANN401
+        **kwargs: Any,
     ) -> requests.Response | Transient:
         """One attempt (one step): the answer, or a transient failure to try again later."""
         self.url_policy.check(url, what)  # where it arrived; the session checks it again
@@ -203,7 +204,7 @@ class ExportClient:
         method: str,
         url: str,
         what: str,
-        **kwargs: Any,  # noqa: ANN401
+        **kwargs: Any,
     ) -> requests.Response | Transient:
         headers = {"client-request-id": str(uuid.uuid4())}
         # Streamed, so that read_body can bound what a body may hold.
@@ -218,7 +219,7 @@ class ExportClient:
             return answer
         if answer.status_code in {404, 410}:
             raise OperationGoneError(f"{label}: {gone} answered {service_error(answer)}")
-        if answer.status_code != 200:  # noqa: PLR2004
+        if answer.status_code != HTTPStatus.OK:
             raise ServiceError(f"{label}: {what} answered {service_error(answer)}")
         return answer
 
@@ -243,10 +244,10 @@ class ExportClient:
         return self._accepted(answer, request)
 
     def _accepted(self, response: requests.Response, request: ExportRequest) -> str:
-        if response.status_code == 403:  # noqa: PLR2004 - Graph: the app lacks its permission
+        if response.status_code == HTTPStatus.FORBIDDEN:  # Graph: the app lacks its permission
             msg = f"{request.label}: export request answered {service_error(response)}; "
             raise MissingPermissionError(msg + PERMISSION_HINT)
-        if response.status_code != 202:  # noqa: PLR2004 - the documented answer
+        if response.status_code != HTTPStatus.ACCEPTED:  # the documented answer
             msg = f"{request.label}: export request answered {service_error(response)}"
             raise ServiceError(msg)
         location = response.headers.get("Location", "")

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from tap_partner_billing.errors import ManifestError, RecordValueError, UrlPolicyError
@@ -64,7 +63,7 @@ class Manifest:
     schema_version: str | None = None
 
     @classmethod
-    def parse(cls, body: Any, *, where: str) -> Manifest:  # noqa: ANN401 - raw JSON
+    def parse(cls, body: object, *, where: str) -> Manifest:
         """Validate a manifest JSON object.
 
         Args:
@@ -141,7 +140,7 @@ class Manifest:
         return f"{self.root_directory}/{quote(blob.name)}?{self.sas_token}"
 
 
-def _blob_refs(raw: Any, count: Any, where: str) -> tuple[BlobRef, ...]:  # noqa: ANN401
+def _blob_refs(raw: object, count: object, where: str) -> tuple[BlobRef, ...]:
     """The manifest's blobs, validated, in name order.
 
     Raises:
@@ -178,7 +177,7 @@ def _blob_refs(raw: Any, count: Any, where: str) -> tuple[BlobRef, ...]:  # noqa
     )
 
 
-def _created(created: Any, where: str) -> str | None:  # noqa: ANN401
+def _created(created: object, where: str) -> str | None:
     """``createdDateTime`` as UTC text.
 
     Raises:

@@ -16,6 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -275,14 +276,13 @@ class InvoiceClient:
             ServiceError: A refused request, a body that is not an invoice list, or a next
                 link on another origin (the token would go there).
         """
-        url: str | None = f"{self._base}{INVOICES_PATH}"
+        url = f"{self._base}{INVOICES_PATH}"
         headers: dict[str, str] = {}
         items: list[tuple[object, str]] = []
         asked: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         # One budget for the whole list: transient failures are counted over all its pages.
         budget = self._policy.budget("Partner Center invoice list", sleep=self._sleep)
         for page in range(1, MAX_PAGES + 1):
-            assert url is not None  # noqa: S101 - the loop ends when it becomes None
             where = f"Partner Center invoice list, page {page}"
             self._url_policy.check(url, where)
             request = (url, tuple(sorted(headers.items())))
@@ -291,7 +291,7 @@ class InvoiceClient:
                 raise ServiceError(msg)
             asked.add(request)
             response = send(self._session, "GET", url, budget=budget, headers=headers, stream=True)
-            if response.status_code != 200:  # noqa: PLR2004
+            if response.status_code != HTTPStatus.OK:
                 hint = (
                     " (the app needs Partner Center API access; set discover_invoices to false "
                     "to export invoice_ids only)"
@@ -310,9 +310,10 @@ class InvoiceClient:
                 msg = f"{where}: no items list in the answer"
                 raise ServiceError(msg)
             items.extend((item, f"{where}, item {n}") for n, item in enumerate(page_items, 1))
-            url, headers = _next_page(body, self._base)
-            if url is None:
+            next_url, headers = _next_page(body, self._base)
+            if next_url is None:
                 return list_documents(items)
+            url = next_url
         msg = f"Partner Center invoice list: more than {MAX_PAGES} pages"
         raise ServiceError(msg)
 

@@ -43,6 +43,7 @@ LOGGER = logging.getLogger(__name__)
 MIN_WAIT_SECONDS = 1.0  # also the floor of a poll interval, whatever Retry-After says
 MAX_RETRY_AFTER_SECONDS = 300.0
 TOO_MANY_REQUESTS = 429
+_MAX_CAUSES = 20  # a chain longer than this is cut
 _E = TypeVar("_E", bound=BaseException)
 
 
@@ -193,7 +194,7 @@ def _causes(err: BaseException) -> list[BaseException]:
     """``err`` and what it wraps: arguments, urllib3's ``reason``, cause and context."""
     found: list[BaseException] = []
     pending = [err]
-    while pending and len(found) < 20:  # noqa: PLR2004 - a chain longer than this is cut
+    while pending and len(found) < _MAX_CAUSES:
         current = pending.pop(0)
         if any(current is seen for seen in found):
             continue
@@ -280,7 +281,7 @@ def attempt(
     url: str,
     *,
     what: str,
-    **kwargs: Any,  # noqa: ANN401 - passed through to requests
+    **kwargs: Any,
 ) -> requests.Response | Transient:
     """Send a request once: its answer, or a :class:`Transient` failure (a single step).
 
@@ -324,7 +325,7 @@ def send(
     url: str,
     *,
     budget: RetryBudget,
-    **kwargs: Any,  # noqa: ANN401 - passed through to requests
+    **kwargs: Any,
 ) -> requests.Response:
     """Send a request, retrying transient failures within ``budget`` (see :func:`attempt`).
 

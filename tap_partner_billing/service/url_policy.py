@@ -72,6 +72,17 @@ def _read(url: str) -> _Parsed:
     return _Parsed(lib_host, port, std.path)
 
 
+def _read_base(url: str) -> _Parsed:
+    """A base URL read as :func:`_read` does, refused with a query, fragment or dot segment."""
+    parsed = _read(url)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise UrlPolicyError("it has a query or fragment")
+    if _has_dot_segment(parsed.path):
+        raise UrlPolicyError("its path has . or .. segments")
+    return parsed
+
+
 def _readable(url: str) -> tuple[SplitResult, str, str] | None:
     """``url``'s parts, host and ``:port`` (empty if none); None when Python cannot read it."""
     try:
@@ -122,12 +133,7 @@ class UrlPolicy:
             UrlPolicyError: ``base_url`` is no plain https URL (the message names ``name``).
         """
         try:
-            parsed = _read(base_url)
-            parts = urlsplit(base_url)
-            if parts.query or parts.fragment:
-                raise UrlPolicyError("it has a query or fragment")  # noqa: TRY301
-            if _has_dot_segment(parsed.path):
-                raise UrlPolicyError("its path has . or .. segments")  # noqa: TRY301
+            parsed = _read_base(base_url)
         except UrlPolicyError as err:
             msg = f"{name} must be an https:// URL, got {describe(base_url)} ({err})"
             raise UrlPolicyError(msg) from None
@@ -187,7 +193,7 @@ class CheckedSession(requests.Session):
         self.headers["User-Agent"] = f"tap-partner-billing/{__version__}"
         self.auth = _no_auth  # keeps requests from reading ~/.netrc
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Check, authorise and send one request; 3xx answers are returned, not followed.
 
         Raises:

@@ -154,7 +154,7 @@ class ExportStream(RoutedStream):
         manifest: Manifest,
         ledger: Ledger,
         identity: dict[str, Any],
-        **bookmark: Any,  # noqa: ANN401
+        **bookmark: Any,
     ) -> Iterator[Event]:
         """The events of one finished export (see ``writer.PartitionEvents.export_events``)."""
         export = Export(ledger.label, result.operation_id, manifest, identity, bookmark)

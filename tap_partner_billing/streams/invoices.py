@@ -16,6 +16,7 @@ from tap_partner_billing.streams.routing import RoutedStream
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
     from tap_partner_billing.sync.run import SyncRun
@@ -30,7 +31,7 @@ class InvoicesStream(RoutedStream):
     name = "invoices"
     primary_keys: ClassVar[list[str]] = ["id"]
 
-    def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
+    def __init__(self, tap: Tap, run: SyncRun) -> None:
         super().__init__(tap, self.declared_schema())
         self.run = run  # the invoice list is read once per run, shared with the billed streams
         self.forced_replication_method = "FULL_TABLE"  # the whole list, every run

@@ -17,7 +17,7 @@ from tap_partner_billing.streams.sdk_seam import SeamStream
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from singer_sdk import metrics
+    from singer_sdk import Tap, metrics
     from singer_sdk.helpers.types import Context
 
 
@@ -26,12 +26,12 @@ class RoutedStream(SeamStream):
 
     allow_direct_output: ClassVar[bool] = True  # tests turn it off to compare both routes
 
-    def __init__(self, tap: Any, schema: dict[str, Any]) -> None:  # noqa: ANN401 - the SDK types it loosely
+    def __init__(self, tap: Tap, schema: dict[str, Any]) -> None:
         super().__init__(tap=tap, schema=schema)
         self._sink: RecordSink | None = None
         self._record_counter: metrics.Counter | None = None
 
-    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:  # noqa: ANN401
+    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
         """The SDK's ``record_count`` counter, kept so the direct and BATCH routes count too."""
         self._record_counter = super().get_record_counter(**kwargs)
         return self._record_counter
@@ -67,7 +67,7 @@ class RoutedStream(SeamStream):
         """The current sink, opened on first use."""
         return self._sink if self._sink is not None else self.open_sink()
 
-    def get_batches(self, batch_config: Any, context: Context | None = None) -> Iterable[Any]:  # noqa: ANN401
+    def get_batches(self, batch_config: object, context: Context | None = None) -> Iterable[Any]:
         """BATCH mode: run the partitions; the sink writes files and their BATCH messages.
 
         Replaces the SDK's batcher, which writes gzip whatever ``compression`` says.

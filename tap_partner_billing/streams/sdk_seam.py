@@ -17,6 +17,7 @@ from singer_sdk import Stream, Tap, about
 from singer_sdk.helpers._batch import BaseBatchFileEncoding
 from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import Catalog
 
 from tap_partner_billing.errors import PartnerBillingError
 from tap_partner_billing.records.schemas import restore_decimal_details
@@ -47,7 +48,7 @@ class _OurErrorsLine(logging.Filter):
 OUR_ERRORS_LINE = _OurErrorsLine()
 
 
-def config_input(value: Any) -> tuple[dict[str, Any], bool]:  # noqa: ANN401 - see below
+def config_input(value: Any) -> tuple[dict[str, Any], bool]:  # noqa: ANN401 - _ConfigInput
     """The merged config and whether to read environment variables, from the SDK's argument.
 
     Use 9 — the command line's config. The SDK's click callbacks hand ``invoke`` and
@@ -126,7 +127,7 @@ class SeamStream(Stream):
     # Use 4 — no replication-key bookkeeping. The SDK calls the private
     # ``_increment_stream_state`` for every record it writes, and for an INCREMENTAL stream
     # without a replication key it raises. Our bookmarks are per partition (see ledger.py).
-    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:  # noqa: ANN401
+    def _increment_stream_state(self, latest_record: object, *, context: object = None) -> None:
         del latest_record, context
 
     # Use 5 — STATE on demand. The SDK writes STATE every 10,000 records and at the end of a
@@ -157,7 +158,7 @@ class SeamStream(Stream):
     # private ``_input_schema``, which the public ``effective_schema`` returns (it prunes
     # and conforms records on the SDK route); the catalog model dropped the decimal details
     # on its way in, and only the private attribute can take them back.
-    def apply_catalog(self, catalog: Any) -> None:  # noqa: ANN401 - singer_sdk's Catalog
+    def apply_catalog(self, catalog: Catalog) -> None:
         """Apply the catalog, then put back the decimal details its model drops."""
         super().apply_catalog(catalog)
         if self._input_schema is not None:

@@ -288,10 +288,12 @@ def skipped_lines(stream: str, dataset: str, plans: Iterable[Plan]) -> list[tupl
         lines.append(
             (
                 logging.INFO,
-                f"{stream}: {len(below)} document(s) not exported: their billing months are "
-                f"before {floor}, the first Graph serves {DATASET_NAMES[dataset]} for "
-                f"(Microsoft: older or legacy invoices fail with 5000): {_ids(below)}; "
-                "invoice_ids exports one anyway",
+                (
+                    f"{stream}: {len(below)} document(s) not exported: their billing months are "
+                    f"before {floor}, the first Graph serves {DATASET_NAMES[dataset]} for "
+                    f"(Microsoft: older or legacy invoices fail with 5000): {_ids(below)}; "
+                    "invoice_ids exports one anyway"
+                ),
             )
         )
     remembered = [p for p in plans if p.decision is Decision.NO_DATA]
@@ -299,16 +301,20 @@ def skipped_lines(stream: str, dataset: str, plans: Iterable[Plan]) -> list[tupl
         lines.append(
             (
                 logging.INFO,
-                f"{stream}: {len(remembered)} document(s) not asked again: their exports "
-                f"answered 5000 (no data) when asking again could not help: "
-                f"{_ids(remembered)}; refresh_invoice_ids asks again",
+                (
+                    f"{stream}: {len(remembered)} document(s) not asked again: their exports "
+                    f"answered 5000 (no data) when asking again could not help: "
+                    f"{_ids(remembered)}; refresh_invoice_ids asks again"
+                ),
             )
         )
     lines.extend(
         (
             logging.WARNING,
-            f"{stream}: refresh_invoice_ids names {p.document.invoice_id}, but its {p.why}; "
-            "list it in invoice_ids to export it anyway",
+            (
+                f"{stream}: refresh_invoice_ids names {p.document.invoice_id}, but its {p.why}; "
+                "list it in invoice_ids to export it anyway"
+            ),
         )
         for p in below
         if p.refresh

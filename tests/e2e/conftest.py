@@ -241,7 +241,7 @@ def postgres_env(pg: Postgres, schema: str | None = None) -> dict[str, str]:
     return env
 
 
-def query(pg: Postgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:  # noqa: ANN401
+def query(pg: Postgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     import psycopg
 
     with psycopg.connect(pg.dsn()) as conn:
@@ -280,7 +280,7 @@ def postgres_target(meltano: MeltanoProject, pg: Postgres, schema: str, folder: 
     return [str(target), "--config", str(config)]
 
 
-def tap_command(server: SandboxServer, folder: Path, **config: Any) -> list[str]:  # noqa: ANN401
+def tap_command(server: SandboxServer, folder: Path, **config: Any) -> list[str]:
     """The tap's command with a config pointing at ``server`` (``config`` overrides)."""
     path = folder / "tap.json"
     path.write_text(json.dumps(server.tap_config(**config)))

@@ -150,7 +150,9 @@ class MeltanoNames:
         ]
         if not known:
             return [
-                f"state ID {state_id!r} is not ENVIRONMENT:EXTRACTOR-to-LOADER of the project's"
-                " plugins"
+                (
+                    f"state ID {state_id!r} is not ENVIRONMENT:EXTRACTOR-to-LOADER of the project's"
+                    " plugins"
+                )
             ]
         return self._environment(environment)

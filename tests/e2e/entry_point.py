@@ -30,6 +30,7 @@ import io
 import json
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import click
@@ -101,7 +102,7 @@ def run(command: click.Command, program: str, argv: list[str], fragments: bool) 
             code = err.exit_code
         except click.exceptions.Exit as exit_:  # --help or --version, where a document has it
             code = exit_.exit_code
-        except Exception as err:  # noqa: BLE001 - what a user would see, reported
+        except Exception as err:
             print(f"{type(err).__name__}: {err}")
             code = 1
     return [code, output.getvalue(), parsed]
@@ -110,6 +111,6 @@ def run(command: click.Command, program: str, argv: list[str], fragments: bool) 
 if __name__ == "__main__":
     name, results, arguments = sys.argv[1], sys.argv[2], json.load(sys.stdin)
     cli = click_command(name)
-    with open(results, "w", encoding="utf-8") as file:
+    with Path(results).open("w", encoding="utf-8") as file:
         runs = [run(cli, name, argv, "--fragments" in sys.argv[3:]) for argv in arguments]
         json.dump(runs, file, default=str)

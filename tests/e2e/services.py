@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -86,11 +85,11 @@ class Postgres:
 
 def start_postgres() -> Postgres:
     """Initdb + start a cluster on a free port (as the postgres user when running as root)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
         msg = "PostgreSQL server binaries not found; scripts/install-services installs them"
         raise ServiceStartError(msg)
-    bindir = Path(found[-1]).parent
+    bindir = found[-1].parent
     base = Path(tempfile.mkdtemp(prefix="tpb-pg-"))
     data = base / "data"
     data.mkdir()

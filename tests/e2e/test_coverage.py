@@ -67,7 +67,7 @@ def asked(sb: Sandbox, since: int = 0) -> Counter[tuple[str, str | None]]:
     )
 
 
-def sync(server: SandboxServer, state: dict[str, Any] | None, **config: Any) -> SyncResult:  # noqa: ANN401
+def sync(server: SandboxServer, state: dict[str, Any] | None, **config: Any) -> SyncResult:
     settings = server.tap_config(
         discover_invoices=True, invoice_ids=[EXPLICIT_OLD], decode_workers=1, **config
     )
@@ -105,17 +105,25 @@ def test_floors_remembered_5000s_and_refresh_over_two_runs(
     assert set(rows(first, "billed_reconciliation")) == {(SETTLED, False), (RECENT, False)}
     logged = caplog.text
     for line in (
-        f"billed_usage: 1 document(s) not exported: their billing months are before 2022-09, "
-        f"the first Graph serves billed usage for (Microsoft: older or legacy invoices fail "
-        f"with 5000): {BEFORE_BOTH}; invoice_ids exports one anyway",
-        f"billed_reconciliation: 2 document(s) not exported: their billing months are before "
-        f"2024-02, the first Graph serves billed invoice reconciliation for (Microsoft: older "
-        f"or legacy invoices fail with 5000): {BEFORE_BOTH}, {BETWEEN}; invoice_ids exports "
-        "one anyway",
-        f"billed_usage invoice {EXPLICIT_OLD} (full): billing month 2022-01 is before 2022-09, "
-        "the first Graph serves billed usage for; exported because invoice_ids names it",
-        f"billed_usage invoice {OLD_5000} (full): answered 5000 and billing month 2024-05 is "
-        "past the re-check window: remembered in its bookmark as having no data",
+        (
+            f"billed_usage: 1 document(s) not exported: their billing months are before 2022-09, "
+            f"the first Graph serves billed usage for (Microsoft: older or legacy invoices fail "
+            f"with 5000): {BEFORE_BOTH}; invoice_ids exports one anyway"
+        ),
+        (
+            f"billed_reconciliation: 2 document(s) not exported: their billing months are before "
+            f"2024-02, the first Graph serves billed invoice reconciliation for (Microsoft: older "
+            f"or legacy invoices fail with 5000): {BEFORE_BOTH}, {BETWEEN}; invoice_ids exports "
+            "one anyway"
+        ),
+        (
+            f"billed_usage invoice {EXPLICIT_OLD} (full): billing month 2022-01 is before 2022-09, "
+            "the first Graph serves billed usage for; exported because invoice_ids names it"
+        ),
+        (
+            f"billed_usage invoice {OLD_5000} (full): answered 5000 and billing month 2024-05 is "
+            "past the re-check window: remembered in its bookmark as having no data"
+        ),
     ):
         assert logged.count(line) == 1, line
     for stream in STREAMS:

@@ -88,43 +88,61 @@ def test_the_checks_fail_on_broken_commands(tmp_path: Path) -> None:
     )
     problems = {p: help_problems(blocks, p, ROOT) for p in project_checks(ROOT)}
     assert problems["tap-partner-billing"] == [
-        "README.md:2: `tap-partner-billing --config config.json --tset`: exit 2: "
-        "Usage: tap-partner-billing [OPTIONS] | Try 'tap-partner-billing --help' for help. | "
-        "Error: No such option '--tset'. (Did you mean one of: '--state', '--test'?)",
-        "README.md:2: `tap-partner-billing --about --format=mrkdown`: exit 2: "
-        "Usage: tap-partner-billing [OPTIONS] | Try 'tap-partner-billing --help' for help. | "
-        "Error: Invalid value for '--format': 'mrkdown' is not one of 'json', 'markdown'.",
+        (
+            "README.md:2: `tap-partner-billing --config config.json --tset`: exit 2: "
+            "Usage: tap-partner-billing [OPTIONS] | Try 'tap-partner-billing --help' for help. | "
+            "Error: No such option '--tset'. (Did you mean one of: '--state', '--test'?)"
+        ),
+        (
+            "README.md:2: `tap-partner-billing --about --format=mrkdown`: exit 2: "
+            "Usage: tap-partner-billing [OPTIONS] | Try 'tap-partner-billing --help' for help. | "
+            "Error: Invalid value for '--format': 'mrkdown' is not one of 'json', 'markdown'."
+        ),
     ]
     sandbox = problems["partner-billing-sandbox"]
     assert len(sandbox) == 2, sandbox  # the .venv/bin one starts
     assert "unrecognized arguments: --max-runing-exports 3" in sandbox[0]
     assert "max_running_exports needs export_seconds" in sandbox[1]
     assert unknown_programs(blocks, ROOT) == [
-        "README.md:2: `venv/bin/partner-billing-sandbox`: "
-        "no check for 'venv/bin/partner-billing-sandbox'"
+        (
+            "README.md:2: `venv/bin/partner-billing-sandbox`: "
+            "no check for 'venv/bin/partner-billing-sandbox'"
+        )
     ]
     assert problems["pip"] == [
         "README.md:2: `pip install --editabel .`: pip rejects its options (exit 2)",
-        "README.md:2: `pip install -e ./nowhere 'meltano>=4<5' -c constraints/nowhere.txt`: "
-        "constraints/nowhere.txt is not in this checkout",
-        "README.md:2: `pip install -e ./nowhere 'meltano>=4<5' -c constraints/nowhere.txt`: "
-        "./nowhere is not in this checkout",
-        "README.md:2: `pip install -e ./nowhere 'meltano>=4<5' -c constraints/nowhere.txt`: "
-        "not a requirement: Expected comma (within version specifier), semicolon (after "
-        "version specifier) or end",
+        (
+            "README.md:2: `pip install -e ./nowhere 'meltano>=4<5' -c constraints/nowhere.txt`: "
+            "constraints/nowhere.txt is not in this checkout"
+        ),
+        (
+            "README.md:2: `pip install -e ./nowhere 'meltano>=4<5' -c constraints/nowhere.txt`: "
+            "./nowhere is not in this checkout"
+        ),
+        (
+            "README.md:2: `pip install -e ./nowhere 'meltano>=4<5' -c constraints/nowhere.txt`: "
+            "not a requirement: Expected comma (within version specifier), semicolon (after "
+            "version specifier) or end"
+        ),
     ]
     assert len(problems["pipx"]) == 2, problems["pipx"]
     assert "pipx options are not parsed here: ['--force']" in problems["pipx"][0]
     assert problems["pipx"][1].endswith("./nowhere is not in this checkout")
     assert problems["scripts"] == [
-        "README.md:2: `scripts/demo && scripts/nowhere`: "
-        "scripts/nowhere is not an executable file in this checkout"
+        (
+            "README.md:2: `scripts/demo && scripts/nowhere`: "
+            "scripts/nowhere is not an executable file in this checkout"
+        )
     ]
     assert problems["shell"] == [
-        "README.md:2: `cp config.exmple.json config.json && cd nowhere`: "
-        "config.exmple.json is not in this checkout",
-        "README.md:2: `cp config.exmple.json config.json && cd nowhere`: "
-        "nowhere is not a folder in this checkout",
+        (
+            "README.md:2: `cp config.exmple.json config.json && cd nowhere`: "
+            "config.exmple.json is not in this checkout"
+        ),
+        (
+            "README.md:2: `cp config.exmple.json config.json && cd nowhere`: "
+            "nowhere is not a folder in this checkout"
+        ),
     ]
     assert problems["meltano"] == problems["dbt"] == []  # none in this block
 
@@ -196,8 +214,10 @@ def test_the_meltano_and_dbt_checks_fail_on_broken_commands(
     assert "Missing argument 'STATE_ID'" in reasons[8]
     assert "Got unexpected extra argument (extra)" in reasons[9]
     assert reasons[10:12] == [
-        "state ID 'prod:tap-partner-billing-to-target-snowflak' is not "
-        "ENVIRONMENT:EXTRACTOR-to-LOADER of the project's plugins",
+        (
+            "state ID 'prod:tap-partner-billing-to-target-snowflak' is not "
+            "ENVIRONMENT:EXTRACTOR-to-LOADER of the project's plugins"
+        ),
         "environment 'production' is neither the project's nor one meltano init makes",
     ]
     assert "No such command 'biuld'" in reasons[12]

@@ -40,7 +40,7 @@ CAP = 2  # the tap's max_concurrent_exports in the first test
 class Run:
     """One tap run to its end: exit status, stdout's messages (numbers as Decimal), stderr."""
 
-    def __init__(self, server: SandboxServer, folder: Path, **config: Any) -> None:  # noqa: ANN401
+    def __init__(self, server: SandboxServer, folder: Path, **config: Any) -> None:
         env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.tls.ca_bundle)}
         command = tap_command(server, folder, billing_periods=["current"], **config)
         done = subprocess.run(

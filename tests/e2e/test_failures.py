@@ -36,7 +36,7 @@ class Runner:
         meltano: MeltanoProject,
         pg: Postgres,
         folder: Path,
-        **config: Any,  # noqa: ANN401
+        **config: Any,
     ) -> None:
         self.tap = tap_command(server, folder, billing_periods=["current"], **config)
         self.schema = re.sub(r"\W", "_", folder.name.lower())[:40]

@@ -84,7 +84,7 @@ def test_fault_is_survived_in_the_same_run(
     try:
         sb = server.sandbox
         if fault is not None:
-            sb.faults.add(Fault(**{**fault.__dict__}))  # a fresh copy: times are consumed
+            sb.faults.add(Fault(**fault.__dict__))  # a fresh copy: times are consumed
         tap = tap_command(server, tmp_path, billing_periods=["current"])
         target = postgres_target(meltano, postgres, schema, tmp_path)
         env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}

@@ -33,7 +33,7 @@ def tap(
     folder: Path,
     *args: str,
     level: str = "INFO",  # the log level
-    **config: Any,  # noqa: ANN401
+    **config: Any,
 ) -> subprocess.CompletedProcess[str]:
     """The tap's CLI with a config pointing at ``server`` (``config`` overrides; None drops)."""
     settings = {k: v for k, v in server.tap_config(**config).items() if v is not None}
@@ -189,10 +189,14 @@ def test_every_config_problem_is_listed_without_a_traceback(
         assert "Config validation failed (4 problem(s)):" in message
         for problem in (
             "  - max_parallel_downloads: 0 is too small (at least 1)",
-            "  - start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
-            "date-time, got '2026-13'",
-            "  - graph_url must be an https:// URL, got 'http://graph.example/v1.0' "
-            "(it is not https)",
+            (
+                "  - start_date must be a billing month (YYYY-MM), a date (YYYY-MM-DD) or an ISO "
+                "date-time, got '2026-13'"
+            ),
+            (
+                "  - graph_url must be an https:// URL, got 'http://graph.example/v1.0' "
+                "(it is not https)"
+            ),
             "  - give exactly one of client_secret or client_certificate_path (neither is set)",
         ):
             assert problem in result.stderr

@@ -37,7 +37,7 @@ EXPORT_STREAMS = (
 )
 
 
-def pending_operations(value: Any) -> list[Any]:  # noqa: ANN401 - any JSON value
+def pending_operations(value: object) -> list[Any]:
     """Every non-empty ``pending_operations`` found anywhere in ``value``."""
     if isinstance(value, list):
         return [found for item in value for found in pending_operations(item)]

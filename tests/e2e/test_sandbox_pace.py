@@ -39,7 +39,7 @@ class Clock:
         return self.now
 
 
-def pace(**knobs: Any) -> tuple[ExportPace, Clock]:  # noqa: ANN401
+def pace(**knobs: Any) -> tuple[ExportPace, Clock]:
     config, clock = SandboxConfig(**knobs), Clock()
     return ExportPace(lambda: config, clock), clock
 
@@ -128,7 +128,7 @@ def timed(tls: TlsFiles, request: pytest.FixtureRequest) -> Iterator[SandboxServ
     server.stop()
 
 
-def post(server: SandboxServer, session: requests.Session, body: dict[str, str]) -> Any:  # noqa: ANN401
+def post(server: SandboxServer, session: requests.Session, body: dict[str, str]) -> Any:
     url = f"{server.sandbox.graph_url}{BILLING}/usage/unbilled/export"
     return session.post(url, json=body, timeout=30)
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 RUN = ("--environment=sandbox", "run", "--state-id-suffix=dbt")
 
 
-def duckdb_query(path: Path) -> Any:  # noqa: ANN401 - a query function over one file
+def duckdb_query(path: Path) -> Any:
     # Imported here: duckdb 2 (dbt-duckdb's, whose files this reads) needs Python 3.11, and the
     # module is collected on every Python the package claims (its test runs on the main one).
     import duckdb

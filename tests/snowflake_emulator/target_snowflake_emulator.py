@@ -48,6 +48,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _db_path() -> str:
     path = os.environ.get("SNOWFLAKE_EMULATOR_DB_PATH")
     if not path:
         sys.exit("SNOWFLAKE_EMULATOR_DB_PATH must name the emulator's folder")
-    os.makedirs(path, exist_ok=True)
+    Path(path).mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -79,7 +80,7 @@ def _one_statement_at_a_time() -> None:
     for name in ("execute", "executemany"):
         method = getattr(FakeSnowflakeCursor, name)
 
-        def serialised(*args: Any, _method: Any = method, **kwargs: Any) -> Any:  # noqa: ANN401
+        def serialised(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
             with lock:
                 return _method(*args, **kwargs)
 
@@ -158,7 +159,7 @@ def _connector_class() -> type[Any]:
 
         def _get_merge_from_stage_statement(
             self,
-            full_table_name: Any,  # noqa: ANN401
+            full_table_name: Any,
             schema: dict[str, Any],
             sync_id: str,
             file_format: str,
@@ -173,7 +174,9 @@ def _connector_class() -> type[Any]:
             # Adaptation 4: REMOVE as a folder deletion, and the staged table dropped.
             from fakesnow.transforms.stage import internal_dir
 
-            shutil.rmtree(internal_dir(self._stage(), f"target-snowflake/{sync_id}"), True)
+            shutil.rmtree(
+                internal_dir(self._stage(), f"target-snowflake/{sync_id}"), ignore_errors=True
+            )
             with self._connect() as conn, conn.begin():
                 conn.execute(text(f"drop table if exists {self._staged_table(sync_id)}"))
 
@@ -217,7 +220,7 @@ def main() -> None:
         TargetSnowflake.cli()
 
 
-def _plain(value: Any) -> Any:  # noqa: ANN401
+def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, (int, float, str, type(None))):
@@ -249,7 +252,7 @@ def query() -> None:
                     results.append([[_plain(v) for v in row] for row in cur.fetchall()])
                 conn.close()
             answer: Any = results
-        except Exception as err:  # noqa: BLE001 - the test shows the emulator's message
+        except Exception as err:
             answer = {"error": f"{type(err).__name__}: {err}"}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
