@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from singer_sdk.helpers.types import Context
 
-    from tap_partner_billing.sync.run import SyncRun
+    from tap_partner_billing.sync.shared import SyncRun
 
 _STRING = {"type": ["string", "null"]}
 _DATETIME = {"type": ["string", "null"], "format": "date-time"}
@@ -30,9 +30,10 @@ class InvoicesStream(RoutedStream):
     name = "invoices"
     primary_keys: ClassVar[list[str]] = ["id"]
 
-    def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
+    def __init__(self, tap: Any, sync_run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
         super().__init__(tap, self.declared_schema())
-        self.run = run  # the invoice list is read once per run, shared with the billed streams
+        # the invoice list is read once per run, shared with the billed streams
+        self.sync_run = sync_run
         self.forced_replication_method = "FULL_TABLE"  # the whole list, every run
 
     @classmethod
@@ -72,7 +73,7 @@ class InvoicesStream(RoutedStream):
 
     def invoice_records(self) -> list[dict[str, Any]]:
         """The invoice list as records (exact decimal and date text, as the schema says)."""
-        invoices = self.run.catalogue.invoices
+        invoices = self.sync_run.invoice_index.invoices
         if invoices is None:
             self.logger.info("invoices: discover_invoices is false; nothing to list")
             return []

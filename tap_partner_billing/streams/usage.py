@@ -95,7 +95,7 @@ class BilledUsageStream(ExportStream):
         }
         plans = {
             doc.invoice_id: self.planner.plan(doc, bookmarks.get(doc.invoice_id, {}))
-            for doc in billed_documents(self.run.catalogue)
+            for doc in billed_documents(self.sync_run.invoice_index)
         }
         for level, line in skipped_lines(self.name, self.dataset, plans.values()):
             self.logger.log(level, "%s", line)
@@ -272,7 +272,7 @@ class UnbilledUsageStream(ExportStream):
             context["attribute_set"],
             pending=state.setdefault("pending_operations", {}),
             months=state.setdefault("months", {}),
-            invoiced=self.run.catalogue.invoiced_months(currency),
+            invoiced=self.sync_run.invoice_index.invoiced_months(currency),
         )
         for period in self.config["billing_periods"]:
             yield from self._export_period(part, period, self._request(context, period))

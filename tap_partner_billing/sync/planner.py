@@ -264,17 +264,17 @@ def forget_no_data(bookmark: dict[str, Any]) -> None:
         bookmark.pop(key, None)
 
 
-def billed_documents(catalogue: InvoiceIndex) -> list[Document]:
+def billed_documents(invoice_index: InvoiceIndex) -> list[Document]:
     """The documents the billed streams consider: explicit ids and discovered ones."""
-    explicit = set(catalogue.explicit_ids)
+    explicit = set(invoice_index.explicit_ids)
     return [
         Document(
             invoice_id,
-            catalogue.month_of(invoice_id),
-            catalogue.document_type_of(invoice_id),
+            invoice_index.month_of(invoice_id),
+            invoice_index.document_type_of(invoice_id),
             explicit=invoice_id in explicit,
         )
-        for invoice_id in catalogue.billed_invoice_ids
+        for invoice_id in invoice_index.billed_invoice_ids
     ]
 
 
