@@ -22,7 +22,8 @@ from tap_partner_billing.errors import (
     ServiceError,
     TransientHTTPError,
 )
-from tap_partner_billing.service.export import BILLING_PATH, service_error
+from tap_partner_billing.service.export import BILLING_PATH
+from tap_partner_billing.service.responses import service_error
 from tap_partner_billing.service.transport import RetryPolicy, send
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy
 

@@ -24,6 +24,7 @@ from tap_partner_billing.errors import (
 )
 from tap_partner_billing.redact import redact_text
 from tap_partner_billing.service.manifest import Manifest
+from tap_partner_billing.service.responses import MAX_ERROR_BODY_CHARS, read_body, service_error
 from tap_partner_billing.service.transport import (
     Outcome,
     RetryPolicy,
@@ -31,7 +32,6 @@ from tap_partner_billing.service.transport import (
     attempt,
     classify,
     parse_retry_after,
-    read_body,
 )
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy
 
@@ -105,48 +105,7 @@ class Reading:
     manifest_link: str = ""  # succeeded, its manifest behind this link (not fetched yet)
 
 
-MAX_ERROR_BODY_CHARS = 300
 MAX_LOCATION_CHARS = 2048  # an operation URL saved in Singer state
-# The ids a support case asks for: Graph's (request-id; client-request-id is the one the tap
-# sent) and Partner Center's (MS-CorrelationId, MS-RequestId).
-SUPPORT_ID_HEADERS = ("request-id", "client-request-id", "MS-CorrelationId", "MS-RequestId")
-
-
-def support_ids(response: requests.Response) -> str:
-    """The answer's support ids as ``name value`` pairs (empty when it carries none)."""
-    found = [
-        f"{header} {response.headers[header][:60]}"
-        for header in SUPPORT_ID_HEADERS
-        if response.headers.get(header)
-    ]
-    return redact_text(", ".join(found))
-
-
-def service_error(response: requests.Response) -> str:
-    """Describe an error answer of Graph or Partner Center: status, code, message, support ids.
-
-    Graph writes ``{"error": {"code", "message"}}``, Partner Center ``{"code",
-    "description"}`` (``{"statusCode", "message"}`` when throttling). The body is the
-    service's text: it is cut short and redacted before it goes anywhere.
-    """
-    try:
-        body = json.loads(read_body(response, "error answer"))
-    except (ValueError, RecursionError, ServiceError):
-        body = None
-    error = body.get("error", body) if isinstance(body, dict) else None
-    code = message = None
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("message") or error.get("description")
-    parts = [f"HTTP {response.status_code}"]
-    described = None if message is None else str(message)[:MAX_ERROR_BODY_CHARS]
-    if code is not None:
-        described = f"{str(code)[:60]}: {described}" if described else f"code {str(code)[:60]}"
-    if described:
-        parts.append(described)
-    if ids := support_ids(response):
-        parts.append(ids)
-    return redact_text(", ".join(parts))
 
 
 class ExportClient:
@@ -216,7 +175,7 @@ class ExportClient:
         answer = self._answer("GET", url, what=f"{label}: {what}")
         if isinstance(answer, Transient):
             return answer
-        if answer.status_code in {404, 410}:
+        if classify(answer.status_code) is Outcome.GONE:
             raise OperationGoneError(f"{label}: {gone} answered {service_error(answer)}")
         if answer.status_code != 200:  # noqa: PLR2004
             raise ServiceError(f"{label}: {what} answered {service_error(answer)}")

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from tap_partner_billing.errors import RecordValueError, ServiceError
 from tap_partner_billing.records.fields import to_datetime_text, to_decimal_text
-from tap_partner_billing.service.export import service_error
-from tap_partner_billing.service.transport import Outcome, RetryPolicy, classify, read_body, send
+from tap_partner_billing.service.responses import read_body, service_error
+from tap_partner_billing.service.transport import Outcome, RetryPolicy, classify, send
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy, describe
 
 if TYPE_CHECKING:

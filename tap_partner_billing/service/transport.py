@@ -339,34 +339,3 @@ def send(
         if not isinstance(answer, Transient):
             return answer
         budget.failed(answer.reason, answer.retry_after)
-
-
-MAX_BODY_BYTES = 16 << 20  # an operation, manifest or invoice page is a few kilobytes
-BODY_DEADLINE_SECONDS = 120.0  # the read timeout restarts with every byte; this does not
-
-
-def read_body(response: requests.Response, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body of a (streamed) answer, refusing one too large or too slow to arrive.
-
-    Raises:
-        ServiceError: The body is larger than ``limit``, takes longer than
-            ``BODY_DEADLINE_SECONDS``, or breaks off.
-    """
-    data = bytearray()
-    ends = time.monotonic() + BODY_DEADLINE_SECONDS
-    try:
-        # read1 returns what has arrived, so a body sent a byte at a time meets the deadline.
-        while chunk := response.raw.read1(1 << 16, decode_content=True):
-            data += chunk
-            if len(data) > limit:
-                response.close()
-                msg = f"{what}: the answer is larger than {limit} bytes; refused"
-                raise ServiceError(msg)
-            if time.monotonic() > ends:
-                response.close()
-                msg = f"{what}: the answer took over {BODY_DEADLINE_SECONDS:.0f} s to arrive"
-                raise ServiceError(msg)
-    except READ_ERRORS as err:
-        msg = f"{what}: the answer broke off ({describe_failure(err)})"
-        raise ServiceError(msg) from None
-    return bytes(data)
