@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tap_partner_billing.records.fields import decimal_schema
+from tap_partner_billing.records.fields import Kind, column_schema
 from tap_partner_billing.streams.routing import RoutedStream
 
 if TYPE_CHECKING:
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_partner_billing.sync.shared import SyncRun
-
-_STRING = {"type": ["string", "null"]}
-_DATETIME = {"type": ["string", "null"], "format": "date-time"}
 
 
 class InvoicesStream(RoutedStream):
@@ -43,18 +40,18 @@ class InvoicesStream(RoutedStream):
             "type": "object",
             "properties": {
                 "id": {"type": ["string"]},
-                "invoice_date": _DATETIME,
-                "billing_period_start_date": _DATETIME,
-                "billing_period_end_date": _DATETIME,
-                "billing_month": _STRING,
-                "document_type": _STRING,
-                "invoice_type": _STRING,
-                "currency_code": _STRING,
-                "total_charges": decimal_schema(),
-                "paid_amount": decimal_schema(),
-                "amends_of": _STRING,
+                "invoice_date": column_schema(Kind.DATETIME),
+                "billing_period_start_date": column_schema(Kind.DATETIME),
+                "billing_period_end_date": column_schema(Kind.DATETIME),
+                "billing_month": column_schema(Kind.STRING),
+                "document_type": column_schema(Kind.STRING),
+                "invoice_type": column_schema(Kind.STRING),
+                "currency_code": column_schema(Kind.STRING),
+                "total_charges": column_schema(Kind.DECIMAL),
+                "paid_amount": column_schema(Kind.DECIMAL),
+                "amends_of": column_schema(Kind.STRING),
                 "amendments": {"type": ["array", "null"], "items": {"type": "string"}},
-                "invoice_details": _STRING,  # JSON text
+                "invoice_details": column_schema(Kind.JSON_TEXT),
                 "has_export_data": {"type": ["boolean", "null"]},
             },
         }
