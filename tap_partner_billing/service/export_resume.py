@@ -7,7 +7,7 @@ A partition's ``pending`` dict (Singer state) holds ``{"operation_url", "started
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tap_partner_billing.errors import StateError, UrlPolicyError
@@ -19,11 +19,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 MAX_RESUMES = 1  # runs that may resume one saved operation
-
-
-def utc_now() -> datetime:
-    """The wall clock, timezone-aware."""
-    return datetime.now(timezone.utc)
 
 
 def age_seconds(started_at: object, now: datetime) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.emission.events import utc_now_text
+from tap_partner_billing.dates import utc_now, utc_now_text
 from tap_partner_billing.errors import (
     ExportFailedError,
     ExportTimeoutError,
@@ -41,7 +41,7 @@ from tap_partner_billing.service.export_jobs import (
     progress_line,
     short_id,
 )
-from tap_partner_billing.service.export_resume import resume, utc_now
+from tap_partner_billing.service.export_resume import resume
 from tap_partner_billing.service.transport import (
     RetryPolicy,
     Transient,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tap_partner_billing.dates import month_of_date, previous_month, shift_month, utc_now
 from tap_partner_billing.emission.ledger import Ledger
 from tap_partner_billing.service.export import ExportRequest
-from tap_partner_billing.service.partner_center import shift_month
 from tap_partner_billing.streams.export_stream import ExportStream
 from tap_partner_billing.sync.planner import (
     REMEMBERED_NO_DATA,
@@ -56,11 +55,8 @@ class _UnbilledPartition:
 
 def _fallback_month(period: str) -> str:
     """The absolute month ``current``/``last`` means today, when the manifest does not say."""
-    today = datetime.now(timezone.utc)
-    year, month = today.year, today.month
-    if period == "last":
-        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
-    return f"{year:04d}{month:02d}"
+    this_month = month_of_date(utc_now())
+    return previous_month(this_month) if period == "last" else this_month
 
 
 class BilledUsageStream(ExportStream):

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.service.partner_center import shift_month
+from tap_partner_billing.dates import month_of_date, shift_month
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -132,7 +132,7 @@ class BilledPlanner:
     @property
     def this_month(self) -> str:
         """Today's month as ``YYYYMM``."""
-        return f"{self.today.year:04d}{self.today.month:02d}"
+        return month_of_date(self.today)
 
     def is_recent(self, month: str | None, months: int | None = None) -> bool:
         """Whether ``month`` is within ``months`` (default ``recheck_months``) of today's."""
