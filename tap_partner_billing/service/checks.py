@@ -98,10 +98,10 @@ def probe_graph(
     """
     session = CheckedSession(UrlPolicy.for_base(graph_url, "graph_url"), bearer=token)
     url = f"{graph_url.rstrip('/')}{BILLING_PATH}/operations/{uuid.uuid4()}"
-    what = f"Graph at {graph_url}"
+    where = f"Graph at {graph_url}"
     try:
         response = send(
-            session, "GET", url, budget=PROBE_POLICY.budget(what, sleep=sleep), stream=True
+            session, "GET", url, budget=PROBE_POLICY.budget(where, sleep=sleep), stream=True
         )
     except TransientHTTPError as err:
         msg = f"{err}; check graph_url and the network path to it (proxy, firewall)"
@@ -111,12 +111,12 @@ def probe_graph(
     if status == 404:  # noqa: PLR2004 - the expected answer
         return "Graph answered 404 for an unknown export operation, as it should"
     if status == 403:  # noqa: PLR2004
-        msg = f"{what} refused the app: {described}; {PERMISSION_HINT}"
+        msg = f"{where} refused the app: {described}; {PERMISSION_HINT}"
         raise MissingPermissionError(msg)
     if status == 401:  # noqa: PLR2004
-        msg = f"{what} refused the token: {described} (is graph_url the Graph of this tenant?)"
+        msg = f"{where} refused the token: {described} (is graph_url the Graph of this tenant?)"
         raise ServiceError(msg)
-    msg = f"{what} answered {described} to a GET of an unknown operation; expected 404"
+    msg = f"{where} answered {described} to a GET of an unknown operation; expected 404"
     raise ServiceError(msg)
 
 

@@ -45,7 +45,7 @@ def resume(job: Job, url_policy: UrlPolicy, clock: float, now: datetime) -> Stat
         return None
     url = str(saved["operation_url"])
     try:
-        url_policy.check(url, f"{job.label}: saved operation URL")
+        url_policy.check(url, f"{job.where}: saved operation URL")
     except UrlPolicyError as err:
         job.pending.pop(job.slot)
         msg = (
@@ -58,7 +58,7 @@ def resume(job: Job, url_policy: UrlPolicy, clock: float, now: datetime) -> Stat
         LOGGER.info(
             "%s: the saved export operation %s was resumed by a run that ended before "
             "its turn; asking Graph again for current data",
-            job.label,
+            job.where,
             short_id(url),
         )
         job.pending.pop(job.slot)
@@ -66,5 +66,5 @@ def resume(job: Job, url_policy: UrlPolicy, clock: float, now: datetime) -> Stat
     saved["resumed"] = int(saved.get("resumed") or 0) + 1
     job.url, job.phase, job.next_at = url, Phase.RUNNING, clock
     job.posted_at = clock - age_seconds(saved.get("started_at"), now)
-    LOGGER.info("%s: resuming the saved export operation %s", job.label, short_id(url))
+    LOGGER.info("%s: resuming the saved export operation %s", job.where, short_id(url))
     return None

@@ -25,7 +25,7 @@ MAX_BODY_BYTES = 16 << 20  # an operation, manifest or invoice page is a few kil
 BODY_DEADLINE_SECONDS = 120.0  # the read timeout restarts with every byte; this does not
 
 
-def read_body(response: requests.Response, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
+def read_body(response: requests.Response, where: str, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body of a (streamed) answer, refusing one too large or too slow to arrive.
 
     Raises:
@@ -40,14 +40,14 @@ def read_body(response: requests.Response, what: str, limit: int = MAX_BODY_BYTE
             data += chunk
             if len(data) > limit:
                 response.close()
-                msg = f"{what}: the answer is larger than {limit} bytes; refused"
+                msg = f"{where}: the answer is larger than {limit} bytes; refused"
                 raise ServiceError(msg)
             if time.monotonic() > ends:
                 response.close()
-                msg = f"{what}: the answer took over {BODY_DEADLINE_SECONDS:.0f} s to arrive"
+                msg = f"{where}: the answer took over {BODY_DEADLINE_SECONDS:.0f} s to arrive"
                 raise ServiceError(msg)
     except READ_ERRORS as err:
-        msg = f"{what}: the answer broke off ({describe_failure(err)})"
+        msg = f"{where}: the answer broke off ({describe_failure(err)})"
         raise ServiceError(msg) from None
     return bytes(data)
 

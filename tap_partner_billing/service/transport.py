@@ -121,14 +121,14 @@ class RetryPolicy:
 
     def budget(
         self,
-        what: str,
+        where: str,
         *,
         sleep: Callable[[float], None],
         clock: Callable[[], float] = time.monotonic,
         deadline: float | None = None,
     ) -> RetryBudget:
         """A fresh budget for one operation (``deadline`` on ``clock``'s scale)."""
-        return RetryBudget(self, what, sleep, clock, deadline)
+        return RetryBudget(self, where, sleep, clock, deadline)
 
 
 def clamp_wait(seconds: float | None, fallback: float, *, remaining: float | None = None) -> float:
@@ -143,7 +143,7 @@ class RetryBudget:
     """The attempts left to one operation; :meth:`failed` waits or gives up."""
 
     policy: RetryPolicy
-    what: str
+    where: str
     sleep: Callable[[float], None]
     clock: Callable[[], float]
     deadline: float | None = None
@@ -162,7 +162,7 @@ class RetryBudget:
         self.attempts += 1
         if self.attempts >= self.policy.max_attempts:
             tried = self.clock() - self.started
-            msg = f"{self.what} failed {self.attempts} times in {tried:.0f} s: {reason}"
+            msg = f"{self.where} failed {self.attempts} times in {tried:.0f} s: {reason}"
             raise TransientHTTPError(msg)
         remaining = None if self.deadline is None else self.deadline - self.clock()
         delay = clamp_wait(
@@ -171,11 +171,11 @@ class RetryBudget:
             remaining=remaining,
         )
         if remaining is not None and remaining <= 0:
-            msg = f"{self.what} failed ({reason}) and its deadline has passed"
+            msg = f"{self.where} failed ({reason}) and its deadline has passed"
             raise TransientHTTPError(msg)
         LOGGER.warning(
             "%s: %s; retrying in %.1f s (attempt %d of %d)",
-            self.what,
+            self.where,
             reason,
             delay,
             self.attempts + 1,
@@ -279,7 +279,7 @@ def attempt(
     method: str,
     url: str,
     *,
-    what: str,
+    where: str,
     **kwargs: Any,  # noqa: ANN401 - passed through to requests
 ) -> requests.Response | Transient:
     """Send a request once: its answer, or a :class:`Transient` failure (a single step).
@@ -298,18 +298,18 @@ def attempt(
         failure = connection_failure(err)
         reason = f"{origin_of(url)}: {failure.cause}"
         if failure.permanent:
-            raise ServiceError(f"{what}: {reason}") from None
+            raise ServiceError(f"{where}: {reason}") from None
         return Transient(reason)
     except (requests.RequestException, ValueError) as err:
         # InvalidURL, InvalidSchema, a bad port…: its text may hold the whole URL.
-        msg = f"{what}: the request cannot be sent ({describe_failure(err)})"
+        msg = f"{where}: the request cannot be sent ({describe_failure(err)})"
         raise ServiceError(msg) from None
     outcome = classify(response.status_code)
     if outcome is Outcome.REDIRECT:
         target = redirect_target(response)
         response.close()
         status = response.status_code
-        msg = f"{what}: answered HTTP {status}, a redirect to {target}; not followed"
+        msg = f"{where}: answered HTTP {status}, a redirect to {target}; not followed"
         raise ServiceError(msg)
     if outcome is not Outcome.TRANSIENT:
         return response
@@ -335,7 +335,7 @@ def send(
         TransientHTTPError: The budget ran out.
     """
     while True:
-        answer = attempt(session, method, url, what=budget.what, **kwargs)
+        answer = attempt(session, method, url, where=budget.where, **kwargs)
         if not isinstance(answer, Transient):
             return answer
         budget.failed(answer.reason, answer.retry_after)

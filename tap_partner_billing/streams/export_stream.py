@@ -157,8 +157,8 @@ class ExportStream(RoutedStream):
         **bookmark: Any,  # noqa: ANN401
     ) -> Iterator[Event]:
         """The events of one finished export (see ``writer.PartitionEvents.export_events``)."""
-        export = Export(ledger.label, result.operation_id, manifest, identity, bookmark)
-        urls = BlobUrls(manifest, self._sas_renewal(result, ledger.label), ledger.label)
+        export = Export(ledger.where, result.operation_id, manifest, identity, bookmark)
+        urls = BlobUrls(manifest, self._sas_renewal(result, ledger.where), ledger.where)
         return self.writer.export_events(export, ledger, self._blob_reader(urls))
 
     def _blob_reader_ready(self) -> tuple[RecordSink, DecodeWorkers | None]:
