@@ -147,7 +147,7 @@ class TapPartnerBilling(SeamTap):
 
         So that a refused secret or a missing permission is one message before any stream
         starts, and the invoice list's warnings come at the start. Then every export the
-        selected streams need is started ahead (``client.start_exports_ahead``).
+        selected streams need is started ahead (``export_stream.start_exports_ahead``).
         """
         require_graph_role(self.sync_run.services.tokens, self.config["client_id"])
         if self.sync_run.invoice_index.invoices is not None:

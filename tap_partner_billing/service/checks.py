@@ -90,7 +90,7 @@ def probe_graph(
 
     A GET never starts an export (only ``POST …/export`` does), and a random UUID names no
     operation, so this reads and changes nothing; it is the request the tap sends while
-    polling, with the same token, through the same URL policy (``urls.CheckedSession``).
+    polling, with the same token, through the same URL policy (``url_policy.CheckedSession``).
 
     Raises:
         ServiceError: Graph is unreachable, refused the token or the permission, or answered

@@ -284,7 +284,7 @@ def attempt(
 ) -> requests.Response | Transient:
     """Send a request once: its answer, or a :class:`Transient` failure (a single step).
 
-    The session decides the URL policy and credentials (see ``urls.CheckedSession``).
+    The session decides the URL policy and credentials (see ``url_policy.CheckedSession``).
 
     Raises:
         ServiceError: A redirect, or a request that cannot be sent.

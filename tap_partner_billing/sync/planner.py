@@ -13,7 +13,7 @@ and today's date (a parameter: tests and a run-wide scheduler pass their own cal
 
 Unbilled partitions have no decision: every billing period of every currency is exported.
 The streams turn their decisions into :class:`PlannedExport` s, which the run's scheduler
-starts ahead (``client.start_exports_ahead``, docs/scheduler.md).
+starts ahead (``export_stream.start_exports_ahead``, docs/scheduler.md).
 
 See docs/coverage-and-refresh.md.
 """
