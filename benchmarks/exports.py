@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tap_partner_billing.config.settings import SETTINGS
+from tap_partner_billing.dates import shift_month
 from tap_partner_billing.sandbox.config import WHEN_BUSY, InvoiceSpec, SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
 from tap_partner_billing.sandbox.tls import make_tls_files
-from tap_partner_billing.service.partner_center import shift_month
 
 if TYPE_CHECKING:
     from tap_partner_billing.sandbox.faults import LoggedRequest

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from tap_partner_billing.sync.run import SyncRun
+    from tap_partner_billing.sync.shared import SyncRun
 
 TEST_HELP = (
     "Use --test to prove the setup without starting an export: a token for Graph (and for "
@@ -51,8 +51,8 @@ class RunnableTap(Protocol):
         """The validated settings."""
 
     @property
-    def run(self) -> SyncRun:
-        """The run's clients and invoice catalogue."""
+    def sync_run(self) -> SyncRun:
+        """The run's clients and invoice index."""
 
     def preflight(self) -> None:
         """Check the credentials and read the invoice list before the streams."""
@@ -140,10 +140,10 @@ def invoke(
             tap.preflight()
             tap.sync_all()
         except BaseException:  # SIGTERM included: workers are not waited for
-            tap.run.close(at_once=True)
+            tap.sync_run.close(at_once=True)
             raise
         else:
-            tap.run.close()
+            tap.sync_run.close()
         finally:
             tap.log_summary()
 
@@ -153,12 +153,12 @@ def connection_test(tap_class: TapClass, logger: logging.Logger, ctx: click.Cont
     settings, parse_env = config_input(ctx.params.get("config"))
     with user_errors(logger, "Connection test failed: "):
         tap = tap_class(config=settings, parse_env_config=parse_env, validate_config=True)
-        services = tap.run.services
+        services = tap.sync_run.services
         proved = [require_graph_role(services.tokens, tap.config["client_id"])]
         logger.info("Connection test: %s", proved[-1])
         proved.append(probe_graph(tap.config["graph_url"], services.tokens.token, services.sleep))
         logger.info("Connection test: %s", proved[-1])
-        invoices = tap.run.catalogue.invoices
+        invoices = tap.sync_run.invoice_index.invoices
         if invoices is not None:  # discovery is on: Partner Center must answer too
             proved.append(
                 "a Partner Center token was acquired and the invoice list shows "

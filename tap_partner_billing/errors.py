@@ -28,7 +28,7 @@ class ServiceError(PartnerBillingError):
 
 
 class UrlPolicyError(ServiceError):
-    """A URL is not one the tap may send a credential to or fetch data from (see urls.py)."""
+    """A URL is not one the tap may send a credential to or fetch data from (see url_policy.py)."""
 
 
 class ExportFailedError(ServiceError):

@@ -23,7 +23,7 @@ from tap_partner_billing.streams.export_stream import ExportStream, start_export
 from tap_partner_billing.streams.invoices import InvoicesStream
 from tap_partner_billing.streams.sdk_seam import SeamTap, add_markdown_section
 from tap_partner_billing.streams.usage import STREAM_TYPES
-from tap_partner_billing.sync.run import SyncRun
+from tap_partner_billing.sync.shared import SyncRun
 
 if TYPE_CHECKING:
     import click
@@ -133,24 +133,24 @@ class TapPartnerBilling(SeamTap):
         return catalog
 
     @cached_property
-    def run(self) -> SyncRun:
-        """What the streams of this run share (clients, invoice catalogue, counters)."""
+    def sync_run(self) -> SyncRun:
+        """What the streams of this run share (clients, invoice index, counters)."""
         return SyncRun(self.config, self.logger)
 
     def log_summary(self) -> None:
         """One line per selected stream: partitions, records, bytes, time (end of a run)."""
         selected = [name for name, stream in self.streams.items() if stream.selected]
-        self.run.log_summary(selected, invoice_list_stream=_declared(InvoicesStream, "name"))
+        self.sync_run.log_summary(selected, invoice_list_stream=_declared(InvoicesStream, "name"))
 
     def preflight(self) -> None:
         """Before a run: the Graph token and its role; the invoice list when discovery is on.
 
         So that a refused secret or a missing permission is one message before any stream
         starts, and the invoice list's warnings come at the start. Then every export the
-        selected streams need is started ahead (``client.start_exports_ahead``).
+        selected streams need is started ahead (``export_stream.start_exports_ahead``).
         """
-        require_graph_role(self.run.services.tokens, self.config["client_id"])
-        if self.run.catalogue.invoices is not None:
+        require_graph_role(self.sync_run.services.tokens, self.config["client_id"])
+        if self.sync_run.invoice_index.invoices is not None:
             self.logger.debug("invoice list read before the streams")
         # In the order sync_all() takes them: the first export needed is POSTed first.
         start_exports_ahead(
@@ -159,10 +159,10 @@ class TapPartnerBilling(SeamTap):
 
     def discover_streams(self) -> list[Stream]:
         """Return the streams; each gets this run's shared objects (none built yet)."""
-        run = self.run
+        sync_run = self.sync_run
         return [
-            InvoicesStream(self, run),
-            *(stream_type(self, run) for stream_type in STREAM_TYPES),
+            InvoicesStream(self, sync_run),
+            *(stream_type(self, sync_run) for stream_type in STREAM_TYPES),
         ]
 
     @classmethod

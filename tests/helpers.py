@@ -332,7 +332,7 @@ def run_tap(
     for stream in tap.streams.values():
         stream.selected = streams is None or stream.name in streams
     clock = FakeClock()
-    tap.run.services = build_services(
+    tap.sync_run.services = build_services(
         tap.config, clock=clock.clock, sleep=clock.sleep, calendar=lambda: TODAY
     )
     buffer = io.BytesIO()
@@ -344,7 +344,7 @@ def run_tap(
                 start_exports_ahead(exporting, tap.logger)
             tap.sync_all()
     finally:
-        tap.run.close()  # the decode workers, as the command line does
+        tap.sync_run.close()  # the decode workers, as the command line does
         out.flush()
         text = buffer.getvalue().decode()
         if raw is not None:

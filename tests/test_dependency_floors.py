@@ -16,7 +16,7 @@ import requests
 from urllib3.response import HTTPResponse
 
 from tap_partner_billing.errors import ServiceError
-from tap_partner_billing.service.transport import read_body
+from tap_partner_billing.service.responses import read_body
 
 
 def _zeros_gzipped(size: int) -> bytes:

@@ -149,7 +149,7 @@ def test_poll_table(case: Case, rsps: responses.RequestsMock, clock: FakeClock) 
         rsps.add(responses.GET, OP_URL, json=body, status=status, headers=headers)
     if case.outcome == "OperationGoneError":  # a step raises it; the scheduler exports again
         with pytest.raises(OperationGoneError) as raised:
-            client(clock).read(OP_URL, REQUEST.label)
+            client(clock).read(OP_URL, REQUEST.where)
         assert "billed_usage invoice G016907411" in str(raised.value)
         return
     if case.outcome == "ExportFailedError":

@@ -281,7 +281,7 @@ def test_an_integer_msgspec_cannot_hold_is_a_named_error(origin: HostileServer) 
 def test_a_trickling_answer_meets_a_deadline(
     origin: HostileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tap_partner_billing.service.transport.BODY_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr("tap_partner_billing.service.responses.BODY_DEADLINE_SECONDS", 1.0)
     body = json.dumps({"id": "op-1", "status": "running", "pad": "x" * 100}).encode()
     origin.routes["GET", OPERATION_PATH] = (200, {}, Trickle(body, step=4, pause=0.2))
     with pytest.raises(ServiceError, match="operation poll: the answer took over 1 s"):

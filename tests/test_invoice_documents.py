@@ -150,12 +150,12 @@ def test_a_nested_document_is_an_amendment_in_the_currency_of_its_lister() -> No
     assert (g7.document_type, g7.currency_code, g7.billing_month) == ("amendment", "USD", "202604")
     assert (listed["G6"].document_type, listed["G6"].currency_code) == ("amendment", None)
     assert listed["G8"].document_type == "invoice"
-    catalogue = InvoiceIndex(tuple(listed.values()))
+    invoice_index = InvoiceIndex(tuple(listed.values()))
     # A bare nested id closes no month: not EUR's (no currency once meant every currency),
     # not USD's; G9 (top level, no currency) still counts for every currency.
-    assert catalogue.invoiced_months("EUR") == {"202605": "G9"}
-    assert catalogue.invoiced_months("USD") == {"202604": "G1", "202605": "G9"}
-    assert catalogue.document_type_of("G7") == "amendment"  # a note to the planner: no usage
+    assert invoice_index.invoiced_months("EUR") == {"202605": "G9"}
+    assert invoice_index.invoiced_months("USD") == {"202604": "G1", "202605": "G9"}
+    assert invoice_index.document_type_of("G7") == "amendment"  # a note to the planner: no usage
 
 
 def test_a_document_naming_itself_in_amends_of_amends_nothing() -> None:

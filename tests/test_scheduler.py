@@ -47,7 +47,7 @@ MANIFEST = Manifest.parse(load_json("manifest_real.json"), where="test")
 
 @dataclass
 class Op:
-    label: str
+    where: str
     created: float
     start: float
     finish: float
@@ -62,15 +62,15 @@ class FakeGraph:
     duration: float = 10.0
     run_cap: int = 100
     accept_cap: int = 100
-    outcomes: dict[str, str] = field(default_factory=dict)  # label → outcome ("gone": once)
-    durations: dict[str, float] = field(default_factory=dict)  # label → its own duration
+    outcomes: dict[str, str] = field(default_factory=dict)  # where → outcome ("gone": once)
+    durations: dict[str, float] = field(default_factory=dict)  # where → its own duration
     ops: dict[str, Op] = field(default_factory=dict)
-    posts: list[str] = field(default_factory=list)  # labels, in order
+    posts: list[str] = field(default_factory=list)  # where each was, in order
     refused: int = 0  # POSTs answered 429
-    reads: list[str] = field(default_factory=list)  # labels, in order
+    reads: list[str] = field(default_factory=list)  # where each was, in order
     most_running: int = 0
     queued_at_posts: list[int] = field(default_factory=list)  # notStarted ops at each POST
-    blips: dict[str, int] = field(default_factory=dict)  # label → 503s its next reads answer
+    blips: dict[str, int] = field(default_factory=dict)  # where → 503s its next reads answer
 
     def __post_init__(self) -> None:
         self.url_policy = UrlPolicy.for_base(GRAPH, "graph_url")
@@ -85,25 +85,25 @@ class FakeGraph:
         earlier = finishes[-self.run_cap] if len(finishes) >= self.run_cap else now
         start = max(now, earlier)
         op_id = f"op{len(self.ops)}"
-        outcome = self.outcomes.get(request.label, "succeeded")
+        outcome = self.outcomes.get(request.where, "succeeded")
         if outcome == "gone":
-            del self.outcomes[request.label]
-        duration = self.durations.get(request.label, self.duration)
-        self.ops[op_id] = Op(request.label, now, start, start + duration, outcome)
-        self.posts.append(request.label)
+            del self.outcomes[request.where]
+        duration = self.durations.get(request.where, self.duration)
+        self.ops[op_id] = Op(request.where, now, start, start + duration, outcome)
+        self.posts.append(request.where)
         return f"{OPS}/{op_id}"
 
-    def read(self, operation_url: str, label: str) -> Reading | Transient:
+    def read(self, operation_url: str, where: str) -> Reading | Transient:
         op_id = operation_url.rsplit("/", 1)[-1]
         op, now = self.ops[op_id], self.clock.now
-        self.reads.append(label)
-        if self.blips.get(label):
-            self.blips[label] -= 1
+        self.reads.append(where)
+        if self.blips.get(where):
+            self.blips[where] -= 1
             return Transient("HTTP 503", None, 503)
         running = sum(o.start <= now < o.finish for o in self.ops.values())
         self.most_running = max(self.most_running, running)
         if op.outcome == "gone" and now >= op.finish:
-            raise OperationGoneError(f"{label}: operation answered HTTP 410")
+            raise OperationGoneError(f"{where}: operation answered HTTP 410")
         if now < op.start:
             return Reading(op_id, OperationStatus.NOT_STARTED, "notStarted", 1.0)
         if now < op.finish:
@@ -112,11 +112,11 @@ class FakeGraph:
             result = ExportResult(op_id, None, "No data available")
             return Reading(op_id, OperationStatus.FAILED, "failed", None, result)
         if op.outcome == "failed":
-            raise ExportFailedError(f"{label}: operation {op_id} ended with status 'failed'")
+            raise ExportFailedError(f"{where}: operation {op_id} ended with status 'failed'")
         result = ExportResult(op_id, MANIFEST, operation_url=operation_url)
         return Reading(op_id, OperationStatus.SUCCEEDED, "succeeded", None, result)
 
-    def manifest(self, link: str, label: str) -> Manifest | Transient:
+    def manifest(self, link: str, where: str) -> Manifest | Transient:
         return MANIFEST  # its manifests are inline; test_export fetches linked ones
 
 
@@ -189,7 +189,7 @@ def test_exports_run_ahead_and_every_url_is_in_a_state_after_its_post(clock: Fak
     run = make_run(clock, 12, cap=10)
     results = run.take_all()
     assert all(r.manifest is not None for r in results)
-    assert run.graph.posts == [r.label for r in run.requests]  # in the streams' order
+    assert run.graph.posts == [r.where for r in run.requests]  # in the streams' order
     assert run.graph.most_running == 10
     # Two rounds of 10 s (10 at once, then 2), each finished op noticed within a poll.
     assert clock.now - 1000 <= 2 * 10 + 2 * 1
@@ -221,7 +221,7 @@ def test_queued_posts_ride_through_and_few_wait_at_the_service(clock: FakeClock)
 
 
 def test_one_5000_and_one_failure_among_several_in_flight(clock: FakeClock) -> None:
-    outcomes = {request(1).label: "5000", request(3).label: "failed"}
+    outcomes = {request(1).where: "5000", request(3).where: "failed"}
     run = make_run(clock, 6, outcomes=outcomes)
     first = run.scheduler.result(run.requests[0], run.write_state)
     assert first.manifest is not None
@@ -242,7 +242,7 @@ def test_each_operation_has_its_own_deadline_from_its_post(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO")
-    run = make_run(clock, 2, cap=1, timeout=15, durations={request(1).label: 1000})
+    run = make_run(clock, 2, cap=1, timeout=15, durations={request(1).where: 1000})
     assert run.scheduler.result(run.requests[0], run.write_state).manifest is not None
     started = clock.now  # the second is POSTed only once the first ended (cap 1)
     with pytest.raises(ExportTimeoutError, match=r"after 15 s \(poll_timeout_seconds=15\)"):
@@ -253,7 +253,7 @@ def test_each_operation_has_its_own_deadline_from_its_post(
 
 
 def test_an_operation_gone_before_its_turn_is_exported_again(clock: FakeClock) -> None:
-    run = make_run(clock, 3, outcomes={request(2).label: "gone"})
+    run = make_run(clock, 3, outcomes={request(2).where: "gone"})
     run.scheduler.result(run.requests[0], run.write_state)
     # Export 2's operation was gone when it ended: POSTed again at once, its new URL saved.
     assert url(run.pending[2]) == f"{OPS}/op3"
@@ -264,7 +264,7 @@ def test_an_operation_gone_before_its_turn_is_exported_again(clock: FakeClock) -
     run.scheduler.result(run.requests[1], run.write_state)
     result = run.scheduler.result(run.requests[2], run.write_state)
     assert result.manifest is not None
-    assert run.graph.posts.count(request(2).label) == 2
+    assert run.graph.posts.count(request(2).where) == 2
 
 
 def test_a_succeeded_export_is_read_again_at_its_turn_for_a_fresh_manifest(
@@ -276,7 +276,7 @@ def test_a_succeeded_export_is_read_again_at_its_turn_for_a_fresh_manifest(
     reads_before_its_turn = len(run.graph.reads)
     run.scheduler.result(run.requests[0 + 1], run.write_state)
     # Export 1 ended while export 0 was taken; its turn read it once more.
-    assert run.graph.reads[reads_before_its_turn:] == [request(1).label]
+    assert run.graph.reads[reads_before_its_turn:] == [request(1).where]
 
 
 def test_a_finished_export_read_again_after_its_deadline_rides_through_a_503(
@@ -285,7 +285,7 @@ def test_a_finished_export_read_again_after_its_deadline_rides_through_a_503(
     run = make_run(clock, 3, timeout=60)
     run.scheduler.result(run.requests[0], run.write_state)  # all three succeed meanwhile
     clock.sleep(120)  # partition 0's blobs download: 130 s since the POSTs
-    run.graph.blips = {request(1).label: 1, request(2).label: 6}
+    run.graph.blips = {request(1).where: 1, request(2).where: 6}
     assert run.scheduler.result(run.requests[1], run.write_state).manifest is not None
     # No deadline once it ended, but its failures in a row are bounded.
     with pytest.raises(TransientHTTPError, match="operation poll failed 6 times in 31 s: "):
@@ -313,8 +313,8 @@ def test_a_resumed_operation_counts_its_deadline_and_time_from_its_post(
     started = (NOW - timedelta(seconds=50)).isoformat()
     saved = {n: {"operation_url": f"{OPS}/op{n}", "started_at": started} for n in range(2)}
     run = make_run(clock, 2, timeout=60, saved=saved)
-    run.graph.ops["op0"] = Op(request(0).label, 950, 950, 1005)  # the last run POSTed both
-    run.graph.ops["op1"] = Op(request(1).label, 950, 950, 5000)
+    run.graph.ops["op0"] = Op(request(0).where, 950, 950, 1005)  # the last run POSTed both
+    run.graph.ops["op1"] = Op(request(1).where, 950, 950, 5000)
     assert run.scheduler.result(run.requests[0], run.write_state).manifest is not None
     assert "G000000000 (full): export succeeded after 55 s" in caplog.text
     with pytest.raises(ExportTimeoutError, match=r"still running after 60 s"):
@@ -332,10 +332,10 @@ def test_a_partition_taking_its_export_twice_is_refused(clock: FakeClock) -> Non
 def test_saved_operations_are_resumed_not_posted(clock: FakeClock) -> None:
     graph_op = f"{OPS}/op0"
     run = make_run(clock, 2, saved={0: {"operation_url": graph_op}})
-    run.graph.ops["op0"] = Op(request(0).label, 900, 900, 1005)  # started by the last run
+    run.graph.ops["op0"] = Op(request(0).where, 900, 900, 1005)  # started by the last run
     results = run.take_all()
     assert all(r.manifest is not None for r in results)
-    assert run.graph.posts == [request(1).label]
+    assert run.graph.posts == [request(1).where]
     assert "1 started, 1 resumed" in run.scheduler.summary_line()
 
 
@@ -374,12 +374,12 @@ def test_an_operation_resumed_once_already_is_asked_for_again(clock: FakeClock) 
     }
     run = make_run(clock, 2, saved=saved)
     for n in range(2):
-        run.graph.ops[f"op{n}"] = Op(request(n).label, 900, 900, 1005)
+        run.graph.ops[f"op{n}"] = Op(request(n).where, 900, 900, 1005)
     assert run.pending[0]["export"]["resumed"] == 1  # marked the moment it is resumed
     assert run.pending[1] == {}  # dropped: no run polls it again
     results = run.take_all()
     assert all(r.manifest is not None for r in results)
-    assert run.graph.posts == [request(1).label]  # a snapshot that old is asked for again
+    assert run.graph.posts == [request(1).where]  # a snapshot that old is asked for again
 
 
 def test_a_sync_starts_every_export_ahead_and_drops_operations_no_longer_exported(

@@ -163,7 +163,7 @@ def test_workers_one_block_at_a_time_write_the_same_messages(
 
     _served(graph)
     in_process = _sync(workers=1)
-    monkeypatch.setattr("tap_partner_billing.sync.run.DecodeWorkers", one_at_a_time)
+    monkeypatch.setattr("tap_partner_billing.sync.shared.DecodeWorkers", one_at_a_time)
     assert _comparable(_sync(workers=3)) == _comparable(in_process)
     assert [workers.count for workers in started] == [3]
 

@@ -184,7 +184,7 @@ def test_events_and_states(case: Case) -> None:
     ledger = Ledger(copy.deepcopy(case.prior), "billed_usage invoice G1")
     summary = StreamSummary()
     writer = PartitionEvents(LAYOUT, summary, logging.getLogger("test"), now_text=lambda: "now")
-    export = Export(ledger.label, "op-1", manifest, IDENTITY, {"billing_month": "202609"})
+    export = Export(ledger.where, "op-1", manifest, IDENTITY, {"billing_month": "202609"})
     consumer = Consumer(ledger)
     consumer.run(writer.export_events(export, ledger, _reader(case.blobs)))
     assert " ".join(consumer.trace) == case.trace

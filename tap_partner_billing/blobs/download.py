@@ -84,7 +84,7 @@ class Spool:
         connection = getattr(response.raw, "connection", None)
         self._socket = getattr(connection, "sock", None)
 
-    def check_version(self, etag: str | None, total: int | None, what: str) -> None:
+    def check_version(self, etag: str | None, total: int | None, where: str) -> None:
         """Refuse a resumed answer from another version of the blob (eTag or total length).
 
         Raises:
@@ -95,7 +95,7 @@ class Spool:
         # An eTag seen first must come back (none proves nothing); a length may go unsaid.
         elif (self._version[0] not in {None, etag}) or _differs(self._version[1], total):
             msg = (
-                f"{what}: the blob changed while downloading (eTag {self._version[0]} → {etag}, "
+                f"{where}: the blob changed while downloading (eTag {self._version[0]} → {etag}, "
                 f"{self._version[1]} → {total} bytes); the next run reads it again from the start"
             )
             raise ServiceError(msg)
@@ -178,9 +178,9 @@ class BlobFetcher:
             self._spool_dir = str(self._spool_folder.path)
         return self._spool_dir
 
-    def budget(self, label: str) -> RetryBudget:
+    def budget(self, where: str) -> RetryBudget:
         """The retry budget of one blob: shared by its requests, resumes and SAS renewals."""
-        return self._policy.budget(f"{label}: download", sleep=self._sleep)
+        return self._policy.budget(f"{where}: download", sleep=self._sleep)
 
     def fill(self, spool: Spool, url: str, policy: UrlPolicy, budget: RetryBudget) -> None:
         """Write the blob at ``url`` into ``spool``, resuming a broken transfer with Range.
@@ -192,9 +192,9 @@ class BlobFetcher:
             SasExpiredError: Storage answered 403 (the SAS is expired or invalid).
             ServiceError: Any other unexpected answer, or the transfer kept failing.
         """
-        what = budget.what
-        policy.check(url, what)
-        policy.check(str(requests.Request("GET", url).prepare().url), what)
+        where = budget.where
+        policy.check(url, where)
+        policy.check(str(requests.Request("GET", url).prepare().url), where)
         while True:
             received = spool.size
             headers = {"Range": f"bytes={received}-"} if received else {}
@@ -203,9 +203,9 @@ class BlobFetcher:
             with response:
                 outcome = classify(response.status_code)
                 if outcome is Outcome.FORBIDDEN:
-                    raise SasExpiredError(f"{what}: blob storage refused the SAS (HTTP 403)")
+                    raise SasExpiredError(f"{where}: blob storage refused the SAS (HTTP 403)")
                 if outcome is not Outcome.OK or response.status_code not in {200, 206}:
-                    msg = f"{what}: blob storage answered HTTP {response.status_code}"
+                    msg = f"{where}: blob storage answered HTTP {response.status_code}"
                     raise ServiceError(msg)
                 span = response.headers.get("Content-Range", "")
                 resumed = response.status_code == PARTIAL and span.startswith(f"bytes {received}-")
@@ -213,9 +213,9 @@ class BlobFetcher:
                     # The server ignored the Range. Lines already read from this blob came
                     # from the same bytes, so starting over cannot change them; but a reader
                     # following the file must not see it shrink, so this is an error.
-                    msg = f"{what}: storage ignored a Range request after a dropped connection"
+                    msg = f"{where}: storage ignored a Range request after a dropped connection"
                     raise ServiceError(msg)
-                spool.check_version(*_version_of(response), what)
+                spool.check_version(*_version_of(response), where)
                 try:
                     length = response.headers.get("Content-Length")
                     expected = received + int(length) if _is_number(length) else None
@@ -233,14 +233,14 @@ class BlobFetcher:
                     reason = describe_failure(err)
                     LOGGER.warning(
                         "%s: connection lost after %d bytes (%s); resuming with a Range request",
-                        what,
+                        where,
                         spool.size,
                         reason,
                     )
                     try:
                         budget.failed(reason)
                     except TransientHTTPError as exhausted:
-                        msg = f"{what} kept breaking off ({exhausted})"
+                        msg = f"{where} kept breaking off ({exhausted})"
                         raise ServiceError(msg) from None
                     continue
                 return
@@ -291,7 +291,7 @@ def download_in_order(
     *,
     max_parallel: int,
 ) -> Iterator[tuple[int, Spool]]:
-    """Download ``blobs`` (label, blob), up to ``max_parallel`` at once; yield in order.
+    """Download ``blobs`` (where, blob), up to ``max_parallel`` at once; yield in order.
 
     A spool is yielded as soon as its download has *started*: the caller reads it while it
     grows. Each spool is deleted when the caller asks for the next one, so at most
@@ -306,10 +306,10 @@ def download_in_order(
     def top_up(limit: int) -> None:
         nonlocal next_to_submit
         while next_to_submit < len(blobs) and next_to_submit < limit:
-            label, blob = blobs[next_to_submit]
+            where, blob = blobs[next_to_submit]
             spool = Spool(fetcher.spool_dir)
             spools[next_to_submit] = spool
-            futures[next_to_submit] = pool.submit(_download, fetcher, spool, urls, blob, label)
+            futures[next_to_submit] = pool.submit(_download, fetcher, spool, urls, blob, where)
             next_to_submit += 1
 
     try:
@@ -333,9 +333,9 @@ def download_in_order(
 
 
 def _download(
-    fetcher: BlobFetcher, spool: Spool, urls: BlobUrls, blob: BlobRef, label: str
+    fetcher: BlobFetcher, spool: Spool, urls: BlobUrls, blob: BlobRef, where: str
 ) -> None:
-    budget = fetcher.budget(label)  # one budget for every request this blob takes
+    budget = fetcher.budget(where)  # one budget for every request this blob takes
     try:
         for renewal in range(MAX_SAS_RENEWALS + 1):
             url, policy, generation = urls.current(blob)

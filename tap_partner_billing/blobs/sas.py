@@ -29,11 +29,11 @@ class BlobUrls:
     """
 
     def __init__(
-        self, manifest: Manifest, renew: Callable[[], Manifest] | None, label: str
+        self, manifest: Manifest, renew: Callable[[], Manifest] | None, where: str
     ) -> None:
         self._manifest = manifest
         self._renew = renew
-        self._label = label
+        self._where = where
         self._lock = threading.Lock()
         self.generation = 0
 
@@ -54,17 +54,17 @@ class BlobUrls:
             if self.generation != seen:
                 return
             if self._renew is None:
-                raise SasExpiredError(f"{self._label}: blob storage refused the SAS (HTTP 403)")
+                raise SasExpiredError(f"{self._where}: blob storage refused the SAS (HTTP 403)")
             fresh = self._renew()
             old = self._manifest
             if (fresh.etag, fresh.blob_list_digest) != (old.etag, old.blob_list_digest):
                 msg = (
-                    f"{self._label}: the data changed while downloading (eTag {old.etag} → "
+                    f"{self._where}: the data changed while downloading (eTag {old.etag} → "
                     f"{fresh.etag}); the next run restarts this partition"
                 )
                 raise ServiceError(msg)
             LOGGER.info(
-                "%s: storage refused the SAS; a fresh one came with the operation", self._label
+                "%s: storage refused the SAS; a fresh one came with the operation", self._where
             )
             self._manifest = fresh
             self.generation += 1

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tap_partner_billing.dates import utc_now_text
 from tap_partner_billing.records.rows import (
     Block,
     EncodedBlock,
@@ -105,11 +105,6 @@ class Export:
     manifest: Manifest
     identity: Mapping[str, Any]  # the partition's key columns
     bookmark: Mapping[str, Any]  # saved with the ledger once the export is complete
-
-
-def utc_now_text() -> str:
-    """Now, as the ``_sdc_deleted_at`` of tombstones."""
-    return datetime.now(timezone.utc).isoformat()
 
 
 class PartitionEvents:

@@ -39,9 +39,9 @@ class ResumePoint:
 class Ledger:
     """A view over one partition's (or one unbilled month's) state dict."""
 
-    def __init__(self, state: dict[str, Any], label: str) -> None:
+    def __init__(self, state: dict[str, Any], where: str) -> None:
         self.state = state
-        self.label = label
+        self.where = where
 
     @property
     def line_count(self) -> int:
@@ -75,7 +75,7 @@ class Ledger:
             point = ResumePoint(int(progress["blobs_done"]), int(progress["next_ordinal"]))
             LOGGER.info(
                 "%s: resuming manifest eTag %s at blob %d of %d (ordinal %d)",
-                self.label,
+                self.where,
                 manifest.etag,
                 point.blobs_done + 1,
                 len(manifest.blobs),
@@ -86,7 +86,7 @@ class Ledger:
         if isinstance(progress, dict):
             LOGGER.info(
                 "%s: data changed since the interrupted run (eTag %s → %s); restarting at 0",
-                self.label,
+                self.where,
                 progress.get("etag"),
                 manifest.etag,
             )

@@ -139,11 +139,11 @@ def _decode_extras(pairs: list[tuple[str, msgspec.Raw]]) -> dict[str, Any]:
 
 def _span(fields: tuple[Field, ...], kind: Kind) -> slice:
     """The slice of ``fields`` that holds ``kind`` (they are grouped by kind)."""
-    where = [i for i, f in enumerate(fields) if f.kind is kind]
-    if where != list(range(where[0], where[0] + len(where))) if where else False:
+    indexes = [i for i, f in enumerate(fields) if f.kind is kind]
+    if indexes != list(range(indexes[0], indexes[0] + len(indexes))) if indexes else False:
         msg = f"fields of kind {kind.name} are not contiguous"
         raise ValueError(msg)
-    return slice(where[0], where[-1] + 1) if where else slice(0, 0)
+    return slice(indexes[0], indexes[-1] + 1) if indexes else slice(0, 0)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -109,22 +109,24 @@ USAGE_FIELDS: tuple[tuple[str, Kind], ...] = (
 )
 
 
-def decimal_schema() -> dict[str, Any]:
-    """Exact decimal as SQL targets load it: a string with ``x-singer.decimal``."""
-    return {
-        "type": ["string", "null"],
-        "format": "x-singer.decimal",
-        "precision": DECIMAL_PRECISION,
-        "scale": DECIMAL_SCALE,
-    }
-
-
+# The JSON schema of a nullable column of each kind. An exact decimal is a string with
+# ``x-singer.decimal``, as SQL targets load it; JSON text is a string.
 _SCHEMAS: dict[Kind, dict[str, Any]] = {
     Kind.STRING: {"type": ["string", "null"]},
     Kind.JSON_TEXT: {"type": ["string", "null"]},
     Kind.DATETIME: {"type": ["string", "null"], "format": "date-time"},
-    Kind.DECIMAL: decimal_schema(),
+    Kind.DECIMAL: {
+        "type": ["string", "null"],
+        "format": "x-singer.decimal",
+        "precision": DECIMAL_PRECISION,
+        "scale": DECIMAL_SCALE,
+    },
 }
+
+
+def column_schema(kind: Kind) -> dict[str, Any]:
+    """The JSON schema of a nullable column of ``kind`` (a new dict each call)."""
+    return dict(_SCHEMAS[kind])
 
 
 def to_decimal_text(value: object) -> str:
@@ -270,7 +272,7 @@ class FieldSet:
 
     def schema_properties(self) -> dict[str, dict[str, Any]]:
         """The JSON schema of the data columns, plus the column for unknown keys."""
-        properties = {f.column: dict(_SCHEMAS[f.kind]) for f in self.fields}
+        properties = {f.column: column_schema(f.kind) for f in self.fields}
         properties[EXTRA_FIELDS_COLUMN] = {"type": ["object", "null"], "additionalProperties": True}
         return properties
 

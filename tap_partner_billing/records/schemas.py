@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tap_partner_billing.records.fields import Kind, column_schema
+
 if TYPE_CHECKING:
     from tap_partner_billing.records.fields import FieldSet
 
-_STRING = {"type": ["string", "null"]}
 _KEY_STRING = {"type": ["string"]}
 _INTEGER = {"type": ["integer", "null"]}
-_DATETIME = {"type": ["string", "null"], "format": "date-time"}
 
 PROVENANCE_PROPERTIES: dict[str, dict[str, Any]] = {
-    "billing_month": _STRING,
+    "billing_month": column_schema(Kind.STRING),
     "line_ordinal": {"type": ["integer"]},
-    "_operation_id": _STRING,
-    "_manifest_id": _STRING,
-    "_manifest_etag": _STRING,
-    "_manifest_created_at": _DATETIME,
-    "_invoice_version": _STRING,
-    "_blob_name": _STRING,
+    "_operation_id": column_schema(Kind.STRING),
+    "_manifest_id": column_schema(Kind.STRING),
+    "_manifest_etag": column_schema(Kind.STRING),
+    "_manifest_created_at": column_schema(Kind.DATETIME),
+    "_invoice_version": column_schema(Kind.STRING),
+    "_blob_name": column_schema(Kind.STRING),
     "_blob_line": _INTEGER,
-    "_sdc_deleted_at": _DATETIME,
+    "_sdc_deleted_at": column_schema(Kind.DATETIME),
 }
 
 

@@ -108,7 +108,7 @@ class TokenProvider:
         self._policy = policy or RetryPolicy()
         policy_of_authority = UrlPolicy.for_base(authority_url, "authority_url")
         self._http = _StatusRecordingSession(policy_of_authority)
-        self._what = f"token request to {policy_of_authority.origin}"
+        self._where = f"token request to {policy_of_authority.origin}"
         if credentials.client_secret:
             register_secret(credentials.client_secret)
         self._app: msal.ConfidentialClientApplication | None = None
@@ -146,7 +146,7 @@ class TokenProvider:
             return self._acquire()
 
     def _acquire(self) -> str:
-        budget = self._policy.budget(self._what, sleep=self._sleep)
+        budget = self._policy.budget(self._where, sleep=self._sleep)
         while True:
             self._http.last_status = self._http.last_retry_after = None
             try:
@@ -161,7 +161,7 @@ class TokenProvider:
             except TRANSIENT_EXCEPTIONS as err:  # no answer at all
                 failure = connection_failure(err)
                 if failure.permanent:
-                    msg = f"no token: {self._what}: {failure.cause}; {_CHECK_AUTHORITY}"
+                    msg = f"no token: {self._where}: {failure.cause}; {_CHECK_AUTHORITY}"
                     raise AuthenticationError(msg) from None
                 reason = failure.cause
             except (requests.RequestException, ValueError) as err:

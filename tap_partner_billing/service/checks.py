@@ -23,7 +23,8 @@ from tap_partner_billing.errors import (
     ServiceError,
     TransientHTTPError,
 )
-from tap_partner_billing.service.export import BILLING_PATH, service_error
+from tap_partner_billing.service.export import BILLING_PATH
+from tap_partner_billing.service.responses import service_error
 from tap_partner_billing.service.transport import RetryPolicy, send
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy
 
@@ -91,7 +92,7 @@ def probe_graph(
 
     A GET never starts an export (only ``POST …/export`` does), and a random UUID names no
     operation, so this reads and changes nothing; it is the request the tap sends while
-    polling, with the same token, through the same URL policy (``urls.CheckedSession``).
+    polling, with the same token, through the same URL policy (``url_policy.CheckedSession``).
 
     Raises:
         ServiceError: Graph is unreachable, refused the token or the permission, or answered
@@ -99,10 +100,10 @@ def probe_graph(
     """
     session = CheckedSession(UrlPolicy.for_base(graph_url, "graph_url"), bearer=token)
     url = f"{graph_url.rstrip('/')}{BILLING_PATH}/operations/{uuid.uuid4()}"
-    what = f"Graph at {graph_url}"
+    where = f"Graph at {graph_url}"
     try:
         response = send(
-            session, "GET", url, budget=PROBE_POLICY.budget(what, sleep=sleep), stream=True
+            session, "GET", url, budget=PROBE_POLICY.budget(where, sleep=sleep), stream=True
         )
     except TransientHTTPError as err:
         msg = f"{err}; check graph_url and the network path to it (proxy, firewall)"
@@ -112,12 +113,12 @@ def probe_graph(
     if status == HTTPStatus.NOT_FOUND:  # the expected answer
         return "Graph answered 404 for an unknown export operation, as it should"
     if status == HTTPStatus.FORBIDDEN:
-        msg = f"{what} refused the app: {described}; {PERMISSION_HINT}"
+        msg = f"{where} refused the app: {described}; {PERMISSION_HINT}"
         raise MissingPermissionError(msg)
     if status == HTTPStatus.UNAUTHORIZED:
-        msg = f"{what} refused the token: {described} (is graph_url the Graph of this tenant?)"
+        msg = f"{where} refused the token: {described} (is graph_url the Graph of this tenant?)"
         raise ServiceError(msg)
-    msg = f"{what} answered {described} to a GET of an unknown operation; expected 404"
+    msg = f"{where} answered {described} to a GET of an unknown operation; expected 404"
     raise ServiceError(msg)
 
 

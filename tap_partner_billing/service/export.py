@@ -25,6 +25,7 @@ from tap_partner_billing.errors import (
 )
 from tap_partner_billing.redact import redact_text
 from tap_partner_billing.service.manifest import Manifest
+from tap_partner_billing.service.responses import MAX_ERROR_BODY_CHARS, read_body, service_error
 from tap_partner_billing.service.transport import (
     Outcome,
     RetryPolicy,
@@ -32,7 +33,6 @@ from tap_partner_billing.service.transport import (
     attempt,
     classify,
     parse_retry_after,
-    read_body,
 )
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy
 
@@ -77,11 +77,11 @@ class OperationStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """One export of one partition: the action path, its body and a label for messages."""
+    """One export of one partition: the action path, its body, and where it is (for messages)."""
 
     action: str  # e.g. "usage/billed"
     body: dict[str, str]
-    label: str  # e.g. "billed_usage invoice G000000001 (full)"
+    where: str  # e.g. "billed_usage invoice G000000001 (full)"
 
 
 @dataclass(frozen=True)
@@ -106,48 +106,7 @@ class Reading:
     manifest_link: str = ""  # succeeded, its manifest behind this link (not fetched yet)
 
 
-MAX_ERROR_BODY_CHARS = 300
 MAX_LOCATION_CHARS = 2048  # an operation URL saved in Singer state
-# The ids a support case asks for: Graph's (request-id; client-request-id is the one the tap
-# sent) and Partner Center's (MS-CorrelationId, MS-RequestId).
-SUPPORT_ID_HEADERS = ("request-id", "client-request-id", "MS-CorrelationId", "MS-RequestId")
-
-
-def support_ids(response: requests.Response) -> str:
-    """The answer's support ids as ``name value`` pairs (empty when it carries none)."""
-    found = [
-        f"{header} {response.headers[header][:60]}"
-        for header in SUPPORT_ID_HEADERS
-        if response.headers.get(header)
-    ]
-    return redact_text(", ".join(found))
-
-
-def service_error(response: requests.Response) -> str:
-    """Describe an error answer of Graph or Partner Center: status, code, message, support ids.
-
-    Graph writes ``{"error": {"code", "message"}}``, Partner Center ``{"code",
-    "description"}`` (``{"statusCode", "message"}`` when throttling). The body is the
-    service's text: it is cut short and redacted before it goes anywhere.
-    """
-    try:
-        body = json.loads(read_body(response, "error answer"))
-    except (ValueError, RecursionError, ServiceError):
-        body = None
-    error = body.get("error", body) if isinstance(body, dict) else None
-    code = message = None
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("message") or error.get("description")
-    parts = [f"HTTP {response.status_code}"]
-    described = None if message is None else str(message)[:MAX_ERROR_BODY_CHARS]
-    if code is not None:
-        described = f"{str(code)[:60]}: {described}" if described else f"code {str(code)[:60]}"
-    if described:
-        parts.append(described)
-    if ids := support_ids(response):
-        parts.append(ids)
-    return redact_text(", ".join(parts))
 
 
 class ExportClient:
@@ -181,12 +140,12 @@ class ExportClient:
         method: str,
         url: str,
         *,
-        what: str,
+        where: str,
         **kwargs: Any,
     ) -> requests.Response | Transient:
         """One attempt (one step): the answer, or a transient failure to try again later."""
-        self.url_policy.check(url, what)  # where it arrived; the session checks it again
-        answer = self._attempt(method, url, what, **kwargs)
+        self.url_policy.check(url, where)  # where it arrived; the session checks it again
+        answer = self._attempt(method, url, where, **kwargs)
         if (
             isinstance(answer, Transient)
             or classify(answer.status_code) is not Outcome.TOKEN_REFUSED
@@ -194,38 +153,38 @@ class ExportClient:
         ):
             return answer
         # A token refused before its expiry (revoked, clock skew): once more with a new one.
-        LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", what)
+        LOGGER.warning("%s: Graph refused the token (HTTP 401); acquiring a new one", where)
         answer.close()
         self._renew_token()
-        return self._attempt(method, url, what, **kwargs)
+        return self._attempt(method, url, where, **kwargs)
 
     def _attempt(
         self,
         method: str,
         url: str,
-        what: str,
+        where: str,
         **kwargs: Any,
     ) -> requests.Response | Transient:
         headers = {"client-request-id": str(uuid.uuid4())}
         # Streamed, so that read_body can bound what a body may hold.
         return attempt(
-            self._session, method, url, what=what, headers=headers, stream=True, **kwargs
+            self._session, method, url, where=where, headers=headers, stream=True, **kwargs
         )
 
-    def _get(self, url: str, label: str, *, gone: str, what: str) -> requests.Response | Transient:
+    def _get(self, url: str, where: str, *, gone: str, step: str) -> requests.Response | Transient:
         """GET once: a 200 answer, or a transient failure (404/410: ``gone``; else refused)."""
-        answer = self._answer("GET", url, what=f"{label}: {what}")
+        answer = self._answer("GET", url, where=f"{where}: {step}")
         if isinstance(answer, Transient):
             return answer
-        if answer.status_code in {404, 410}:
-            raise OperationGoneError(f"{label}: {gone} answered {service_error(answer)}")
+        if classify(answer.status_code) is Outcome.GONE:
+            raise OperationGoneError(f"{where}: {gone} answered {service_error(answer)}")
         if answer.status_code != HTTPStatus.OK:
-            raise ServiceError(f"{label}: {what} answered {service_error(answer)}")
+            raise ServiceError(f"{where}: {step} answered {service_error(answer)}")
         return answer
 
-    def _retried(self, step: Callable[[], _T | Transient], what: str) -> _T:
+    def _retried(self, step: Callable[[], _T | Transient], where: str) -> _T:
         """Run a single step until it answers, within the retry budget (download threads)."""
-        budget = self._policy.budget(what, sleep=self._sleep)
+        budget = self._policy.budget(where, sleep=self._sleep)
         while isinstance(answer := step(), Transient):
             budget.failed(answer.reason, answer.retry_after)
         return answer
@@ -237,30 +196,31 @@ class ExportClient:
             ServiceError: On any other answer than 202 with a same-origin ``Location``.
         """
         url = f"{self._graph_url}{BILLING_PATH}/{request.action}/export"
-        what = f"{request.label}: export request"
-        answer = self._answer("POST", url, what=what, json=request.body)
+        answer = self._answer(
+            "POST", url, where=f"{request.where}: export request", json=request.body
+        )
         if isinstance(answer, Transient):
             return answer
         return self._accepted(answer, request)
 
     def _accepted(self, response: requests.Response, request: ExportRequest) -> str:
         if response.status_code == HTTPStatus.FORBIDDEN:  # Graph: the app lacks its permission
-            msg = f"{request.label}: export request answered {service_error(response)}; "
+            msg = f"{request.where}: export request answered {service_error(response)}; "
             raise MissingPermissionError(msg + PERMISSION_HINT)
         if response.status_code != HTTPStatus.ACCEPTED:  # the documented answer
-            msg = f"{request.label}: export request answered {service_error(response)}"
+            msg = f"{request.where}: export request answered {service_error(response)}"
             raise ServiceError(msg)
         location = response.headers.get("Location", "")
         response.close()
         if len(location) > MAX_LOCATION_CHARS:
             msg = (
-                f"{request.label}: export answered 202 with a Location of {len(location)} "
+                f"{request.where}: export answered 202 with a Location of {len(location)} "
                 f"characters (more than {MAX_LOCATION_CHARS}); refusing to save it in the state"
             )
             raise ServiceError(msg)
-        return self.url_policy.check(location, f"{request.label}: export answered 202, Location")
+        return self.url_policy.check(location, f"{request.where}: export answered 202, Location")
 
-    def read(self, operation_url: str, label: str) -> Reading | Transient:
+    def read(self, operation_url: str, where: str) -> Reading | Transient:
         """Read the operation once (one step): waiting, ended, or a transient failure.
 
         A succeeded operation whose manifest is behind a link answers that link
@@ -271,59 +231,59 @@ class ExportClient:
             OperationGoneError: The operation answered 404 or 410.
             ServiceError: Any other answer but 200 with a JSON object.
         """
-        what = f"{label}: operation poll"
-        answer = self._get(operation_url, label, gone="operation", what="operation poll")
+        answer = self._get(operation_url, where, gone="operation", step="operation poll")
         if isinstance(answer, Transient):
             return answer
         retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-        body = _json_object(answer, what)
+        body = _json_object(answer, f"{where}: operation poll")
         operation_id = str(body.get("id") or operation_url.rsplit("/", 1)[-1])[:200]
         status = OperationStatus.parse(body.get("status"))
         said = str(body.get("status"))[:40]
-        LOGGER.debug("%s: operation %s polled: %s", label, operation_id, said)
+        LOGGER.debug("%s: operation %s polled: %s", where, operation_id, said)
         result, link = None, ""
         if status is OperationStatus.SUCCEEDED:
             inline = body.get("resourceLocation")
             if isinstance(inline, dict):
-                manifest = Manifest.parse(inline, where=label)
+                manifest = Manifest.parse(inline, where=where)
                 result = ExportResult(operation_id, manifest, operation_url=operation_url)
             else:
-                link = _manifest_link(body, inline, label)
+                link = _manifest_link(body, inline, where)
         elif not status.is_waiting:
-            result = self._ended_without_data(body, operation_id, label)
+            result = self._ended_without_data(body, operation_id, where)
         return Reading(operation_id, status, said, retry_after, result, link)
 
-    def manifest(self, link: str, label: str) -> Manifest | Transient:
+    def manifest(self, link: str, where: str) -> Manifest | Transient:
         """Fetch a succeeded operation's linked manifest once (one step).
 
         Raises:
             OperationGoneError: The manifest answered 404 or 410.
             ServiceError: Any other answer but 200 with a manifest.
         """
-        answer = self._get(link, label, gone="manifest", what="manifest request")
+        answer = self._get(link, where, gone="manifest", step="manifest request")
         if isinstance(answer, Transient):
             return answer
-        return Manifest.parse(_json_object(answer, f"{label}: manifest"), where=label)
+        return Manifest.parse(_json_object(answer, f"{where}: manifest"), where=where)
 
-    def reread(self, operation_url: str, label: str) -> ExportResult:
+    def reread(self, operation_url: str, where: str) -> ExportResult:
         """Read an operation that ended, retrying transient failures: a fresh manifest SAS.
 
         Raises:
             OperationGoneError: The operation answered 404 or 410, or runs again.
         """
-        reading = self._retried(lambda: self.read(operation_url, label), f"{label}: operation read")
+        reading = self._retried(lambda: self.read(operation_url, where), f"{where}: operation read")
         if reading.manifest_link:
             link = reading.manifest_link
-            what = f"{label}: manifest request"
-            manifest = self._retried(lambda: self.manifest(link, label), what)
+            manifest = self._retried(
+                lambda: self.manifest(link, where), f"{where}: manifest request"
+            )
             return ExportResult(reading.operation_id, manifest, operation_url=operation_url)
         if reading.result is None:
-            msg = f"{label}: operation {reading.operation_id} is {reading.said} again"
+            msg = f"{where}: operation {reading.operation_id} is {reading.said} again"
             raise OperationGoneError(msg)
         return reading.result
 
     def _ended_without_data(
-        self, body: dict[str, Any], operation_id: str, label: str
+        self, body: dict[str, Any], operation_id: str, where: str
     ) -> ExportResult:
         raw_error = body.get("error")
         error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
@@ -336,36 +296,36 @@ class ExportClient:
             # Whether "no data" was to be expected is the stream's to say (planner.py).
             LOGGER.debug(
                 "%s: operation %s failed with code %s (%s): no data for this partition",
-                label,
+                where,
                 operation_id,
                 code,
                 message,
             )
             return ExportResult(operation_id, None, message)
         msg = (
-            f"{label}: operation {operation_id} ended with status {str(body.get('status'))[:40]!r}"
+            f"{where}: operation {operation_id} ended with status {str(body.get('status'))[:40]!r}"
             f"; Graph error {code or '-'}: {message or '-'}"
         )
         raise ExportFailedError(msg)
 
 
-def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
+def _json_object(response: requests.Response, where: str) -> dict[str, Any]:
     """The JSON object of a 200 answer.
 
     Raises:
         ServiceError: The body is not a JSON object.
     """
     try:
-        body = json.loads(read_body(response, what))
+        body = json.loads(read_body(response, where))
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
-        msg = f"{what}: the answer is not a JSON object"
+        msg = f"{where}: the answer is not a JSON object"
         raise ServiceError(msg)
     return body
 
 
-def _manifest_link(body: dict[str, Any], inline: object, label: str) -> str:
+def _manifest_link(body: dict[str, Any], inline: object, where: str) -> str:
     """The link to a succeeded operation's manifest.
 
     Raises:
@@ -375,6 +335,6 @@ def _manifest_link(body: dict[str, Any], inline: object, label: str) -> str:
         inline if isinstance(inline, str) else None
     )
     if not link:
-        msg = f"{label}: succeeded operation {body.get('id')} carries no manifest"
+        msg = f"{where}: succeeded operation {body.get('id')} carries no manifest"
         raise ServiceError(msg)
     return str(link)

@@ -54,9 +54,9 @@ class Job:
     manifest_link: str = ""  # succeeded, its stream waits: the manifest to fetch
 
     @property
-    def label(self) -> str:
+    def where(self) -> str:
         """Dataset and partition, for the log."""
-        return self.request.label
+        return self.request.where
 
     @property
     def in_flight(self) -> bool:
@@ -132,10 +132,10 @@ class ExportSteps(Protocol):
     def post(self, request: ExportRequest) -> str | Transient:
         """POST one export: its operation URL, or a transient failure."""
 
-    def read(self, operation_url: str, label: str) -> Reading | Transient:
+    def read(self, operation_url: str, where: str) -> Reading | Transient:
         """Read one operation once."""
 
-    def manifest(self, link: str, label: str) -> Manifest | Transient:
+    def manifest(self, link: str, where: str) -> Manifest | Transient:
         """Fetch a succeeded operation's linked manifest once."""
 
 

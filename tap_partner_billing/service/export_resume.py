@@ -7,7 +7,7 @@ A partition's ``pending`` dict (Singer state) holds ``{"operation_url", "started
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tap_partner_billing.errors import StateError, UrlPolicyError
@@ -19,11 +19,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 MAX_RESUMES = 1  # runs that may resume one saved operation
-
-
-def utc_now() -> datetime:
-    """The wall clock, timezone-aware."""
-    return datetime.now(timezone.utc)
 
 
 def age_seconds(started_at: object, now: datetime) -> float:
@@ -50,7 +45,7 @@ def resume(job: Job, url_policy: UrlPolicy, clock: float, now: datetime) -> Stat
         return None
     url = str(saved["operation_url"])
     try:
-        url_policy.check(url, f"{job.label}: saved operation URL")
+        url_policy.check(url, f"{job.where}: saved operation URL")
     except UrlPolicyError as err:
         job.pending.pop(job.slot)
         msg = (
@@ -63,7 +58,7 @@ def resume(job: Job, url_policy: UrlPolicy, clock: float, now: datetime) -> Stat
         LOGGER.info(
             "%s: the saved export operation %s was resumed by a run that ended before "
             "its turn; asking Graph again for current data",
-            job.label,
+            job.where,
             short_id(url),
         )
         job.pending.pop(job.slot)
@@ -71,5 +66,5 @@ def resume(job: Job, url_policy: UrlPolicy, clock: float, now: datetime) -> Stat
     saved["resumed"] = int(saved.get("resumed") or 0) + 1
     job.url, job.phase, job.next_at = url, Phase.RUNNING, clock
     job.posted_at = clock - age_seconds(saved.get("started_at"), now)
-    LOGGER.info("%s: resuming the saved export operation %s", job.label, short_id(url))
+    LOGGER.info("%s: resuming the saved export operation %s", job.where, short_id(url))
     return None

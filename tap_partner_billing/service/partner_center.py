@@ -20,10 +20,11 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from tap_partner_billing.dates import previous_month
 from tap_partner_billing.errors import RecordValueError, ServiceError
 from tap_partner_billing.records.fields import to_datetime_text, to_decimal_text
-from tap_partner_billing.service.export import service_error
-from tap_partner_billing.service.transport import Outcome, RetryPolicy, classify, read_body, send
+from tap_partner_billing.service.responses import read_body, service_error
+from tap_partner_billing.service.transport import Outcome, RetryPolicy, classify, send
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy, describe
 
 if TYPE_CHECKING:
@@ -71,17 +72,6 @@ class Invoice:
     def has_export_data(self) -> bool:
         """Whether Graph can have billed exports for it (``G…`` ids only)."""
         return bool(_EXPORTABLE.match(self.id))
-
-
-def shift_month(month: str, months: int) -> str:
-    """``YYYYMM`` moved by ``months`` (``shift_month("202601", -1)`` is ``202512``)."""
-    index = int(month[:4]) * 12 + int(month[4:]) - 1 + months
-    return f"{index // 12:04d}{index % 12 + 1:02d}"
-
-
-def previous_month(month: str) -> str:
-    """``202601`` → ``202512``."""
-    return shift_month(month, -1)
 
 
 def _text(item: dict[str, Any], key: str) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.emission.events import utc_now_text
+from tap_partner_billing.dates import utc_now, utc_now_text
 from tap_partner_billing.errors import (
     ExportFailedError,
     ExportTimeoutError,
@@ -41,7 +41,7 @@ from tap_partner_billing.service.export_jobs import (
     progress_line,
     short_id,
 )
-from tap_partner_billing.service.export_resume import resume, utc_now
+from tap_partner_billing.service.export_resume import resume
 from tap_partner_billing.service.transport import (
     RetryPolicy,
     Transient,
@@ -152,7 +152,7 @@ class ExportScheduler:
 
     def _read(self, job: Job) -> None:
         try:
-            reading = self._exports.read(job.url, job.label)
+            reading = self._exports.read(job.url, job.where)
         except OperationGoneError as err:
             self._gone(job, err)
             return
@@ -179,7 +179,7 @@ class ExportScheduler:
     def _fetch(self, job: Job) -> None:
         """Fetch a linked manifest at its export's turn: one attempt."""
         try:
-            manifest = self._exports.manifest(job.manifest_link, job.label)
+            manifest = self._exports.manifest(job.manifest_link, job.where)
         except OperationGoneError as err:
             self._gone(job, err)
             return
@@ -195,7 +195,7 @@ class ExportScheduler:
     def _read_answered(self, job: Job, now: float, reading: Reading) -> None:
         job.failures, job.operation_id = 0, reading.operation_id
         if reading.status is not job.status:
-            LOGGER.debug("%s: operation %s is %s", job.label, job.operation_id, reading.said)
+            LOGGER.debug("%s: operation %s is %s", job.where, job.operation_id, reading.said)
             job.status = reading.status
         if reading.manifest_link:  # its manifest is fetched at its turn, a step of its own
             self._ended(job, now, "succeeded")
@@ -213,7 +213,7 @@ class ExportScheduler:
         deadline = job.posted_at + self._timeout
         if now >= deadline:
             msg = (
-                f"{job.label}: operation {job.operation_id} still {reading.said} after "
+                f"{job.where}: operation {job.operation_id} still {reading.said} after "
                 f"{now - job.posted_at:.0f} s (poll_timeout_seconds={self._timeout:g}); the "
                 "next run resumes polling it"
             )
@@ -227,13 +227,13 @@ class ExportScheduler:
             job.ended_at = now
             LOGGER.info(
                 "%s: export %s after %s (operation %s)",
-                job.label,
+                job.where,
                 how,
                 duration(now - job.posted_at),
                 job.operation_id or short_id(job.url),
             )
 
-    def _transient(self, job: Job, now: float, failure: Transient, what: str) -> None:
+    def _transient(self, job: Job, now: float, failure: Transient, step: str) -> None:
         """A 429 waits as asked; other transient failures count, with backoff.
 
         A POSTed export's waits never pass its deadline; a failure at it times it out. One
@@ -242,7 +242,7 @@ class ExportScheduler:
         deadline = job.posted_at + self._timeout if job.in_flight else None
         if deadline is not None and now >= deadline:
             msg = (
-                f"{job.label}: {what} failed ({failure.reason}) at its deadline "
+                f"{job.where}: {step} failed ({failure.reason}) at its deadline "
                 f"(poll_timeout_seconds={self._timeout:g}); the next run resumes polling it"
             )
             self._ended(job, now, "timed out")
@@ -254,11 +254,11 @@ class ExportScheduler:
         else:
             so_far = job.count_failure(now)
             if job.failures >= self._policy.max_attempts:
-                msg = f"{job.label}: {what} failed {so_far}: {failure.reason}"
+                msg = f"{job.where}: {step} failed {so_far}: {failure.reason}"
                 self._fail(job, TransientHTTPError(msg))
                 return
             wait = clamp_wait(asked, self._policy.backoff_seconds(job.failures))
-            LOGGER.warning("%s: %s: %s; again in %.0f s", job.label, what, failure.reason, wait)
+            LOGGER.warning("%s: %s: %s; again in %.0f s", job.where, step, failure.reason, wait)
         job.next_at = now + wait if deadline is None else min(now + wait, deadline)
 
     def _post(self, now: float) -> int:
@@ -308,7 +308,7 @@ class ExportScheduler:
                 wait = clamp_wait(parse_retry_after(answer.retry_after), self._interval)
                 if (refused := self._throttle.refused(now, wait, in_flight)) >= self._timeout:
                     msg = (
-                        f"{job.label}: Graph refused export requests (429) for {refused:.0f} s "
+                        f"{job.where}: Graph refused export requests (429) for {refused:.0f} s "
                         f"with none of ours running (poll_timeout_seconds={self._timeout:g})"
                     )
                     self._fail(job, ExportTimeoutError(msg))
@@ -325,7 +325,7 @@ class ExportScheduler:
         self.most_in_flight = max(self.most_in_flight, in_flight + 1)
         LOGGER.info(
             "%s: export started, operation %s (%d in flight)",
-            job.label,
+            job.where,
             short_id(answer),
             in_flight + 1,
         )
@@ -352,7 +352,7 @@ class ExportScheduler:
         """
         job = self._jobs[job_key(request)]
         if job.phase is Phase.TAKEN:
-            msg = f"{job.label}: its export was taken already (the partition asked twice)"
+            msg = f"{job.where}: its export was taken already (the partition asked twice)"
             raise PartnerBillingError(msg)
         job.wanted = True
         if job.phase is Phase.ENDED and job.no_data is None and job.result is None:
@@ -397,7 +397,7 @@ class ExportScheduler:
         if now < self._next_progress:
             return
         self._next_progress = now + PROGRESS_SECONDS
-        LOGGER.info("%s", progress_line(self._jobs.values(), now, job.label))
+        LOGGER.info("%s", progress_line(self._jobs.values(), now, job.where))
 
     def summary_line(self) -> str:
         """The run summary's line about the exports and the time spent only waiting."""

@@ -122,14 +122,14 @@ class RetryPolicy:
 
     def budget(
         self,
-        what: str,
+        where: str,
         *,
         sleep: Callable[[float], None],
         clock: Callable[[], float] = time.monotonic,
         deadline: float | None = None,
     ) -> RetryBudget:
         """A fresh budget for one operation (``deadline`` on ``clock``'s scale)."""
-        return RetryBudget(self, what, sleep, clock, deadline)
+        return RetryBudget(self, where, sleep, clock, deadline)
 
 
 def clamp_wait(seconds: float | None, fallback: float, *, remaining: float | None = None) -> float:
@@ -144,7 +144,7 @@ class RetryBudget:
     """The attempts left to one operation; :meth:`failed` waits or gives up."""
 
     policy: RetryPolicy
-    what: str
+    where: str
     sleep: Callable[[float], None]
     clock: Callable[[], float]
     deadline: float | None = None
@@ -163,7 +163,7 @@ class RetryBudget:
         self.attempts += 1
         if self.attempts >= self.policy.max_attempts:
             tried = self.clock() - self.started
-            msg = f"{self.what} failed {self.attempts} times in {tried:.0f} s: {reason}"
+            msg = f"{self.where} failed {self.attempts} times in {tried:.0f} s: {reason}"
             raise TransientHTTPError(msg)
         remaining = None if self.deadline is None else self.deadline - self.clock()
         delay = clamp_wait(
@@ -172,11 +172,11 @@ class RetryBudget:
             remaining=remaining,
         )
         if remaining is not None and remaining <= 0:
-            msg = f"{self.what} failed ({reason}) and its deadline has passed"
+            msg = f"{self.where} failed ({reason}) and its deadline has passed"
             raise TransientHTTPError(msg)
         LOGGER.warning(
             "%s: %s; retrying in %.1f s (attempt %d of %d)",
-            self.what,
+            self.where,
             reason,
             delay,
             self.attempts + 1,
@@ -280,12 +280,12 @@ def attempt(
     method: str,
     url: str,
     *,
-    what: str,
+    where: str,
     **kwargs: Any,
 ) -> requests.Response | Transient:
     """Send a request once: its answer, or a :class:`Transient` failure (a single step).
 
-    The session decides the URL policy and credentials (see ``urls.CheckedSession``).
+    The session decides the URL policy and credentials (see ``url_policy.CheckedSession``).
 
     Raises:
         ServiceError: A redirect, or a request that cannot be sent.
@@ -299,18 +299,18 @@ def attempt(
         failure = connection_failure(err)
         reason = f"{origin_of(url)}: {failure.cause}"
         if failure.permanent:
-            raise ServiceError(f"{what}: {reason}") from None
+            raise ServiceError(f"{where}: {reason}") from None
         return Transient(reason)
     except (requests.RequestException, ValueError) as err:
         # InvalidURL, InvalidSchema, a bad port…: its text may hold the whole URL.
-        msg = f"{what}: the request cannot be sent ({describe_failure(err)})"
+        msg = f"{where}: the request cannot be sent ({describe_failure(err)})"
         raise ServiceError(msg) from None
     outcome = classify(response.status_code)
     if outcome is Outcome.REDIRECT:
         target = redirect_target(response)
         response.close()
         status = response.status_code
-        msg = f"{what}: answered HTTP {status}, a redirect to {target}; not followed"
+        msg = f"{where}: answered HTTP {status}, a redirect to {target}; not followed"
         raise ServiceError(msg)
     if outcome is not Outcome.TRANSIENT:
         return response
@@ -336,38 +336,7 @@ def send(
         TransientHTTPError: The budget ran out.
     """
     while True:
-        answer = attempt(session, method, url, what=budget.what, **kwargs)
+        answer = attempt(session, method, url, where=budget.where, **kwargs)
         if not isinstance(answer, Transient):
             return answer
         budget.failed(answer.reason, answer.retry_after)
-
-
-MAX_BODY_BYTES = 16 << 20  # an operation, manifest or invoice page is a few kilobytes
-BODY_DEADLINE_SECONDS = 120.0  # the read timeout restarts with every byte; this does not
-
-
-def read_body(response: requests.Response, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body of a (streamed) answer, refusing one too large or too slow to arrive.
-
-    Raises:
-        ServiceError: The body is larger than ``limit``, takes longer than
-            ``BODY_DEADLINE_SECONDS``, or breaks off.
-    """
-    data = bytearray()
-    ends = time.monotonic() + BODY_DEADLINE_SECONDS
-    try:
-        # read1 returns what has arrived, so a body sent a byte at a time meets the deadline.
-        while chunk := response.raw.read1(1 << 16, decode_content=True):
-            data += chunk
-            if len(data) > limit:
-                response.close()
-                msg = f"{what}: the answer is larger than {limit} bytes; refused"
-                raise ServiceError(msg)
-            if time.monotonic() > ends:
-                response.close()
-                msg = f"{what}: the answer took over {BODY_DEADLINE_SECONDS:.0f} s to arrive"
-                raise ServiceError(msg)
-    except READ_ERRORS as err:
-        msg = f"{what}: the answer broke off ({describe_failure(err)})"
-        raise ServiceError(msg) from None
-    return bytes(data)

@@ -151,27 +151,27 @@ class UrlPolicy:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}" + ("" if self.port == HTTPS_PORT else f":{self.port}")
 
-    def check(self, url: str, what: str) -> str:
+    def check(self, url: str, where: str) -> str:
         """Return ``url`` if it is on this policy's origin (and under its folder).
 
         Raises:
-            UrlPolicyError: Naming ``what`` and the refused URL without its query.
+            UrlPolicyError: Naming ``where`` and the refused URL without its query.
         """
         try:
             parsed = _read(url)
         except UrlPolicyError as err:
-            msg = f"{what}: refusing {describe(url)}: {err}"
+            msg = f"{where}: refusing {describe(url)}: {err}"
             raise UrlPolicyError(msg) from None
         if self.host and (parsed.host, parsed.port) != (self.host, self.port):
             msg = (
-                f"{what}: refusing {describe(url)}: it is not on the origin of "
+                f"{where}: refusing {describe(url)}: it is not on the origin of "
                 f"{self.name} ({self.origin})"
             )
             raise UrlPolicyError(msg)
         if self.path_prefix and (
             not parsed.path.startswith(self.path_prefix) or _has_dot_segment(parsed.path)
         ):
-            msg = f"{what}: refusing {describe(url)}: it is not under {self.name}"
+            msg = f"{where}: refusing {describe(url)}: it is not under {self.name}"
             raise UrlPolicyError(msg)
         return url
 

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from tap_partner_billing.emission.workers import DecodeWorkers
     from tap_partner_billing.service.manifest import Manifest
     from tap_partner_billing.sync.planner import PlannedExport
-    from tap_partner_billing.sync.run import SyncRun
     from tap_partner_billing.sync.services import Services
+    from tap_partner_billing.sync.shared import SyncRun
 
 REPLICATION_INCREMENTAL = "INCREMENTAL"
 
@@ -56,9 +56,9 @@ class ExportStream(RoutedStream):
     dataset: ClassVar[str] = "usage"  # the field table, see rows.FIELD_SETS
     identity_properties: ClassVar[tuple[str, ...]]
 
-    def __init__(self, tap: Any, run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
+    def __init__(self, tap: Any, sync_run: SyncRun) -> None:  # noqa: ANN401 - the SDK types it loosely
         super().__init__(tap, self.declared_schema())
-        self.run = run  # clients, invoice catalogue and counters of this run
+        self.sync_run = sync_run  # clients, invoice index and counters of this run
         self.layout = RowLayout.build(self.dataset, tuple(self.declared_schema()["properties"]))
         # Incremental by partition bookmarks (docs/state.md), not by a replication key: the
         # SDK's catalog and its "Beginning … sync" line then say what the stream does.
@@ -67,7 +67,7 @@ class ExportStream(RoutedStream):
     @property
     def summary(self) -> StreamSummary:
         """This stream's counters for the end-of-run summary."""
-        return self.run.summary_of(self.name)
+        return self.sync_run.summary_of(self.name)
 
     def deliver(self, events: Iterable[Event]) -> Iterator[dict[str, Any]]:
         """Carry out the writer's events in order (yielding records only on the SDK's route).
@@ -77,7 +77,7 @@ class ExportStream(RoutedStream):
         """
         sink = self.sink
         summary = self.summary
-        scheduler = self.run.scheduler
+        scheduler = self.sync_run.scheduler
         for event in events:
             scheduler.tick(self.state_changed)  # other exports run while this one downloads
             if isinstance(event, Rows):
@@ -106,7 +106,7 @@ class ExportStream(RoutedStream):
     @property
     def services(self) -> Services:
         """The clients this run's streams share."""
-        return self.run.services
+        return self.sync_run.services
 
     def checkpoint(self, *, close_batch_file: bool = True) -> None:
         """Write a STATE message now, after every record handed over before it.
@@ -127,7 +127,7 @@ class ExportStream(RoutedStream):
         the next run starts a new export instead of polling the failed one forever.
         """
         self._blob_reader_ready()  # decode workers start while the export runs
-        scheduler = self.run.scheduler
+        scheduler = self.sync_run.scheduler
         scheduler.add(request, pending, key)
         started = time.monotonic()
         try:
@@ -157,8 +157,8 @@ class ExportStream(RoutedStream):
         **bookmark: Any,
     ) -> Iterator[Event]:
         """The events of one finished export (see ``writer.PartitionEvents.export_events``)."""
-        export = Export(ledger.label, result.operation_id, manifest, identity, bookmark)
-        urls = BlobUrls(manifest, self._sas_renewal(result, ledger.label), ledger.label)
+        export = Export(ledger.where, result.operation_id, manifest, identity, bookmark)
+        urls = BlobUrls(manifest, self._sas_renewal(result, ledger.where), ledger.where)
         return self.writer.export_events(export, ledger, self._blob_reader(urls))
 
     def _blob_reader_ready(self) -> tuple[RecordSink, DecodeWorkers | None]:
@@ -167,7 +167,7 @@ class ExportStream(RoutedStream):
         Decode workers serve the direct and BATCH routes; the SDK's route needs objects.
         """
         sink = self.sink
-        workers = self.run.decode_workers if sink.mode != "sdk" else None
+        workers = self.sync_run.decode_workers if sink.mode != "sdk" else None
         if workers is not None:
             workers.start()
         return sink, workers
@@ -218,7 +218,7 @@ def start_exports_ahead(streams: Iterable[ExportStream], logger: logging.Logger)
     for stream in streams:
         if not stream.selected:
             continue
-        scheduler = stream.run.scheduler
+        scheduler = stream.sync_run.scheduler
         for planned in stream.planned_exports():
             scheduler.add(planned.request, planned.pending, planned.slot)
             chosen.add((id(planned.pending), planned.slot))

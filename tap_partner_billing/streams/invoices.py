@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tap_partner_billing.records.fields import decimal_schema
+from tap_partner_billing.records.fields import Kind, column_schema
 from tap_partner_billing.streams.routing import RoutedStream
 
 if TYPE_CHECKING:
@@ -19,10 +19,7 @@ if TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-    from tap_partner_billing.sync.run import SyncRun
-
-_STRING = {"type": ["string", "null"]}
-_DATETIME = {"type": ["string", "null"], "format": "date-time"}
+    from tap_partner_billing.sync.shared import SyncRun
 
 
 class InvoicesStream(RoutedStream):
@@ -31,9 +28,10 @@ class InvoicesStream(RoutedStream):
     name = "invoices"
     primary_keys: ClassVar[list[str]] = ["id"]
 
-    def __init__(self, tap: Tap, run: SyncRun) -> None:
+    def __init__(self, tap: Tap, sync_run: SyncRun) -> None:
         super().__init__(tap, self.declared_schema())
-        self.run = run  # the invoice list is read once per run, shared with the billed streams
+        # the invoice list is read once per run, shared with the billed streams
+        self.sync_run = sync_run
         self.forced_replication_method = "FULL_TABLE"  # the whole list, every run
 
     @classmethod
@@ -43,18 +41,18 @@ class InvoicesStream(RoutedStream):
             "type": "object",
             "properties": {
                 "id": {"type": ["string"]},
-                "invoice_date": _DATETIME,
-                "billing_period_start_date": _DATETIME,
-                "billing_period_end_date": _DATETIME,
-                "billing_month": _STRING,
-                "document_type": _STRING,
-                "invoice_type": _STRING,
-                "currency_code": _STRING,
-                "total_charges": decimal_schema(),
-                "paid_amount": decimal_schema(),
-                "amends_of": _STRING,
+                "invoice_date": column_schema(Kind.DATETIME),
+                "billing_period_start_date": column_schema(Kind.DATETIME),
+                "billing_period_end_date": column_schema(Kind.DATETIME),
+                "billing_month": column_schema(Kind.STRING),
+                "document_type": column_schema(Kind.STRING),
+                "invoice_type": column_schema(Kind.STRING),
+                "currency_code": column_schema(Kind.STRING),
+                "total_charges": column_schema(Kind.DECIMAL),
+                "paid_amount": column_schema(Kind.DECIMAL),
+                "amends_of": column_schema(Kind.STRING),
                 "amendments": {"type": ["array", "null"], "items": {"type": "string"}},
-                "invoice_details": _STRING,  # JSON text
+                "invoice_details": column_schema(Kind.JSON_TEXT),
                 "has_export_data": {"type": ["boolean", "null"]},
             },
         }
@@ -73,7 +71,7 @@ class InvoicesStream(RoutedStream):
 
     def invoice_records(self) -> list[dict[str, Any]]:
         """The invoice list as records (exact decimal and date text, as the schema says)."""
-        invoices = self.run.catalogue.invoices
+        invoices = self.sync_run.invoice_index.invoices
         if invoices is None:
             self.logger.info("invoices: discover_invoices is false; nothing to list")
             return []

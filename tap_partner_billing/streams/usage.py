@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tap_partner_billing.dates import month_of_date, previous_month, shift_month, utc_now
 from tap_partner_billing.emission.ledger import Ledger
 from tap_partner_billing.service.export import ExportRequest
-from tap_partner_billing.service.partner_center import shift_month
 from tap_partner_billing.streams.export_stream import ExportStream
 from tap_partner_billing.sync.planner import (
     REMEMBERED_NO_DATA,
@@ -56,11 +55,8 @@ class _UnbilledPartition:
 
 def _fallback_month(period: str) -> str:
     """The absolute month ``current``/``last`` means today, when the manifest does not say."""
-    today = datetime.now(timezone.utc)
-    year, month = today.year, today.month
-    if period == "last":
-        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
-    return f"{year:04d}{month:02d}"
+    this_month = month_of_date(utc_now())
+    return previous_month(this_month) if period == "last" else this_month
 
 
 class BilledUsageStream(ExportStream):
@@ -95,7 +91,7 @@ class BilledUsageStream(ExportStream):
         }
         plans = {
             doc.invoice_id: self.planner.plan(doc, bookmarks.get(doc.invoice_id, {}))
-            for doc in billed_documents(self.run.catalogue)
+            for doc in billed_documents(self.sync_run.invoice_index)
         }
         for level, line in skipped_lines(self.name, self.dataset, plans.values()):
             self.logger.log(level, "%s", line)
@@ -114,8 +110,8 @@ class BilledUsageStream(ExportStream):
     def _request(self, context: Context) -> ExportRequest:
         """The export of one invoice partition."""
         body = {"invoiceId": context["invoice_id"], "attributeSet": context["attribute_set"]}
-        label = f"{self.name} invoice {body['invoiceId']} ({body['attributeSet']})"
-        return ExportRequest(self.action, body, label)
+        where = f"{self.name} invoice {body['invoiceId']} ({body['attributeSet']})"
+        return ExportRequest(self.action, body, where)
 
     def planned_exports(self) -> Iterator[PlannedExport]:
         """The invoices whose plan is to export, in partition order."""
@@ -132,48 +128,48 @@ class BilledUsageStream(ExportStream):
             self.logger.info("%s: no invoices to export", self.name)
             return
         request = self._request(context)
-        invoice_id, label = context["invoice_id"], request.label
+        invoice_id, where = context["invoice_id"], request.where
         self.open_sink()
         state = self.get_context_state(context)
-        ledger = Ledger(state, label)
+        ledger = Ledger(state, where)
         pending: dict[str, Any] = state.setdefault("pending_operations", {})
         plan = self.planner.plan(self.plans[invoice_id].document, state)
-        if not self._asks(plan, state, label):
+        if not self._asks(plan, state, where):
             self.summary.not_rechecked += 1
             return
         result = self.run_export(request, pending, "export")
         if result.manifest is None:
-            self._no_data(plan, state, label, result.message)
+            self._no_data(plan, state, where, result.message)
         else:
             forget_no_data(state)
-            yield from self._sync_invoice(result, result.manifest, ledger, context, label)
+            yield from self._sync_invoice(result, result.manifest, ledger, context, where)
         pending.clear()
         self.checkpoint()
 
-    def _asks(self, plan: Plan, state: dict[str, Any], label: str) -> bool:
+    def _asks(self, plan: Plan, state: dict[str, Any], where: str) -> bool:
         """Whether to ask Graph, saying why (a remembered 'no data' was said at the start)."""
         if plan.decision is Decision.SETTLED:
-            self.logger.info("%s: %s; no export requested", label, plan.why)
+            self.logger.info("%s: %s; no export requested", where, plan.why)
             return False
         if plan.decision is not Decision.EXPORT:
-            self.logger.debug("%s: not asked again: %s", label, plan.why)
+            self.logger.debug("%s: not asked again: %s", where, plan.why)
             return False
         if plan.floor_overridden:
-            self.logger.warning("%s: %s", label, floor_warning(plan, self.dataset))
+            self.logger.warning("%s: %s", where, floor_warning(plan, self.dataset))
         if plan.refresh:
             self.logger.info(
                 "%s: refresh_invoice_ids names it: asking Graph again (rows are emitted only "
                 "if the data changed)",
-                label,
+                where,
             )
             forget_no_data(state)
         else:  # a re-check of an exported invoice is worth a line; a first export is not
             self.logger.log(
-                logging.INFO if "etag" in state else logging.DEBUG, "%s: %s", label, plan.why
+                logging.INFO if "etag" in state else logging.DEBUG, "%s: %s", where, plan.why
             )
         return True
 
-    def _no_data(self, plan: Plan, state: dict[str, Any], label: str, message: str) -> None:
+    def _no_data(self, plan: Plan, state: dict[str, Any], where: str, message: str) -> None:
         """The export answered 5000: remembered when asking again cannot help, else not.
 
         INFO when the planner expects it (a note's usage, below the floor, a recent invoice:
@@ -189,7 +185,7 @@ class BilledUsageStream(ExportStream):
         else:
             why = f": {expected}" if expected else ""
             said = f"answered 5000 ({message or 'no data'}){why}; asked again on the next run"
-        self.logger.log(logging.INFO if expected else logging.WARNING, "%s: %s", label, said)
+        self.logger.log(logging.INFO if expected else logging.WARNING, "%s: %s", where, said)
 
     def _sync_invoice(
         self,
@@ -197,11 +193,11 @@ class BilledUsageStream(ExportStream):
         manifest: Manifest,
         ledger: Ledger,
         context: Context,
-        label: str,
+        where: str,
     ) -> Iterator[dict[str, Any]]:
         """Emit the invoice's manifest, unless its eTag matches what was emitted last."""
         if ledger.is_unchanged(manifest):
-            self.logger.info("%s: unchanged since the last run (eTag %s)", label, manifest.etag)
+            self.logger.info("%s: unchanged since the last run (eTag %s)", where, manifest.etag)
             self.summary.unchanged += 1
             return
         identity = {
@@ -245,9 +241,9 @@ class UnbilledUsageStream(ExportStream):
     def _request(self, context: Context, period: str) -> ExportRequest:
         """The export of one billing period of one currency partition."""
         currency, attribute_set = context["currency"], context["attribute_set"]
-        label = f"{self.name} {period} period, {currency} ({attribute_set})"
+        where = f"{self.name} {period} period, {currency} ({attribute_set})"
         body = {"billingPeriod": period, "currencyCode": currency, "attributeSet": attribute_set}
-        return ExportRequest(self.action, body, label)
+        return ExportRequest(self.action, body, where)
 
     def planned_exports(self) -> Iterator[PlannedExport]:
         """Every billing period of every currency: unbilled data is always asked for."""
@@ -272,7 +268,7 @@ class UnbilledUsageStream(ExportStream):
             context["attribute_set"],
             pending=state.setdefault("pending_operations", {}),
             months=state.setdefault("months", {}),
-            invoiced=self.run.catalogue.invoiced_months(currency),
+            invoiced=self.sync_run.invoice_index.invoiced_months(currency),
         )
         for period in self.config["billing_periods"]:
             yield from self._export_period(part, period, self._request(context, period))
@@ -282,40 +278,40 @@ class UnbilledUsageStream(ExportStream):
         self, part: _UnbilledPartition, period: str, request: ExportRequest
     ) -> Iterator[dict[str, Any]]:
         """Export one billing period; emit its month unless invoiced or already synced."""
-        label, result = request.label, self.run_export(request, part.pending, period)
+        where, result = request.where, self.run_export(request, part.pending, period)
         if result.manifest is None:
             self.summary.no_data += 1
         else:
-            month = self._month_of(result.manifest, period, label)
+            month = self._month_of(result.manifest, period, where)
             part.answered.add(month)
-            if self._is_to_sync(part, month, label):
+            if self._is_to_sync(part, month, where):
                 part.synced.add(month)
-                ledger = Ledger(part.months.setdefault(month, {}), f"{label}, month {month}")
+                ledger = Ledger(part.months.setdefault(month, {}), f"{where}, month {month}")
                 identity = part.identity(month)
-                yield from self._sync_month(result, result.manifest, ledger, identity, label)
+                yield from self._sync_month(result, result.manifest, ledger, identity, where)
         part.pending.pop(period, None)
         self.checkpoint()
 
-    def _month_of(self, manifest: Manifest, period: str, label: str) -> str:
+    def _month_of(self, manifest: Manifest, period: str, where: str) -> str:
         """The absolute month a period's manifest covers (today's reading if it names none)."""
         if manifest.billing_month is not None:
             return manifest.billing_month
         month = _fallback_month(period)
-        self.logger.warning("%s: manifest names no BillingMonth; assuming %s", label, month)
+        self.logger.warning("%s: manifest names no BillingMonth; assuming %s", where, month)
         return month
 
-    def _is_to_sync(self, part: _UnbilledPartition, month: str, label: str) -> bool:
+    def _is_to_sync(self, part: _UnbilledPartition, month: str, where: str) -> bool:
         """Whether an answered month is emitted: not invoiced, not synced earlier in this run."""
         if month in part.invoiced:
             self.logger.info(
                 "%s: month %s is invoiced (%s); its unbilled lines are not exported",
-                label,
+                where,
                 month,
                 part.invoiced[month],
             )
             return False
         if month in part.synced:
-            self.logger.info("%s: month %s was already synced in this run", label, month)
+            self.logger.info("%s: month %s was already synced in this run", where, month)
             return False
         return True
 
@@ -325,32 +321,32 @@ class UnbilledUsageStream(ExportStream):
         manifest: Manifest,
         ledger: Ledger,
         identity: dict[str, Any],
-        label: str,
+        where: str,
     ) -> Iterator[dict[str, Any]]:
         """Emit a month's manifest, unless its eTag matches what was emitted last."""
         if ledger.is_unchanged(manifest):
             month = identity["billing_month"]
-            self.logger.info("%s: month %s unchanged (eTag %s)", label, month, manifest.etag)
+            self.logger.info("%s: month %s unchanged (eTag %s)", where, month, manifest.etag)
             self.summary.unchanged += 1
             return
         yield from self.deliver(self.emit_manifest(result, manifest, ledger, identity))
 
     def _retire_months_that_left(self, part: _UnbilledPartition) -> Iterator[dict[str, Any]]:
         """Retire every stored month not synced in this run that is known to be invoiced."""
-        label = f"{self.name} {part.currency} ({part.attribute_set})"
+        where = f"{self.name} {part.currency} ({part.attribute_set})"
         for month in sorted(set(part.months) - part.synced):
             reason = self._retirement_reason(month, part.invoiced, part.answered)
             if reason is None:
                 self.logger.info(
                     "%s: month %s was not answered in this run; kept until it is invoiced",
-                    label,
+                    where,
                     month,
                 )
                 continue
-            ledger = Ledger(part.months[month], f"{label}, month {month}")
+            ledger = Ledger(part.months[month], f"{where}, month {month}")
             self.logger.info(
                 "%s: month %s leaves the unbilled stream (%s): retiring its %d key(s)",
-                label,
+                where,
                 month,
                 reason,
                 len(ledger.retirement()),

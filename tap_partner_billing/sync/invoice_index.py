@@ -50,7 +50,7 @@ class InvoiceIndex:
     def from_settings(
         cls, invoices: list[Invoice] | None, config: Mapping[str, Any]
     ) -> InvoiceIndex:
-        """The catalogue of ``invoices`` under ``invoice_ids`` and ``start_date`` (normalised)."""
+        """The index of ``invoices`` under ``invoice_ids`` and ``start_date`` (normalised)."""
         start = config.get("start_date")
         return cls(
             invoices=None if invoices is None else tuple(invoices),

@@ -13,7 +13,7 @@ and today's date (a parameter: tests and a run-wide scheduler pass their own cal
 
 Unbilled partitions have no decision: every billing period of every currency is exported.
 The streams turn their decisions into :class:`PlannedExport` s, which the run's scheduler
-starts ahead (``client.start_exports_ahead``, docs/scheduler.md).
+starts ahead (``export_stream.start_exports_ahead``, docs/scheduler.md).
 
 See docs/coverage-and-refresh.md.
 """
@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.service.partner_center import shift_month
+from tap_partner_billing.dates import month_of_date, shift_month
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -132,7 +132,7 @@ class BilledPlanner:
     @property
     def this_month(self) -> str:
         """Today's month as ``YYYYMM``."""
-        return f"{self.today.year:04d}{self.today.month:02d}"
+        return month_of_date(self.today)
 
     def is_recent(self, month: str | None, months: int | None = None) -> bool:
         """Whether ``month`` is within ``months`` (default ``recheck_months``) of today's."""
@@ -264,17 +264,17 @@ def forget_no_data(bookmark: dict[str, Any]) -> None:
         bookmark.pop(key, None)
 
 
-def billed_documents(catalogue: InvoiceIndex) -> list[Document]:
+def billed_documents(invoice_index: InvoiceIndex) -> list[Document]:
     """The documents the billed streams consider: explicit ids and discovered ones."""
-    explicit = set(catalogue.explicit_ids)
+    explicit = set(invoice_index.explicit_ids)
     return [
         Document(
             invoice_id,
-            catalogue.month_of(invoice_id),
-            catalogue.document_type_of(invoice_id),
+            invoice_index.month_of(invoice_id),
+            invoice_index.document_type_of(invoice_id),
             explicit=invoice_id in explicit,
         )
-        for invoice_id in catalogue.billed_invoice_ids
+        for invoice_id in invoice_index.billed_invoice_ids
     ]
 
 

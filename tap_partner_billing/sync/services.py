@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.blobs.download import BlobFetcher, new_blob_session
 from tap_partner_billing.blobs.lines import BlobLimits
 from tap_partner_billing.blobs.spool import SpoolFolder
+from tap_partner_billing.dates import utc_now
 from tap_partner_billing.service.auth import GRAPH_SCOPE, ClientCredentials, TokenProvider
 from tap_partner_billing.service.export import ExportClient
 from tap_partner_billing.service.partner_center import PARTNER_CENTER_SCOPE, InvoiceClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import datetime
 
 
 @dataclass
@@ -34,16 +35,12 @@ class Services:
     clock: Callable[[], float] = time.monotonic
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def build_services(
     config: Mapping[str, Any],
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    calendar: Callable[[], datetime] = _utc_now,
+    calendar: Callable[[], datetime] = utc_now,
     spool_parent: str | None = None,
 ) -> Services:
     """Create the clients for ``config`` (already validated)."""

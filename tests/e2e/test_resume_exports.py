@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_partner_billing.dates import shift_month
 from tap_partner_billing.sandbox.config import InvoiceSpec, SandboxConfig, this_month
 from tap_partner_billing.sandbox.server import SandboxServer
 from tap_partner_billing.sandbox.service import Sandbox
-from tap_partner_billing.service.partner_center import shift_month
 from tests.e2e.conftest import pipe_tap, postgres_target, tap_command, tap_into_target
 from tests.e2e.ledger import assert_warehouse_equals_sandbox, postgres_warehouse
 

@@ -1,4 +1,4 @@
-"""The invoice catalogue (what the list means for a run) and the run's shared objects."""
+"""The invoice index (what the list means for a run) and the run's shared objects."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from tap_partner_billing.service.partner_center import Invoice, parse_invoice
 from tap_partner_billing.sync.invoice_index import InvoiceIndex
-from tap_partner_billing.sync.run import SyncRun
 from tap_partner_billing.sync.services import build_services
+from tap_partner_billing.sync.shared import SyncRun
 from tap_partner_billing.tap import TapPartnerBilling
 from tests.helpers import base_config
 
@@ -47,15 +47,15 @@ def config(**settings: Any) -> dict[str, Any]:
     return dict(TapPartnerBilling(config=base_config(**settings)).config)
 
 
-# ---- the catalogue --------------------------------------------------------------------------
+# ---- the invoice index --------------------------------------------------------------------------
 
 
 def test_billed_invoices_are_the_explicit_ones_and_the_exportable_listed_from_start() -> None:
-    catalogue = InvoiceIndex.from_settings(
+    invoice_index = InvoiceIndex.from_settings(
         list(LISTED), config(invoice_ids=["G000000001"], start_date="2026-08-01")
     )
-    assert catalogue.start_month == "202608"
-    assert catalogue.billed_invoice_ids == [
+    assert invoice_index.start_month == "202608"
+    assert invoice_index.billed_invoice_ids == [
         "G000000001",  # explicit, not listed: exported anyway
         "G000000008",
         "G000000009",  # month unknown: exported (with a warning)
@@ -68,45 +68,45 @@ def test_billed_invoices_are_the_explicit_ones_and_the_exportable_listed_from_st
 
 def test_without_the_list_only_explicit_invoices_and_no_month_is_invoiced() -> None:
     settings = config(invoice_ids=["G000000002", "G000000001"])
-    catalogue = InvoiceIndex.from_settings(None, settings)
-    assert catalogue.invoices is None
-    assert catalogue.billed_invoice_ids == ["G000000001", "G000000002"]
-    assert catalogue.invoiced_months("USD") == {}
-    assert catalogue.invoice("G000000001") is None
-    assert catalogue.month_of("G000000001") is None
-    assert catalogue.document_type_of("G000000001") == "invoice"
+    invoice_index = InvoiceIndex.from_settings(None, settings)
+    assert invoice_index.invoices is None
+    assert invoice_index.billed_invoice_ids == ["G000000001", "G000000002"]
+    assert invoice_index.invoiced_months("USD") == {}
+    assert invoice_index.invoice("G000000001") is None
+    assert invoice_index.month_of("G000000001") is None
+    assert invoice_index.document_type_of("G000000001") == "invoice"
 
 
 def test_invoiced_months_count_invoices_of_the_currency_with_export_data() -> None:
-    catalogue = InvoiceIndex(LISTED)
+    invoice_index = InvoiceIndex(LISTED)
     # 202609: G000000010 is the first USD invoice (G000000008 is EUR); 202610 is only a
     # credit note; 202605 only a legacy invoice; 202611's invoice names no currency.
-    assert catalogue.invoiced_months("USD") == {
+    assert invoice_index.invoiced_months("USD") == {
         "202606": "G000000007",
         "202609": "G000000010",
         "202611": "G000000013",
     }
-    assert catalogue.invoiced_months("EUR") == {"202609": "G000000008", "202611": "G000000013"}
-    assert catalogue.invoiced_months("GBP") == {"202611": "G000000013"}
+    assert invoice_index.invoiced_months("EUR") == {"202609": "G000000008", "202611": "G000000013"}
+    assert invoice_index.invoiced_months("GBP") == {"202611": "G000000013"}
 
 
 def test_the_month_and_document_type_of_an_invoice() -> None:
-    catalogue = InvoiceIndex(LISTED)
-    assert catalogue.month_of("G000000012") == "202610"
-    assert catalogue.month_of("G000000009") is None  # listed without a period
-    assert catalogue.month_of("G000000099") is None  # not listed
-    assert catalogue.document_type_of("G000000012") == "CreditNote"
-    assert catalogue.document_type_of("G000000011") == "invoice"  # listed without a type
-    assert catalogue.document_type_of("G000000099") == "invoice"
+    invoice_index = InvoiceIndex(LISTED)
+    assert invoice_index.month_of("G000000012") == "202610"
+    assert invoice_index.month_of("G000000009") is None  # listed without a period
+    assert invoice_index.month_of("G000000099") is None  # not listed
+    assert invoice_index.document_type_of("G000000012") == "CreditNote"
+    assert invoice_index.document_type_of("G000000011") == "invoice"  # listed without a type
+    assert invoice_index.document_type_of("G000000099") == "invoice"
 
 
 def test_an_id_listed_twice_is_answered_from_its_first_entry() -> None:
     first = invoice("G000000001", "202601", documentType="invoice")
     again = invoice("G000000001", "202602", documentType="CreditNote")
-    catalogue = InvoiceIndex((first, again))
-    assert catalogue.invoice("G000000001") is first
-    assert catalogue.month_of("G000000001") == "202601"
-    assert catalogue.billed_invoice_ids == ["G000000001"]
+    invoice_index = InvoiceIndex((first, again))
+    assert invoice_index.invoice("G000000001") is first
+    assert invoice_index.month_of("G000000001") == "202601"
+    assert invoice_index.billed_invoice_ids == ["G000000001"]
 
 
 # ---- the run's shared objects ---------------------------------------------------------------
@@ -129,24 +129,24 @@ def test_the_run_builds_nothing_until_asked_then_reads_the_list_once(
     graph.add_invoice("G000000001", "202609")
     graph.add_invoice("G000000002", "202609", currencyCode="EUR")
     make = CountingServices()
-    run = SyncRun(config(discover_invoices=True), logging.getLogger("tap-test"), make)
+    sync_run = SyncRun(config(discover_invoices=True), logging.getLogger("tap-test"), make)
     assert make.built == 0
     assert len(rsps.calls) == 0
     with caplog.at_level(logging.INFO, logger="tap-test"):
-        assert run.catalogue.billed_invoice_ids == ["G000000001", "G000000002"]
-        assert run.catalogue is run.catalogue
-        assert run.services is run.services
+        assert sync_run.invoice_index.billed_invoice_ids == ["G000000001", "G000000002"]
+        assert sync_run.invoice_index is sync_run.invoice_index
+        assert sync_run.services is sync_run.services
     assert make.built == 1
     assert graph.invoice_list_requests == 1
     assert "Partner Center lists 2 invoice(s)" in caplog.text
     assert "EUR" in caplog.text  # the list's warning: a currency no setting asks for
 
 
-def test_with_discovery_off_the_run_never_builds_the_clients_for_the_catalogue() -> None:
+def test_with_discovery_off_the_run_never_builds_the_clients_for_the_invoice_index() -> None:
     make = CountingServices()
-    run = SyncRun(config(invoice_ids=["G000000001"]), logging.getLogger("tap-test"), make)
-    assert run.catalogue.invoices is None
-    assert run.catalogue.billed_invoice_ids == ["G000000001"]
+    sync_run = SyncRun(config(invoice_ids=["G000000001"]), logging.getLogger("tap-test"), make)
+    assert sync_run.invoice_index.invoices is None
+    assert sync_run.invoice_index.billed_invoice_ids == ["G000000001"]
     assert make.built == 0
 
 
@@ -154,13 +154,13 @@ def test_summaries_are_kept_per_stream_and_the_list_counts_only_once_read(
     graph: FakeGraph, caplog: pytest.LogCaptureFixture
 ) -> None:
     graph.add_invoice("G000000001", "202609")
-    run = SyncRun(config(discover_invoices=True), logging.getLogger("tap-test"))
-    run.summary_of("billed_usage").records += 3
-    assert run.summary_of("billed_usage").records == 3
+    sync_run = SyncRun(config(discover_invoices=True), logging.getLogger("tap-test"))
+    sync_run.summary_of("billed_usage").records += 3
+    assert sync_run.summary_of("billed_usage").records == 3
     with caplog.at_level(logging.INFO, logger="tap-test"):
-        run.log_summary(["invoices"], invoice_list_stream="invoices")
-        assert run.catalogue.invoices is not None
-        run.log_summary(["invoices", "billed_usage"], invoice_list_stream="invoices")
+        sync_run.log_summary(["invoices"], invoice_list_stream="invoices")
+        assert sync_run.invoice_index.invoices is not None
+        sync_run.log_summary(["invoices", "billed_usage"], invoice_list_stream="invoices")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Run summary")]
     assert lines[0] == "Run summary invoices: 0 records (the invoice list)"
     assert lines[1] == "Run summary invoices: 1 records (the invoice list)"
@@ -173,7 +173,7 @@ def test_discover_builds_no_client_and_sends_no_request(rsps: responses.Requests
     catalog = tap.catalog_dict
     assert {entry["stream"] for entry in catalog["streams"]} >= {"invoices", "billed_usage"}
     assert len(rsps.calls) == 0
-    assert "services" not in vars(tap.run)
-    assert "catalogue" not in vars(tap.run)
+    assert "services" not in vars(tap.sync_run)
+    assert "invoice_index" not in vars(tap.sync_run)
     streams = list(tap.streams.values())
-    assert all(getattr(stream, "run", None) is tap.run for stream in streams)
+    assert all(getattr(stream, "sync_run", None) is tap.sync_run for stream in streams)

@@ -1,8 +1,8 @@
-"""What the streams of one run share: the clients, the invoice catalogue, the summary counters.
+"""What the streams of one run share: the clients, the invoice index, the summary counters.
 
 The tap builds one :class:`SyncRun` and passes it to each stream's constructor, so a stream
-never reaches back into the tap. Clients and catalogue are built on first use: ``--discover``
-and ``--about`` make no network call. No Singer in here.
+never reaches back into the tap. Clients and the invoice index are built on first use:
+``--discover`` and ``--about`` make no network call. No Singer in here.
 """
 
 from __future__ import annotations
@@ -80,13 +80,13 @@ class SyncRun:
             workers.close(at_once=at_once)
 
     @cached_property
-    def catalogue(self) -> InvoiceIndex:
+    def invoice_index(self) -> InvoiceIndex:
         """The invoice list read once (when discovery is on) and what it means for the run."""
-        catalogue = InvoiceIndex.from_settings(self._read_invoice_list(), self._config)
+        invoice_index = InvoiceIndex.from_settings(self._read_invoice_list(), self._config)
         refresh = self._config.get("refresh_invoice_ids") or []
-        for warning in refresh_warnings(refresh, catalogue.billed_invoice_ids):
+        for warning in refresh_warnings(refresh, invoice_index.billed_invoice_ids):
             self._logger.warning("%s", warning)
-        return catalogue
+        return invoice_index
 
     def _read_invoice_list(self) -> list[Invoice] | None:
         """Partner Center's invoice list, its count and warnings logged (None: discovery off)."""
@@ -114,8 +114,8 @@ class SyncRun:
         """
         for name in streams:
             if name == invoice_list_stream:
-                catalogue: InvoiceIndex | None = self.__dict__.get("catalogue")
-                count = len(catalogue.invoices or ()) if catalogue else 0
+                invoice_index: InvoiceIndex | None = self.__dict__.get("invoice_index")
+                count = len(invoice_index.invoices or ()) if invoice_index else 0
                 self._logger.info("Run summary %s: %d records (the invoice list)", name, count)
             else:
                 self._logger.info("%s", self.summary_of(name).line(name))
