@@ -1,6 +1,6 @@
 """One run's composition: what the streams of a run share, and what they will ask for.
 
-Owns the shared objects of a run (``run``), the clients built from the settings
+Owns the shared objects of a run (``shared``), the clients built from the settings
 (``services``), what the invoice list means for a run (``invoice_index``) and which
 documents a run exports (``planner``). No Singer.
 
