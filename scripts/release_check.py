@@ -197,9 +197,8 @@ def expected_counts() -> dict[str, int]:
     return counts
 
 
-def check_sync(output: Path) -> tuple[list[str], Counter[str], dict[str, int]]:
-    """Problems with the tap's stdout OUTPUT; the records per stream; the expected counts."""
-    _installed_package()
+def check_output(output: Path, expected: dict[str, int]) -> tuple[list[str], Counter[str]]:
+    """Problems with the tap's stdout OUTPUT given the records EXPECTED per stream; its records."""
     problems = []
     records: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
@@ -218,7 +217,6 @@ def check_sync(output: Path) -> tuple[list[str], Counter[str], dict[str, int]]:
             if not isinstance(message.get("record"), dict) or not message.get("stream"):
                 problems.append(f"{output}:{number}: a RECORD without a stream or a record")
             records[message.get("stream")] += 1
-    expected = expected_counts()
     for stream in sorted(set(expected) | set(records)):
         if records[stream] != expected.get(stream) or not records[stream]:
             problems.append(
@@ -226,7 +224,7 @@ def check_sync(output: Path) -> tuple[list[str], Counter[str], dict[str, int]]:
             )
     if not kinds["SCHEMA"] or not kinds["STATE"]:
         problems.append(f"{output}: {dict(kinds)}: a sync has SCHEMA and STATE messages")
-    return problems, records, expected
+    return problems, records
 
 
 def main() -> int:
@@ -250,7 +248,9 @@ def main() -> int:
             problems = check_artifacts(args.source, args.dist)
             done = f"sdist and wheel in {args.dist}: contents and metadata as pyproject.toml says"
         else:
-            problems, records, expected = check_sync(args.output)
+            _installed_package()
+            expected = expected_counts()
+            problems, records = check_output(args.output, expected)
             done = "sync: every line a Singer message; records " + ", ".join(
                 f"{stream} {records[stream]}/{expected[stream]}" for stream in sorted(expected)
             )
