@@ -30,11 +30,14 @@ from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 import tap_partner_billing
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.service import Sandbox
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # scripts/release runs on 3.11+; the tests on 3.10 have pytest's tomli
+    import tomli as tomllib
 
 PACKAGE = "tap_partner_billing"
 SINGER_TYPES = {"SCHEMA", "RECORD", "STATE", "BATCH", "ACTIVATE_VERSION"}
