@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from release_check import (
     ReleaseProblem,
     _installed_package,
@@ -177,3 +178,19 @@ def test_the_expected_counts_are_the_end_to_end_tests_ones() -> None:
 def test_the_sync_checks_refuse_the_checkouts_source() -> None:
     with pytest.raises(ReleaseProblem, match="not an installed wheel: run with -I"):
         _installed_package()
+
+
+def test_the_release_workflow_runs_the_script_and_publishes_only_tags() -> None:
+    workflow = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / ".github/workflows/release.yml").read_text(
+            encoding="utf-8"
+        )
+    )
+    check, publish = workflow["jobs"]["check"], workflow["jobs"]["publish"]
+    # The check job's one command is the script a maintainer runs before tagging.
+    assert [s["run"] for s in check["steps"] if "run" in s] == [
+        'bash scripts/release ${TAG:+--tag "$TAG"}'
+    ]
+    assert publish["needs"] == "check"
+    assert publish["if"] == "github.ref_type == 'tag'"
+    assert publish["permissions"] == {"id-token": "write"}
