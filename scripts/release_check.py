@@ -43,7 +43,7 @@ PACKAGE = "tap_partner_billing"
 SINGER_TYPES = {"SCHEMA", "RECORD", "STATE", "BATCH", "ACTIVATE_VERSION"}
 
 
-class ReleaseProblem(Exception):
+class ReleaseError(Exception):
     """What is wrong with the release, in words."""
 
 
@@ -54,7 +54,7 @@ def _pyproject(source: Path) -> dict[str, Any]:
 def _one(dist: Path, pattern: str) -> Path:
     found = sorted(dist.glob(pattern))
     if len(found) != 1:
-        raise ReleaseProblem(f"{dist}: expected one {pattern}, found {[p.name for p in found]}")
+        raise ReleaseError(f"{dist}: expected one {pattern}, found {[p.name for p in found]}")
     return found[0]
 
 
@@ -152,7 +152,7 @@ def _installed_package() -> Path:
     """Where ``tap_partner_billing`` is imported from: refuses this checkout's source."""
     where = Path(tap_partner_billing.__file__).resolve().parent
     if "site-packages" not in where.parts:
-        raise ReleaseProblem(f"{PACKAGE} comes from {where}, not an installed wheel: run with -I")
+        raise ReleaseError(f"{PACKAGE} comes from {where}, not an installed wheel: run with -I")
     return where
 
 
@@ -220,11 +220,11 @@ def check_output(output: Path, expected: dict[str, int]) -> tuple[list[str], Cou
             if not isinstance(message.get("record"), dict) or not message.get("stream"):
                 problems.append(f"{output}:{number}: a RECORD without a stream or a record")
             records[message.get("stream")] += 1
-    for stream in sorted(set(expected) | set(records)):
-        if records[stream] != expected.get(stream) or not records[stream]:
-            problems.append(
-                f"{stream}: {records[stream]} records, the sandbox holds {expected.get(stream)}"
-            )
+    problems += [
+        f"{stream}: {records[stream]} records, the sandbox holds {expected.get(stream)}"
+        for stream in sorted(set(expected) | set(records))
+        if records[stream] != expected.get(stream) or not records[stream]
+    ]
     if not kinds["SCHEMA"] or not kinds["STATE"]:
         problems.append(f"{output}: {dict(kinds)}: a sync has SCHEMA and STATE messages")
     return problems, records
@@ -257,7 +257,7 @@ def main() -> int:
             done = "sync: every line a Singer message; records " + ", ".join(
                 f"{stream} {records[stream]}/{expected[stream]}" for stream in sorted(expected)
             )
-    except ReleaseProblem as err:
+    except ReleaseError as err:
         problems = [str(err)]
     for problem in problems:
         print(f"release: {problem}", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from release_check import (
-    ReleaseProblem,
+    ReleaseError,
     _installed_package,
     check_artifacts,
     check_output,
@@ -121,8 +121,10 @@ def test_a_complete_release_has_no_problem(tmp_path: Path) -> None:
         ),
         (  # a dependency group published as a requirement
             {"wheel_metadata": metadata(requires=("requests>=2.32", "pytest>=8"))},
-            f"{STEM}-py3-none-any.whl: requires ['azure-storage-blob', 'pytest', 'requests'], "
-            "pyproject declares ['azure-storage-blob', 'requests']",
+            (
+                f"{STEM}-py3-none-any.whl: requires ['azure-storage-blob', 'pytest', 'requests'], "
+                "pyproject declares ['azure-storage-blob', 'requests']"
+            ),
         ),
     ],
 )
@@ -176,7 +178,7 @@ def test_the_expected_counts_are_the_end_to_end_tests_ones() -> None:
 
 
 def test_the_sync_checks_refuse_the_checkouts_source() -> None:
-    with pytest.raises(ReleaseProblem, match="not an installed wheel: run with -I"):
+    with pytest.raises(ReleaseError, match="not an installed wheel: run with -I"):
         _installed_package()
 
 
