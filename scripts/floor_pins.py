@@ -3,7 +3,7 @@
 CI's ``floors`` job installs the tap with it and runs the unit tests, so a floor in
 pyproject.toml that the code has outgrown fails there:
 
-    python scripts/floor_pins.py > floors.txt && pip install -c floors.txt -e ".[test]"
+    python scripts/floor_pins.py > floors.txt && pip install -c floors.txt -e . --group test
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.meltano_project import project_for_tests
 
@@ -76,6 +77,13 @@ def test_every_requirement_of_the_tap_is_pinned_inside_its_range(name: str) -> N
     lines = [
         *project["dependencies"],
         *(r for extra in project["optional-dependencies"].values() for r in extra),
+        # the maintainers' tools (an include-group entry is a table, not a requirement)
+        *(
+            r
+            for group in pyproject["dependency-groups"].values()
+            for r in group
+            if isinstance(r, str)
+        ),
         *pyproject["build-system"]["requires"],  # the build backend of the editable install
     ]
     tap = pins(name)
@@ -105,7 +113,17 @@ def test_each_meltano_plugin_installs_from_its_pins() -> None:
 def test_bootstrap_installs_from_the_pins() -> None:
     bootstrap = (ROOT / "scripts" / "bootstrap").read_text(encoding="utf-8")
     assert 'scripts/pythons.py" --pins "$version"' in bootstrap  # tap.txt or tap-pyX.Y.txt
-    assert '-c "$pins"' in bootstrap
+    assert '-m pip install -q -c "$pins" pip' in bootstrap  # pip's pin first (the groups)
+    assert '--group "$ROOT/pyproject.toml:$group"' in bootstrap
     assert '-c "$PINS/meltano.txt"' in bootstrap
     (meltano,) = set(re.findall(r"meltano==([0-9.]+)", bootstrap))
     assert pins("meltano")["meltano"] == meltano
+
+
+@pytest.mark.parametrize("name", sorted(tap_pinfiles()))
+def test_pip_is_pinned_new_enough_for_dependency_groups(name: str) -> None:
+    # scripts/bootstrap, scripts/test-pythons and CI install pip's pin first, then the groups
+    # with `pip install --group`, which pip reads from 25.1 on.
+    pinned = pins(name).get("pip")
+    assert pinned is not None, f"constraints/{name}.txt pins no pip: run scripts/lock"
+    assert Version(pinned) >= Version("25.1"), pinned
