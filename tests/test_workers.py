@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from benchmarks.profiles import PROFILES
-from tap_partner_billing.emission.events import BlobContent, BlobJob
+from tap_partner_billing.blobs.content import BlobContent, BlobJob
 from tap_partner_billing.emission.worker_process import Task, run_task
 from tap_partner_billing.emission.workers import DecodeWorkers, WorkerError
 from tap_partner_billing.errors import BlobDataError, PartnerBillingError, RecordValueError
