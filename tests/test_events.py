@@ -195,6 +195,10 @@ def test_events_and_states(case: Case) -> None:
     assert ledger.state["billing_month"] == "202609"
     assert summary.exported == 1
     assert sorted(consumer.handed) == list(range(sum(map(sum, case.blobs))))
+    assert (summary.records, summary.tombstones) == (
+        len(consumer.handed),
+        consumer.tombstones_handed,
+    )
 
 
 def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> None:
