@@ -187,11 +187,8 @@ def rows_of(block: RowBlock) -> Iterator[list[Any]]:
         RecordValueError: A value does not fit its column (names blob, line and key).
     """
     if isinstance(block, TombstoneBlock):
-        return block.rows()
-    return _typed(block)
-
-
-def _typed(block: LineBlock) -> Iterator[list[Any]]:
+        yield from block.rows()
+        return
     layout = block.layout
     decode = codec_for(layout.dataset).values
     rest = list(block.template[layout.width :])
