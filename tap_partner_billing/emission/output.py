@@ -44,16 +44,16 @@ def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[tuple[str, 
     problems = []
     encoding = batch_config.get("encoding") or {}
     if encoding.get("format", "jsonl") != "jsonl":
-        where = "batch_config.encoding.format"
-        problems.append((where, f"{where} must be jsonl"))
+        setting = "batch_config.encoding.format"
+        problems.append((setting, f"{setting} must be jsonl"))
     if encoding.get("compression", "none") not in {"none", "gzip"}:
-        where = "batch_config.encoding.compression"
-        problems.append((where, f"{where} must be none or gzip"))
+        setting = "batch_config.encoding.compression"
+        problems.append((setting, f"{setting} must be none or gzip"))
     root = str((batch_config.get("storage") or {}).get("root", ""))
     if urlsplit(root).scheme != "file":
-        where = "batch_config.storage.root"
+        setting = "batch_config.storage.root"
         problems.append(
-            (where, f"{where} must be a local file:// URL the target can read, got {root!r}")
+            (setting, f"{setting} must be a local file:// URL the target can read, got {root!r}")
         )
     return problems
 
