@@ -23,7 +23,7 @@ from tap_partner_billing.records.rows import (
     LineBlock,
     RowLayout,
     encode_block,
-    iter_rows,
+    rows_of,
 )
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams.export_stream import ExportStream
@@ -88,7 +88,7 @@ def _rows_or_declared_error(dataset: str, line: bytes) -> list[list[Any]] | None
     block = LineBlock("fuzz, blob b", layout, layout.template({}), [line], 1, 0)
     refused: Exception | None = None
     try:
-        rows = list(iter_rows(block))
+        rows = list(rows_of(block))
         encode_block(block, b"", b"\n")
     except DECLARED as err:
         refused = err

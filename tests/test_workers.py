@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from benchmarks.profiles import PROFILES
-from tap_partner_billing.emission.events import BlobContent, BlobJob
+from tap_partner_billing.blobs.content import BlobContent, BlobJob
 from tap_partner_billing.emission.worker_process import Task, run_task
 from tap_partner_billing.emission.workers import DecodeWorkers, WorkerError
 from tap_partner_billing.errors import BlobDataError, PartnerBillingError, RecordValueError
@@ -116,6 +117,20 @@ def _children() -> set[int]:
     return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
+def _environment_once_exec_finished(pid: int) -> bytes:
+    """``/proc/<pid>/environ``, once exec has set it up.
+
+    Popen returns when exec closes the child's close-on-exec pipe, which the kernel does
+    before it places the new environment: for a moment (longer on a loaded machine) the
+    file reads empty.
+    """
+    deadline = time.monotonic() + 10
+    while not (environment := Path(f"/proc/{pid}/environ").read_bytes()):
+        assert time.monotonic() < deadline, f"worker {pid} shows no environment after 10 s"
+        time.sleep(0.01)
+    return environment
+
+
 def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming_the_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,7 +140,7 @@ def test_a_worker_gets_none_of_the_environment_and_a_dead_one_is_an_error_naming
     workers.start()
     try:
         [pid] = _children() - before
-        environment = Path(f"/proc/{pid}/environ").read_bytes()
+        environment = _environment_once_exec_finished(pid)
         assert b"very-secret-value" not in environment
         assert b"PATH=" in environment
         os.kill(pid, 9)

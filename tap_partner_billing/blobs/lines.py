@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tap_partner_billing.blobs.content import BlobContent
 from tap_partner_billing.blobs.download import download_in_order
-from tap_partner_billing.emission.events import BlobContent
 from tap_partner_billing.errors import BlobDataError, ResourceLimitError
 
 if TYPE_CHECKING:
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
     from _typeshed import WriteableBuffer
 
+    from tap_partner_billing.blobs.content import BlobJob, BlobReader
     from tap_partner_billing.blobs.download import BlobFetcher, Spool
     from tap_partner_billing.blobs.sas import BlobUrls
-    from tap_partner_billing.emission.events import BlobJob, BlobReader
 
 INFLATE_CHUNK_BYTES = 1 << 18  # compressed bytes read at a time
 OUTPUT_CHUNK_BYTES = 1 << 20  # inflated bytes produced at a time, whatever the ratio
@@ -68,7 +68,7 @@ class BlobLimits:
 
 
 def iter_line_blocks(
-    spool_or_path: Spool | Path, label: str, limits: BlobLimits | None = None
+    spool_or_path: Spool | Path, where: str, limits: BlobLimits | None = None
 ) -> Iterator[list[bytes]]:
     """Yield the lines of a gzip JSON-lines blob in blocks, in order, as the blob arrives.
 
@@ -109,7 +109,7 @@ def iter_line_blocks(
                         inflated > limits.max_inflation_ratio * max(consumed, 1)
                     ):
                         msg = (
-                            f"{label}: after line {lines_before} the blob inflates more than "
+                            f"{where}: after line {lines_before} the blob inflates more than "
                             f"{limits.max_inflation_ratio} times its compressed size "
                             f"({consumed} → {inflated} bytes), which looks like a decompression "
                             "bomb (setting max_inflation_ratio)"
@@ -117,7 +117,7 @@ def iter_line_blocks(
                         raise ResourceLimitError(msg)
                     lines = (tail + out).split(b"\n")
                     tail = lines.pop()
-                    _check_lengths(lines, tail, lines_before, label, limits.max_line_bytes)
+                    _check_lengths(lines, tail, lines_before, where, limits.max_line_bytes)
                     for at in range(0, len(lines), MAX_BLOCK_LINES):
                         yield lines[at : at + MAX_BLOCK_LINES]
                     lines_before += len(lines)
@@ -125,11 +125,11 @@ def iter_line_blocks(
                         break
         finished = inflate.eof or not seen_bytes  # a zero-byte blob counts as an empty one
     except (OSError, EOFError, zlib.error) as err:
-        msg = f"{label}: gzip data is corrupt or truncated after line {lines_before} ({err})"
+        msg = f"{where}: gzip data is corrupt or truncated after line {lines_before} ({err})"
         raise BlobDataError(msg) from None
     if not finished:
         msg = (
-            f"{label}: gzip data is corrupt or truncated after line {lines_before} (no end marker)"
+            f"{where}: gzip data is corrupt or truncated after line {lines_before} (no end marker)"
         )
         raise BlobDataError(msg)
     if tail.strip():
@@ -137,7 +137,7 @@ def iter_line_blocks(
 
 
 def _check_lengths(
-    lines: list[bytes], tail: bytes, lines_before: int, label: str, limit: int
+    lines: list[bytes], tail: bytes, lines_before: int, where: str, limit: int
 ) -> None:
     """Refuse a line (complete, or still growing in ``tail``) longer than ``limit`` bytes."""
     too_long = len(tail) > limit
@@ -146,21 +146,21 @@ def _check_lengths(
         too_long = True
         number = lines_before + 1 + next(i for i, line in enumerate(lines) if len(line) > limit)
     if too_long:
-        msg = f"{label}, line {number}: the line is longer than max_line_bytes ({limit} bytes)"
+        msg = f"{where}, line {number}: the line is longer than max_line_bytes ({limit} bytes)"
         raise ResourceLimitError(msg)
 
 
 def spooled_blobs(
     fetcher: BlobFetcher, urls: BlobUrls, *, max_parallel: int, limits: BlobLimits
 ) -> BlobReader:
-    """The in-process blob reader of ``writer.PartitionEvents``: download, then lines.
+    """The in-process blob reader of ``emission/events.py``: download, then lines.
 
     Blobs download in parallel (``download_in_order``) and are read in order while they
-    arrive; a blob's spool file is gone once the writer asks for the next blob.
+    arrive; a blob's spool file is gone once the events ask for the next blob.
     """
 
     def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
-        del first_ordinal  # the writer numbers the lines it is given
+        del first_ordinal  # the events number the lines they are given
         blobs = [(job.where, job.blob) for job in jobs]
         for index, spool in download_in_order(fetcher, blobs, urls, max_parallel=max_parallel):
             blocks = iter_line_blocks(spool, jobs[index].where, limits)

@@ -1,9 +1,9 @@
 """One partition's emission as ordered events: rows, flushes and checkpoints. No Singer here.
 
-The writer decides *when* the ledger changes and *when* a STATE must be written; its caller
-(``ExportStream.deliver``, the only adapter) turns each event into output and must finish an
-event before it pulls the next one. The ordering rules, which ``tests/test_writer.py`` checks
-for every event sequence in its table:
+The events say *when* the ledger changes and *when* a STATE must be written; their consumer
+(``ExportStream.deliver``, the only adapter) hands each to the record sink or the SDK and
+must finish an event before it pulls the next one. The ordering rules, which
+``tests/test_events.py`` checks for every event sequence in its table:
 
 1. **The mark before the rows.** Before a block holding an ordinal at or beyond the saved
    high-water mark, the mark is raised and a ``Checkpoint`` yielded (no batch file closed:
@@ -14,18 +14,22 @@ for every event sequence in its table:
    out (and its batch file closed) before any STATE can say so.
 3. **A new data version is saved before its first row**: ``ledger.begin`` is followed by a
    ``Checkpoint``, so the keys of the older version that must be retired are never lost.
+
+The blocks a ``Rows`` event carries are lines still to type (one block of a blob, as its
+reader handed it over), tombstones, or records a decode worker already encoded; they become
+rows in one place, ``records/rows.py``'s ``rows_of``, reached through the record sink.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from tap_partner_billing.blobs.content import BlobJob
 from tap_partner_billing.dates import utc_now_text
 from tap_partner_billing.records.rows import (
     Block,
-    EncodedBlock,
     EncodedRows,
     LineBlock,
     RowLayout,
@@ -34,15 +38,12 @@ from tap_partner_billing.records.rows import (
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping
 
+    from tap_partner_billing.blobs.content import BlobReader
     from tap_partner_billing.emission.ledger import Ledger
     from tap_partner_billing.emission.summary import StreamSummary
-    from tap_partner_billing.service.manifest import BlobRef, Manifest
-
-    # The blobs to read, in manifest order, and the ordinal of their first line → each
-    # blob's content, in that order.
-    BlobReader = Callable[[Sequence["BlobJob"], int], Iterator["BlobContent"]]
+    from tap_partner_billing.service.manifest import Manifest
 
 TOMBSTONE_BLOCK = 1000
 
@@ -56,7 +57,7 @@ class BlobStarted:
 
 @dataclass(frozen=True)
 class Rows:
-    """Rows to put out: lines of a blob to type, or tombstones."""
+    """Rows to put out: lines of a blob to type, tombstones, or records already encoded."""
 
     block: Block
 
@@ -76,31 +77,11 @@ class Checkpoint:
 Event = BlobStarted | Rows | Flush | Checkpoint
 
 
-class BlobJob(NamedTuple):
-    """A blob to read: how errors name it, its manifest entry, its records' provenance."""
-
-    where: str  # dataset, partition and blob
-    blob: BlobRef
-    template: tuple[Any, ...]  # see RowLayout.template
-
-
-@dataclass
-class BlobContent:
-    """One blob as its reader hands it over: blocks of lines in order, then its size.
-
-    A block is raw lines, or records a decode worker already encoded (``emission/workers.py``).
-    """
-
-    index: int  # position in the list of blobs asked for
-    blocks: Iterator[list[bytes] | EncodedRows]
-    size: Callable[[], int]  # compressed bytes, once ``blocks`` is exhausted
-
-
 @dataclass(frozen=True)
 class Export:
-    """A finished export of one partition: what the writer puts out."""
+    """A finished export of one partition: what its events put out."""
 
-    label: str  # dataset and partition, for logs and errors
+    where: str  # dataset and partition, for logs and errors
     operation_id: str
     manifest: Manifest
     identity: Mapping[str, Any]  # the partition's key columns
@@ -132,10 +113,10 @@ class PartitionEvents:
         read_blobs: BlobReader,
     ) -> Iterator[Event]:
         """The lines of ``export``'s manifest in blocks, then tombstones for surplus keys."""
-        manifest, label = export.manifest, export.label
+        manifest = export.manifest
         self._logger.info(
             "%s: manifest %s (eTag %s) lists %d blob(s)",
-            label,
+            export.where,
             manifest.id,
             manifest.etag,
             len(manifest.blobs),
@@ -154,7 +135,7 @@ class PartitionEvents:
         remaining = manifest.blobs[start.blobs_done :]
         jobs = [
             BlobJob(
-                f"{label}, blob {blob.name}",
+                f"{export.where}, blob {blob.name}",
                 blob,
                 self.layout.template({**provenance, "_blob_name": blob.name}),
             )
@@ -177,10 +158,11 @@ class PartitionEvents:
                         at = lines.first_ordinal
                         msg = f"{where}: records encoded from ordinal {at}, not {ordinal}"
                         raise ValueError(msg)
-                    block = EncodedBlock(self.layout, lines)
+                    block = lines
                 else:
                     block = LineBlock(where, self.layout, template, lines, line_number, ordinal)
                 yield Rows(block)
+                self._summary.records += len(lines)  # out: the event is finished
                 line_number += len(lines)
                 ordinal += len(lines)
             yield Flush()  # rule 2, also for a STATE written on SIGTERM
@@ -193,7 +175,7 @@ class PartitionEvents:
         if surplus:
             self._logger.info(
                 "%s: retiring %d key(s) beyond the new %d lines (ordinals %d-%d)",
-                label,
+                export.where,
                 len(surplus),
                 ordinal,
                 surplus.start,
@@ -204,7 +186,7 @@ class PartitionEvents:
         ledger.complete(manifest, ordinal, **export.bookmark)
         self._summary.exported += 1
         yield Checkpoint()
-        self._logger.info("%s: complete, %d lines", label, ordinal)
+        self._logger.info("%s: complete, %d lines", export.where, ordinal)
 
     def retire_all(self, ledger: Ledger, identity: Mapping[str, Any]) -> Iterator[Event]:
         """Tombstones for every key of a partition (an unbilled month that was invoiced).
@@ -222,6 +204,7 @@ class PartitionEvents:
         for start in range(ordinals.start, ordinals.stop, TOMBSTONE_BLOCK):
             stop = min(start + TOMBSTONE_BLOCK, ordinals.stop)
             yield Rows(TombstoneBlock(self.layout, template, range(start, stop)))
+            self._summary.tombstones += stop - start
 
     def _log_rate(self, where: str, lines: int, elapsed: float) -> None:
         elapsed = max(elapsed, 1e-9)

@@ -1,7 +1,10 @@
 """Where a stream's rows go: through the SDK, straight to stdout, or into BATCH files.
 
 Every stream takes the same routes (``streams/routing.py`` chooses): the export streams hand over
-blocks of lines, the ``invoices`` stream its list as records.
+blocks of lines, the ``invoices`` stream its list as records. :meth:`RecordSink.put` is where
+a block becomes rows on every route (``records/rows.py``'s ``rows_of``): as record dicts for
+the SDK, encoded here for the direct and BATCH routes; with decode workers the block arrives
+already encoded by the same function (``encode_block``) in a worker's process.
 
 - **SDK**: rows become dicts and go through the SDK's record path (stream maps, flattening,
   selection, conformance). Used whenever any of those has work to do.
@@ -26,10 +29,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from tap_partner_billing.errors import ConfigurationError
-from tap_partner_billing.records.rows import ENCODER, Block, block_size, encode_block
+from tap_partner_billing.records.rows import ENCODER, EncodedRows, encode_block, rows_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from tap_partner_billing.records.rows import Block
 
 BATCH_MAX_ROWS = 100_000  # SDK targets read a whole batch file into memory
 
@@ -39,25 +44,25 @@ def batch_settings_problems(batch_config: Mapping[str, Any]) -> list[tuple[str, 
     problems = []
     encoding = batch_config.get("encoding") or {}
     if encoding.get("format", "jsonl") != "jsonl":
-        where = "batch_config.encoding.format"
-        problems.append((where, f"{where} must be jsonl"))
+        setting = "batch_config.encoding.format"
+        problems.append((setting, f"{setting} must be jsonl"))
     if encoding.get("compression", "none") not in {"none", "gzip"}:
-        where = "batch_config.encoding.compression"
-        problems.append((where, f"{where} must be none or gzip"))
+        setting = "batch_config.encoding.compression"
+        problems.append((setting, f"{setting} must be none or gzip"))
     root = str((batch_config.get("storage") or {}).get("root", ""))
     if urlsplit(root).scheme != "file":
-        where = "batch_config.storage.root"
+        setting = "batch_config.storage.root"
         problems.append(
-            (where, f"{where} must be a local file:// URL the target can read, got {root!r}")
+            (setting, f"{setting} must be a local file:// URL the target can read, got {root!r}")
         )
     return problems
 
 
 class RecordSink:
-    """Writes a stream's blocks (lines to type, or tombstones) for one partition.
+    """Takes a stream's blocks (lines to type, tombstones, records a worker encoded).
 
-    On the SDK's route (mode ``sdk``) the stream hands records to the SDK instead, and only
-    ``flush`` is used here.
+    On the direct and BATCH routes it writes them; on the SDK's route (mode ``sdk``) it gives
+    each block back as record dicts for the stream to yield to the SDK.
     """
 
     def __init__(
@@ -98,9 +103,24 @@ class RecordSink:
         self.stamp()
         return self._head, self._tail
 
-    def put(self, block: Block) -> None:
-        """Type and encode ``block`` and write it (direct and batch modes)."""
-        self._write(encode_block(block, self._head, self._tail), block_size(block))
+    def put(self, block: Block) -> Iterator[dict[str, Any]]:
+        """Type ``block``'s rows: written here, or (the SDK's route) returned as records.
+
+        The records are made one at a time as the caller takes them, for the SDK to write.
+
+        Raises:
+            TypeError: Encoded records on the SDK's route (decode workers serve the others).
+        """
+        if self.mode == "sdk":
+            if isinstance(block, EncodedRows):
+                msg = "encoded records have no rows (decode workers serve direct and BATCH)"
+                raise TypeError(msg)
+            return map(block.layout.as_record, rows_of(block))
+        if isinstance(block, EncodedRows):  # with the head and tail of :meth:`encoding`
+            self._write(block.data, len(block))
+        else:
+            self._write(encode_block(block, self._head, self._tail), len(block))
+        return iter(())
 
     def put_records(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Encode records already typed (JSON values only) and write them, like :meth:`put`."""

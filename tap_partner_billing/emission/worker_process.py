@@ -37,7 +37,7 @@ BOOT = (
 
 @dataclass(frozen=True)
 class Task:
-    """One block of a blob's lines to type and encode, as ``rows.encode_block`` does."""
+    """One block of a blob's lines to type and encode (``records/rows.py``'s ``encode_block``)."""
 
     task_id: int
     lines_path: str  # the lines, joined by newlines
@@ -53,7 +53,11 @@ class Task:
 
 
 def run_task(task: Task) -> int:
-    """Type and encode the task's lines into its records file; the number of records."""
+    """Type and encode the task's lines into its records file; the number of records.
+
+    With the function the record sink uses in the tap's process, so every route types a line
+    the same way.
+    """
     lines_file = Path(task.lines_path)
     lines = lines_file.read_bytes().split(b"\n")
     lines_file.unlink()

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tap_partner_billing.emission.events import BlobContent
+from tap_partner_billing.blobs.content import BlobContent
 from tap_partner_billing.emission.worker_process import BOOT, Task
 from tap_partner_billing.errors import (
     BlobDataError,
@@ -40,7 +40,7 @@ from tap_partner_billing.records.rows import EncodedRows
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from tap_partner_billing.emission.events import BlobJob, BlobReader
+    from tap_partner_billing.blobs.content import BlobJob, BlobReader
     from tap_partner_billing.records.rows import RowLayout
 
 POLL_SECONDS = 0.005  # how often the tap, waiting on a worker, looks whether it died

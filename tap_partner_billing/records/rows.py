@@ -1,7 +1,9 @@
 """Turning blocks of raw lines into rows, and rows into encoded records.
 
-Pure functions over plain data (no Singer import), shared by the SDK path, direct output and
-BATCH files, so every route types a line the same way.
+Pure functions over plain data (no Singer, no HTTP). :func:`rows_of` is the only place a line
+becomes a row, whatever the route: the record sink (``emission/output.py``) calls it for the
+SDK's route and, through :func:`encode_block`, for the direct and BATCH routes; a decode
+worker (``emission/worker_process.py``) runs the same :func:`encode_block` in its process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from tap_partner_billing.records.decode import LineCodec
 from tap_partner_billing.records.fields import EXTRA_FIELDS_COLUMN, RECONCILIATION, USAGE, FieldSet
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 FIELD_SETS: dict[str, FieldSet] = {"usage": USAGE, "reconciliation": RECONCILIATION}
 # The SDK's MsgSpecWriter encodes with decimal_format="number"; our records hold no Decimal,
@@ -118,6 +120,9 @@ class LineBlock:
     first_line: int
     first_ordinal: int
 
+    def __len__(self) -> int:
+        return len(self.lines)
+
 
 @dataclass(frozen=True)
 class TombstoneBlock:
@@ -144,24 +149,14 @@ class EncodedRows:
 
     data: bytes
     count: int
-    first_ordinal: int  # the writer checks it is where the blob's ordinals stand
+    first_ordinal: int  # the partition events check it is where the blob's ordinals stand
 
     def __len__(self) -> int:
         return self.count
 
 
-@dataclass(frozen=True)
-class EncodedBlock:
-    """Records encoded by a decode worker."""
-
-    layout: RowLayout
-    rows: EncodedRows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-Block = LineBlock | TombstoneBlock | EncodedBlock
+RowBlock = LineBlock | TombstoneBlock  # what becomes rows here
+Block = RowBlock | EncodedRows  # what a partition hands over, a block at a time
 
 
 def codec_for(dataset: str) -> LineCodec:
@@ -184,13 +179,16 @@ def row_struct(keys: tuple[str, ...]) -> type[msgspec.Struct]:
     return struct
 
 
-def iter_rows(block: LineBlock) -> Iterator[list[Any]]:
-    """Decode and type each line of ``block`` into a row.
+def rows_of(block: RowBlock) -> Iterator[list[Any]]:
+    """Each row of ``block``: its lines decoded and typed, or its tombstones.
 
     Raises:
         BlobDataError: A line is not a JSON object (the message names blob and line).
         RecordValueError: A value does not fit its column (names blob, line and key).
     """
+    if isinstance(block, TombstoneBlock):
+        yield from block.rows()
+        return
     layout = block.layout
     decode = codec_for(layout.dataset).values
     rest = list(block.template[layout.width :])
@@ -210,41 +208,12 @@ def iter_rows(block: LineBlock) -> Iterator[list[Any]]:
         ordinal += 1
 
 
-def block_rows(block: Block) -> Iterator[list[Any]]:
-    """The rows of a block of lines or tombstones (the SDK's route, which has no workers).
-
-    Raises:
-        TypeError: ``block`` is already encoded.
-    """
-    if isinstance(block, EncodedBlock):
-        msg = "encoded blocks have no rows (decode workers serve the direct and BATCH routes)"
-        raise TypeError(msg)
-    return block.rows() if isinstance(block, TombstoneBlock) else iter_rows(block)
-
-
-def block_size(block: Block) -> int:
-    """How many records ``block`` becomes."""
-    return len(block.lines) if isinstance(block, LineBlock) else len(block)
-
-
-def encode_rows(
-    rows: Iterable[list[Any]], keys: tuple[str, ...], head: bytes, tail: bytes
-) -> bytes:
-    """Each row as ``head + JSON record + tail``."""
-    record, encode_into = row_struct(keys), ENCODER.encode_into
+def encode_block(block: RowBlock, head: bytes, tail: bytes) -> bytes:
+    """Each row of ``block`` as ``head + JSON record + tail`` (the direct and BATCH routes)."""
+    record, encode_into = row_struct(block.layout.keys), ENCODER.encode_into
     out = bytearray()
-    for row in rows:
+    for row in rows_of(block):
         out += head
         encode_into(record(*row), out, -1)
         out += tail
     return bytes(out)
-
-
-def encode_block(block: Block, head: bytes, tail: bytes) -> bytes:
-    """Decode, type and encode a block (the direct and BATCH routes).
-
-    An encoded block has its head and tail already (the worker was given the same ones).
-    """
-    if isinstance(block, EncodedBlock):
-        return block.rows.data
-    return encode_rows(block_rows(block), block.layout.keys, head, tail)

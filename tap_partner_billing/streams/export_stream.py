@@ -17,13 +17,7 @@ from tap_partner_billing.emission.events import (
 )
 from tap_partner_billing.emission.summary import StreamSummary
 from tap_partner_billing.errors import OperationGoneError
-from tap_partner_billing.records.rows import (
-    FIELD_SETS,
-    RowLayout,
-    TombstoneBlock,
-    block_rows,
-    block_size,
-)
+from tap_partner_billing.records.rows import FIELD_SETS, RowLayout
 from tap_partner_billing.records.schemas import stream_schema
 from tap_partner_billing.service.export import ExportRequest, ExportResult
 from tap_partner_billing.streams.routing import RoutedStream
@@ -32,7 +26,7 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Iterable, Iterator
 
-    from tap_partner_billing.emission.events import BlobReader
+    from tap_partner_billing.blobs.content import BlobReader
     from tap_partner_billing.emission.ledger import Ledger
     from tap_partner_billing.emission.output import RecordSink
     from tap_partner_billing.emission.workers import DecodeWorkers
@@ -48,8 +42,9 @@ class ExportStream(RoutedStream):
     """A stream whose partitions are each one Graph export (see docs/state.md).
 
     The only adapter between the partition events (``emission/events.py``: which rows, when STATE
-    may be written) and the SDK: it turns each event into output and finishes it before it
-    pulls the next one, which is what the writer's ordering rules rest on.
+    may be written) and the SDK: it hands each event to the record sink (or, a checkpoint,
+    writes STATE) and finishes it before it pulls the next one, which is what the events'
+    ordering rules rest on.
     """
 
     action: ClassVar[str]
@@ -70,27 +65,19 @@ class ExportStream(RoutedStream):
         return self.sync_run.summary_of(self.name)
 
     def deliver(self, events: Iterable[Event]) -> Iterator[dict[str, Any]]:
-        """Carry out the writer's events in order (yielding records only on the SDK's route).
+        """Carry out the partition's events in order (yielding records on the SDK's route).
 
         Each event is finished before the next is pulled: a yielded record is written by
         the SDK before this generator resumes, a block is written before the next event.
         """
         sink = self.sink
-        summary = self.summary
         scheduler = self.sync_run.scheduler
         for event in events:
             scheduler.tick(self.state_changed)  # other exports run while this one downloads
             if isinstance(event, Rows):
-                block, count = event.block, block_size(event.block)
-                if sink.mode == "sdk":
-                    yield from map(self.layout.as_record, block_rows(block))
-                else:  # the SDK counts what it writes itself; the tap counts the rest
-                    sink.put(block)
-                    self.count_records(count)
-                if isinstance(block, TombstoneBlock):
-                    summary.tombstones += count
-                else:
-                    summary.records += count
+                yield from sink.put(event.block)  # records only on the SDK's route
+                if sink.mode != "sdk":  # the SDK counts what it writes itself
+                    self.count_records(len(event.block))
             elif isinstance(event, BlobStarted):
                 sink.stamp()
             elif isinstance(event, Flush):
@@ -144,8 +131,8 @@ class ExportStream(RoutedStream):
         raise NotImplementedError
 
     @property
-    def writer(self) -> PartitionEvents:
-        """The partition writer of this stream (its rows' layout, its summary, its log)."""
+    def events(self) -> PartitionEvents:
+        """The partition events of this stream (its rows' layout, its summary, its log)."""
         return PartitionEvents(self.layout, self.summary, self.logger)
 
     def emit_manifest(
@@ -156,10 +143,10 @@ class ExportStream(RoutedStream):
         identity: dict[str, Any],
         **bookmark: Any,
     ) -> Iterator[Event]:
-        """The events of one finished export (see ``writer.PartitionEvents.export_events``)."""
+        """The events of one finished export (see ``PartitionEvents.export_events``)."""
         export = Export(ledger.where, result.operation_id, manifest, identity, bookmark)
         urls = BlobUrls(manifest, self._sas_renewal(result, ledger.where), ledger.where)
-        return self.writer.export_events(export, ledger, self._blob_reader(urls))
+        return self.events.export_events(export, ledger, self._blob_reader(urls))
 
     def _blob_reader_ready(self) -> tuple[RecordSink, DecodeWorkers | None]:
         """The sink, and the run's decode workers (started) if this stream's route uses them.
@@ -186,15 +173,15 @@ class ExportStream(RoutedStream):
             return reader
         return workers.reader(reader, layout=self.layout, encoding=sink.encoding)
 
-    def _sas_renewal(self, result: ExportResult, label: str) -> Callable[[], Manifest] | None:
+    def _sas_renewal(self, result: ExportResult, where: str) -> Callable[[], Manifest] | None:
         """How to get a fresh SAS for ``result``'s manifest: read its operation again."""
         if not result.operation_url:
             return None
 
         def renew() -> Manifest:
-            fresh = self.services.exports.reread(result.operation_url, label).manifest
+            fresh = self.services.exports.reread(result.operation_url, where).manifest
             if fresh is None:
-                msg = f"{label}: the operation no longer offers its manifest"
+                msg = f"{where}: the operation no longer offers its manifest"
                 raise OperationGoneError(msg)
             return fresh
 
@@ -202,7 +189,7 @@ class ExportStream(RoutedStream):
 
     def retire_all(self, ledger: Ledger, identity: dict[str, Any]) -> Iterator[Event]:
         """Tombstones for every key of a partition (an unbilled month that was invoiced)."""
-        return self.writer.retire_all(ledger, identity)
+        return self.events.retire_all(ledger, identity)
 
 
 def start_exports_ahead(streams: Iterable[ExportStream], logger: logging.Logger) -> None:

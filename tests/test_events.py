@@ -1,4 +1,4 @@
-"""The partition writer's ordering rules, as a table: for each case, the events and the STATE.
+"""The partition events' ordering rules, as a table: for each case, the events and the STATE.
 
 Notation of a trace: ``C`` a checkpoint that closes the batch file, ``c`` one that does not
 (only the high-water mark moved), ``B`` a blob starts, ``R<n>`` n lines of a blob, ``T<n>``
@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_partner_billing.blobs.content import BlobContent, BlobJob
 from tap_partner_billing.emission.events import (
-    BlobContent,
-    BlobJob,
     BlobStarted,
     Checkpoint,
     Event,
@@ -52,7 +51,7 @@ def _manifest(etag: str, blobs: int) -> Manifest:
 
 
 def _reader(blob_blocks: Sequence[Sequence[int]]) -> Any:
-    """Blobs made of blocks of ``n`` placeholder lines (the writer never decodes a line)."""
+    """Blobs made of blocks of ``n`` placeholder lines (the events never decodes a line)."""
 
     def read(jobs: Sequence[BlobJob], first_ordinal: int) -> Iterator[BlobContent]:
         todo = blob_blocks[len(blob_blocks) - len(jobs) :]  # the blobs not done yet
@@ -78,7 +77,7 @@ class Consumer:
 
     def run(self, events: Iterable[Event]) -> None:
         for event in events:
-            self.check_any_state(self.ledger.state)  # as the writer left it to yield this
+            self.check_any_state(self.ledger.state)  # as the events left it to yield this
             self.take(event)
             self.check_any_state(self.ledger.state)
 
@@ -183,10 +182,10 @@ def test_events_and_states(case: Case) -> None:
     manifest = _manifest(case.etag, len(case.blobs))
     ledger = Ledger(copy.deepcopy(case.prior), "billed_usage invoice G1")
     summary = StreamSummary()
-    writer = PartitionEvents(LAYOUT, summary, logging.getLogger("test"), now_text=lambda: "now")
+    events = PartitionEvents(LAYOUT, summary, logging.getLogger("test"), now_text=lambda: "now")
     export = Export(ledger.where, "op-1", manifest, IDENTITY, {"billing_month": "202609"})
     consumer = Consumer(ledger)
-    consumer.run(writer.export_events(export, ledger, _reader(case.blobs)))
+    consumer.run(events.export_events(export, ledger, _reader(case.blobs)))
     assert " ".join(consumer.trace) == case.trace
     assert consumer.states[-1] == ledger.state
     for key, value in case.final.items():
@@ -196,6 +195,10 @@ def test_events_and_states(case: Case) -> None:
     assert ledger.state["billing_month"] == "202609"
     assert summary.exported == 1
     assert sorted(consumer.handed) == list(range(sum(map(sum, case.blobs))))
+    assert (summary.records, summary.tombstones) == (
+        len(consumer.handed),
+        consumer.tombstones_handed,
+    )
 
 
 def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> None:
@@ -208,10 +211,10 @@ def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> No
         "retire_to": 0,
     }
     ledger = Ledger({"high_water": 1000, "progress": progress}, "label")
-    writer = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
+    events = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     consumer = Consumer(ledger)
     export = Export("label", "op-1", manifest, IDENTITY, {})
-    consumer.run(writer.export_events(export, ledger, _reader(((4, 3), (2,), (5,)))))
+    consumer.run(events.export_events(export, ledger, _reader(((4, 3), (2,), (5,)))))
     assert " ".join(consumer.trace) == "C B R5 F C F C"
     assert consumer.handed == list(range(7, 12))
     assert ledger.state["line_count"] == 12
@@ -220,11 +223,11 @@ def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> No
 def test_retiring_a_partition_flushes_its_tombstones() -> None:
     ledger = Ledger({"line_count": 5, "high_water": 1000}, "label")
     keys = tuple(UnbilledUsageStream.declared_schema()["properties"])
-    writer = PartitionEvents(
+    events = PartitionEvents(
         RowLayout.build("usage", keys), StreamSummary(), logging.getLogger("t")
     )
     consumer = Consumer(ledger)
-    consumer.run(writer.retire_all(ledger, {"billing_month": "202609", "currency": "USD"}))
+    consumer.run(events.retire_all(ledger, {"billing_month": "202609", "currency": "USD"}))
     assert " ".join(consumer.trace) == "T1000 F"
     assert consumer.tombstones_out == 1000
 
@@ -232,11 +235,11 @@ def test_retiring_a_partition_flushes_its_tombstones() -> None:
 def test_rows_carry_the_partition_and_blob_in_their_layout() -> None:
     manifest = _manifest("e1", 1)
     ledger = Ledger({}, "label")
-    writer = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
+    events = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     export = Export("label", "op-9", manifest, IDENTITY, {})
     blocks = [
         e.block
-        for e in writer.export_events(export, ledger, _reader(((1,),)))
+        for e in events.export_events(export, ledger, _reader(((1,),)))
         if isinstance(e, Rows)
     ]
     assert len(blocks) == 1
@@ -266,8 +269,8 @@ def test_the_consumer_catches_an_adapter_that_buffers_rows() -> None:
     """The table's checks can fail: rows held back past a checkpoint break rule 2."""
     manifest = _manifest("e1", 1)
     ledger = Ledger({}, "label")
-    writer = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
+    events = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     export = Export("label", "op-1", manifest, IDENTITY, {})
     consumer = Consumer(ledger)
     with pytest.raises(AssertionError, match="rule 2"):
-        consumer.run(_deferring(writer.export_events(export, ledger, _reader(((3,),)))))
+        consumer.run(_deferring(events.export_events(export, ledger, _reader(((3,),)))))
