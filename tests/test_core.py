@@ -1,4 +1,8 @@
-"""The Singer SDK's standard tap tests, with every HTTP call answered by a fake Graph."""
+"""The Singer SDK's standard tap tests, with every HTTP call answered by a fake Graph.
+
+The suite runs once, here (every claimed Python runs it: a contract test); the end-to-end
+tests sync the sandbox over real HTTPS through the same streams.
+"""
 
 from __future__ import annotations
 
