@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
-from tests.helpers import FakeClock, FakeGraph
+from tests.helpers import FakeClock, FakeGraph, unused_registrations
 from tests.hostile import HostileServer, play_billing
 
 if TYPE_CHECKING:
@@ -52,9 +52,15 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def rsps() -> Iterator[responses.RequestsMock]:
-    """HTTP mocked; an unexpected URL fails the test (no network)."""
+    """HTTP mocked; an unexpected URL fails the test (no network).
+
+    So does a response the test registered that no request used (FakeGraph's routes aside:
+    a whole service, of which a test uses what its scenario needs).
+    """
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+        unused = unused_registrations(mock)
+    assert unused == [], "registered, never requested"
 
 
 @pytest.fixture
