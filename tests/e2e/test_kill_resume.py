@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from tests.e2e.services import Postgres
 
 pytestmark = pytest.mark.e2e
-KILLS = 22
+KILLS = 10
 SCHEMA = "killed"
 
 
@@ -79,7 +79,7 @@ def test_kill_and_resume_lands_every_line_exactly_once(
         env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}
         state_file = tmp_path / "state.json"
         rng = random.Random(20261123)
-        changes = {5: "shrink", 11: "reissue", 14: "roll over", 17: "grow"}
+        changes = {2: "shrink", 5: "reissue", 7: "roll over", 8: "grow"}
         killed_runs, run = 0, 0
         ahead = 0  # runs killed while exports of several streams ran (the early burst, waits)
         closed = None
@@ -110,8 +110,8 @@ def test_kill_and_resume_lands_every_line_exactly_once(
             run += 1
             if final:
                 break
-        assert killed_runs >= 20
-        assert ahead >= 5, ahead
+        assert killed_runs >= KILLS
+        assert ahead >= 2, ahead
 
         assert closed is not None
         check_live_rows(postgres, sb, closed)

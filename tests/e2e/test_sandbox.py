@@ -1,4 +1,4 @@
-"""The tap's CLI and the SDK standard suite against the sandbox over real HTTPS."""
+"""The tap's CLI against the sandbox over real HTTPS: --test, discovery, a whole sync, faults."""
 
 from __future__ import annotations
 
