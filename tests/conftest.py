@@ -23,16 +23,22 @@ ROOT = Path(__file__).resolve().parents[1]
 LONGEST_FIRST = (
     "tests/e2e/test_kill_resume.py",
     "tests/e2e/test_snowflake.py",
-    "tests/e2e/test_cookbook.py",
     "tests/e2e/test_ledger.py",
     "tests/e2e/test_warehouse.py",
-    "tests/e2e/test_meltano.py",
+    "tests/e2e/test_failures.py",
     "tests/e2e/test_first_hour.py",
+    "tests/e2e/test_meltano.py",
+    "tests/test_fuzz.py",
     "tests/e2e/test_dbt_package.py",
     "tests/e2e/test_own_project.py",
+    "tests/e2e/test_sandbox.py",
     "tests/e2e/test_faults.py",
-    "tests/e2e/test_pipelinewise.py",
+    "tests/e2e/test_secrets.py",
     "tests/e2e/test_sandbox_environment.py",
+    "tests/e2e/test_resume_exports.py",
+    "tests/e2e/test_cookbook.py",
+    "tests/e2e/test_pipelinewise.py",
+    "tests/e2e/test_exports_ahead.py",
 )
 
 
