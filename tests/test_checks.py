@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
-from tap_partner_billing.service.checks import invoice_list_warnings, token_roles
+from tap_partner_billing.service.checks import token_roles
 from tap_partner_billing.service.partner_center import parse_invoice
+from tap_partner_billing.sync.invoice_index import invoice_list_warnings
 
 
 def jwt(claims: object) -> str:

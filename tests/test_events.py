@@ -210,10 +210,10 @@ def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> No
         "next_ordinal": 7,
         "retire_to": 0,
     }
-    ledger = Ledger({"high_water": 1000, "progress": progress}, "label")
+    ledger = Ledger({"high_water": 1000, "progress": progress}, "billed_usage invoice G1")
     events = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
     consumer = Consumer(ledger)
-    export = Export("label", "op-1", manifest, IDENTITY, {})
+    export = Export("billed_usage invoice G1", "op-1", manifest, IDENTITY, {})
     consumer.run(events.export_events(export, ledger, _reader(((4, 3), (2,), (5,)))))
     assert " ".join(consumer.trace) == "C B R5 F C F C"
     assert consumer.handed == list(range(7, 12))
@@ -221,7 +221,7 @@ def test_resuming_the_same_manifest_starts_at_the_saved_blob_and_ordinal() -> No
 
 
 def test_retiring_a_partition_flushes_its_tombstones() -> None:
-    ledger = Ledger({"line_count": 5, "high_water": 1000}, "label")
+    ledger = Ledger({"line_count": 5, "high_water": 1000}, "billed_usage invoice G1")
     keys = tuple(UnbilledUsageStream.declared_schema()["properties"])
     events = PartitionEvents(
         RowLayout.build("usage", keys), StreamSummary(), logging.getLogger("t")
@@ -234,9 +234,9 @@ def test_retiring_a_partition_flushes_its_tombstones() -> None:
 
 def test_rows_carry_the_partition_and_blob_in_their_layout() -> None:
     manifest = _manifest("e1", 1)
-    ledger = Ledger({}, "label")
+    ledger = Ledger({}, "billed_usage invoice G1")
     events = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
-    export = Export("label", "op-9", manifest, IDENTITY, {})
+    export = Export("billed_usage invoice G1", "op-9", manifest, IDENTITY, {})
     blocks = [
         e.block
         for e in events.export_events(export, ledger, _reader(((1,),)))
@@ -248,7 +248,7 @@ def test_rows_carry_the_partition_and_blob_in_their_layout() -> None:
     assert LAYOUT.value(block.template, "_blob_name") == "part-0.json.gz"
     assert LAYOUT.value(block.template, "_operation_id") == "op-9"
     assert LAYOUT.value(block.template, "invoice_id") == "G1"
-    assert block.where == "label, blob part-0.json.gz"
+    assert block.where == "billed_usage invoice G1, blob part-0.json.gz"
 
 
 def _deferring(events: Iterable[Event]) -> Iterator[Event]:
@@ -268,9 +268,9 @@ def _deferring(events: Iterable[Event]) -> Iterator[Event]:
 def test_the_consumer_catches_an_adapter_that_buffers_rows() -> None:
     """The table's checks can fail: rows held back past a checkpoint break rule 2."""
     manifest = _manifest("e1", 1)
-    ledger = Ledger({}, "label")
+    ledger = Ledger({}, "billed_usage invoice G1")
     events = PartitionEvents(LAYOUT, StreamSummary(), logging.getLogger("test"))
-    export = Export("label", "op-1", manifest, IDENTITY, {})
+    export = Export("billed_usage invoice G1", "op-1", manifest, IDENTITY, {})
     consumer = Consumer(ledger)
     with pytest.raises(AssertionError, match="rule 2"):
         consumer.run(_deferring(events.export_events(export, ledger, _reader(((3,),)))))

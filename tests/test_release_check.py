@@ -194,5 +194,5 @@ def test_the_release_workflow_runs_the_script_and_publishes_only_tags() -> None:
         'bash scripts/release ${TAG:+--tag "$TAG"}'
     ]
     assert publish["needs"] == "check"
-    assert publish["if"] == "github.ref_type == 'tag'"
+    assert publish["if"] == "github.event_name == 'push' && github.ref_type == 'tag'"
     assert publish["permissions"] == {"id-token": "write"}

@@ -1,4 +1,4 @@
-"""Settings: one declaration in tap.py, mirrored in meltano.yml and README, validated up front."""
+"""Settings: declared once (config/settings.py), mirrored in meltano.yml and README, checked."""
 
 from __future__ import annotations
 

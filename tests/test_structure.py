@@ -35,13 +35,15 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # emission: rows, the blob types, the manifest's data; no client of any service
     "emission": frozenset({"core", "records", "blobs.content", "service.manifest"}),
     "config": frozenset({"core", "records", "service", "blobs", "emission"}),
-    "sync": frozenset({"core", "records", "service", "blobs", "emission", "config"}),
+    # one run's composition: loads no Singer, so not the settings (declared with the SDK)
+    "sync": frozenset({"core", "records", "service", "blobs", "emission"}),
     "singer": frozenset({"core", "records", "service", "blobs", "emission", "config", "sync"}),
     "sandbox": frozenset(),  # it spells Microsoft's literals itself
 }
 CORE_MODULES = {"", "errors", "redact", "dates"}  # the package's own __init__ is ""
 SINGER_MODULES = {"tap", "cli", "__main__", "streams"}
-SINGER, HTTP = {"singer_sdk"}, {"requests", "urllib3", "msal"}
+# HTTP: the clients the tap uses, and the standard library's own (urllib.parse is fine).
+SINGER, HTTP = {"singer_sdk"}, {"requests", "urllib3", "msal", "http", "socket", "ssl"}
 # Third-party packages a layer's modules may not load, directly or through the package.
 MAY_NOT_LOAD: dict[str, set[str]] = {
     "core": SINGER | HTTP,
@@ -301,6 +303,7 @@ def test_no_layer_loads_what_it_must_not() -> None:
 
 def test_blob_reading_never_reaches_auth() -> None:
     graph = import_graph(PACKAGE)
+    assert "tap_partner_billing.service.auth" in graph  # the check names a module that exists
     reached: set[str] = set()
     queue = [m for m in graph if layer_of(PACKAGE, m) == "blobs"]
     while queue:

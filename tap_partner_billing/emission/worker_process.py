@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 # How a worker starts: ``python -I -c BOOT sys.path read_fd write_fd``. Isolated mode: not the
 # working directory (whatever lies there is not imported) nor PYTHON* variables; the tap's
 # own import path instead, so a worker runs the code the tap runs.
+# The module names itself, so a move keeps the worker route working.
 BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from tap_partner_billing.emission.worker_process import worker_main; "
+    f"from {__name__} import worker_main; "
     "worker_main(int(sys.argv[2]), int(sys.argv[3]))"
 )
 

@@ -29,14 +29,13 @@ from tap_partner_billing.service.transport import RetryPolicy, send
 from tap_partner_billing.service.url_policy import CheckedSession, UrlPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from tap_partner_billing.service.auth import TokenProvider
-    from tap_partner_billing.service.partner_center import Invoice
 
 LOGGER = logging.getLogger(__name__)
-# --test should not spend half a minute on a Graph that is not there: two quick retries.
 _JWT_PARTS = 3  # header.payload.signature
+# --test should not spend half a minute on a Graph that is not there: two quick retries.
 PROBE_POLICY = RetryPolicy(max_attempts=3, base_delay_seconds=1.0, max_delay_seconds=2.0)
 
 
@@ -120,39 +119,3 @@ def probe_graph(
         raise ServiceError(msg)
     msg = f"{where} answered {described} to a GET of an unknown operation; expected 404"
     raise ServiceError(msg)
-
-
-def invoice_list_warnings(
-    invoices: list[Invoice], *, invoice_ids: Iterable[str], currency_codes: Iterable[str]
-) -> list[str]:
-    """What the invoice list shows to be off in the settings (warnings, never errors).
-
-    An explicit invoice id the list does not show is still exported (the escape hatch); a
-    currency is compared with the currencies of the listed invoices, when there are any.
-    """
-    listed = {invoice.id for invoice in invoices}
-    warnings = [
-        f"invoice_ids: {invoice_id} is not in the Partner Center invoice list; it is "
-        "exported anyway, and answers 'no data' while Graph has nothing for it "
-        "(check the number)"
-        for invoice_id in invoice_ids
-        if invoice_id not in listed
-    ]
-    seen = {i.currency_code.upper() for i in invoices if i.currency_code}
-    if not seen:
-        return warnings
-    configured = list(currency_codes)
-    shown = ", ".join(sorted(seen))
-    warnings.extend(
-        f"currency_codes: no listed invoice is in {currency} (the list shows {shown}); "
-        f"the unbilled exports of {currency} will likely answer 'no data'"
-        for currency in configured
-        if currency not in seen
-    )
-    warnings.extend(
-        f"currency_codes does not list {currency}, a currency of the listed invoices: "
-        f"unbilled usage and reconciliation in {currency} are not exported (add it to "
-        "currency_codes to export them)"
-        for currency in sorted(seen - set(configured))
-    )
-    return warnings

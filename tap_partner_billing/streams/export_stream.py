@@ -224,9 +224,9 @@ def start_exports_ahead(streams: Iterable[ExportStream], logger: logging.Logger)
             "Dropped %d saved export operation(s) of partitions this run does not export",
             dropped,
         )
-    writer = next((s for s in streams if s.selected), None)
-    if writer is None or scheduler is None:
+    state_writer = next((s for s in streams if s.selected), None)  # any stream writes STATE
+    if state_writer is None or scheduler is None:
         return
     if dropped:
-        writer.write_state_now()
-    scheduler.tick(writer.write_state_now)
+        state_writer.write_state_now()
+    scheduler.tick(state_writer.write_state_now)

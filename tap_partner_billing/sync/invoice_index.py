@@ -1,7 +1,8 @@
-"""What the invoice list means for a run: which invoices to export, which months are invoiced.
+"""What the invoice list means for a run, and what it shows to be off in the settings.
 
-Built once per run from Partner Center's invoice list (None when ``discover_invoices`` is
-off) and the settings that choose invoices. No Singer and no I/O in here.
+Which invoices to export, which months are invoiced, an invoice's month and type. Built once
+per run from Partner Center's invoice list (None when ``discover_invoices`` is off) and the
+settings that choose invoices. No Singer and no I/O in here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tap_partner_billing.service.partner_center import invoices_to_export
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from tap_partner_billing.service.partner_center import Invoice
 
@@ -98,3 +99,39 @@ class InvoiceIndex:
             ):
                 months.setdefault(month, invoice.id)
         return months
+
+
+def invoice_list_warnings(
+    invoices: list[Invoice], *, invoice_ids: Iterable[str], currency_codes: Iterable[str]
+) -> list[str]:
+    """What the invoice list shows to be off in the settings (warnings, never errors).
+
+    An explicit invoice id the list does not show is still exported (the escape hatch); a
+    currency is compared with the currencies of the listed invoices, when there are any.
+    """
+    listed = {invoice.id for invoice in invoices}
+    warnings = [
+        f"invoice_ids: {invoice_id} is not in the Partner Center invoice list; it is "
+        "exported anyway, and answers 'no data' while Graph has nothing for it "
+        "(check the number)"
+        for invoice_id in invoice_ids
+        if invoice_id not in listed
+    ]
+    seen = {i.currency_code.upper() for i in invoices if i.currency_code}
+    if not seen:
+        return warnings
+    configured = list(currency_codes)
+    shown = ", ".join(sorted(seen))
+    warnings.extend(
+        f"currency_codes: no listed invoice is in {currency} (the list shows {shown}); "
+        f"the unbilled exports of {currency} will likely answer 'no data'"
+        for currency in configured
+        if currency not in seen
+    )
+    warnings.extend(
+        f"currency_codes does not list {currency}, a currency of the listed invoices: "
+        f"unbilled usage and reconciliation in {currency} are not exported (add it to "
+        "currency_codes to export them)"
+        for currency in sorted(seen - set(configured))
+    )
+    return warnings

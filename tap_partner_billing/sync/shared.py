@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from tap_partner_billing.emission.summary import StreamSummary
 from tap_partner_billing.emission.workers import DecodeWorkers, default_worker_count
-from tap_partner_billing.service.checks import invoice_list_warnings
 from tap_partner_billing.service.scheduler import DEFAULT_MAX_CONCURRENT_EXPORTS, ExportScheduler
-from tap_partner_billing.sync.invoice_index import InvoiceIndex
+from tap_partner_billing.sync.invoice_index import InvoiceIndex, invoice_list_warnings
 from tap_partner_billing.sync.planner import refresh_warnings
 from tap_partner_billing.sync.services import Services, build_services
 
