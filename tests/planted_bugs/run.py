@@ -88,6 +88,25 @@ def judge(code: int, output: str, expect: list[str]) -> str:
     return f"caught (wrong reason: no {missing!r} in the output)" if missing else "caught"
 
 
+def plant(tree: Path, bug: Bug, column: str) -> str:
+    """Apply ``bug``'s patch in ``tree``, run its tests of ``column``, print the verdict."""
+    tests = getattr(bug, column)
+    patch = bug.patch_file(column)
+    applied = git("apply", str(patch), cwd=tree)
+    started = time.monotonic()
+    if applied.returncode != 0:
+        verdict, last = "DOES NOT APPLY", applied.stderr.strip()
+    elif not tests or not bug.expect:
+        verdict, last = "NO TEST OR NO EXPECTED TEXT NAMED", ""
+    else:
+        code, last, output = pytest(tree, tests)
+        verdict = judge(code, output, bug.expect)
+    seconds = time.monotonic() - started
+    by = " ".join(tests)
+    print(f"{patch.relative_to(HERE)}: {verdict} ({seconds:.0f} s) by {by}: {last}", flush=True)
+    return verdict
+
+
 def reset(tree: Path) -> None:
     git("checkout", "--", ".", cwd=tree)
     git("clean", "-fdq", "-e", ".work", cwd=tree)
@@ -133,21 +152,7 @@ def main() -> int:
                 if not tests and args.column == "old":
                     print(f"{bug.patch}: no old test (a blind spot the change closed)")
                     continue
-                patch = bug.patch_file(args.column)
-                applied = git("apply", str(patch), cwd=tree)
-                started = time.monotonic()
-                if applied.returncode != 0:
-                    verdict, last = "DOES NOT APPLY", applied.stderr.strip()
-                elif not tests or not bug.expect:
-                    verdict, last = "NO TEST OR NO EXPECTED TEXT NAMED", ""
-                else:
-                    code, last, output = pytest(tree, tests)
-                    verdict = judge(code, output, bug.expect)
-                seconds = time.monotonic() - started
-                problems += verdict != "caught"
-                by = " ".join(tests)
-                name = patch.relative_to(HERE)
-                print(f"{name}: {verdict} ({seconds:.0f} s) by {by}: {last}", flush=True)
+                problems += plant(tree, bug, args.column) != "caught"
         finally:
             reset(tree)
             git("worktree", "remove", "--force", str(tree))
