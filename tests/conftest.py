@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from tap_partner_billing.sandbox.tls import TlsFiles, make_tls_files
-from tests.helpers import FakeClock, FakeGraph, unused_registrations
+from tests.helpers import FakeClock, FakeGraph, assert_registrations_used
 from tests.hostile import HostileServer, play_billing
 
 if TYPE_CHECKING:
@@ -65,8 +65,7 @@ def rsps() -> Iterator[responses.RequestsMock]:
     """
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-        unused = unused_registrations(mock)
-    assert unused == [], "registered, never requested"
+        assert_registrations_used(mock)
 
 
 @pytest.fixture

@@ -126,6 +126,12 @@ def unused_registrations(rsps: responses.RequestsMock) -> list[str]:
     ]
 
 
+def assert_registrations_used(rsps: responses.RequestsMock) -> None:
+    """Fail when the test registered a response no request used (the ``rsps`` fixture's end)."""
+    unused = unused_registrations(rsps)
+    assert unused == [], f"registered, never requested: {unused}"
+
+
 class FakeGraph:
     """Login, Graph and blob endpoints on ``responses``; every request is recorded."""
 

@@ -76,9 +76,9 @@ class TokenIssuer:
         issued = self._tokens.get((header or "")[7:])
         return issued is not None and role in issued[2]
 
-    def issued(self) -> list[str]:
-        """Every token handed out (tests check none of them leaks)."""
-        return list(self._tokens)
+    def issued(self, audience: str | None = None) -> list[str]:
+        """Every token handed out (tests check none leaks), or those for one ``audience``."""
+        return [t for t, (_, aud, _) in self._tokens.items() if audience in {None, aud}]
 
 
 class SasSigner:

@@ -111,6 +111,10 @@ def test_kill_and_resume_lands_every_line_exactly_once(
             if final:
                 break
         assert killed_runs >= KILLS
+        # The 10 kill points are the first 10 of the old 22 (the same seed, drawn in the same
+        # order, 3 to 400 messages): about the same share lands while several streams' exports
+        # are pending. 5 of 22 were required then (23 %); 5 * 10 / 22 = 2.3, so 2 of 10 now
+        # (20 %; 3 would ask 30 %, more than before).
         assert ahead >= 2, ahead
 
         assert closed is not None

@@ -1,15 +1,23 @@
 """Check that each planted bug is caught: apply its patch in a scratch worktree, run its tests.
 
 The table in this folder's README.md names, for each patch, the tests that caught it before a
-change of the suite ("old") and the tests that catch it now ("now"). For each patch this
+change of the suite ("old"), the tests that catch it now ("now") and what their failure must
+show (texts of the assertion or of the tap's error that the bug produces). For each patch this
 applies it to a detached worktree of ``--ref`` (HEAD by default) in a temporary folder, runs
-the named tests there with pytest, and reports caught (a test failed), NOT CAUGHT (they
-passed) or an error (the patch no longer applies, or pytest could not run the tests). The
-unpatched tests run first (the baseline): a test that fails without the bug proves nothing.
+the named tests there with pytest, and reports caught (a test failed and the output holds
+every expected text), caught (wrong reason) (a test failed otherwise: a crash, a flake, a
+patch that breaks something else), NOT CAUGHT (they passed) or an error (the patch no longer
+applies, or pytest could not run the tests). Only "caught" counts. The unpatched tests run
+first (the baseline): a test that fails without the bug proves nothing.
+
+``--column old`` plants ``before/NN-name.patch`` when it exists: the same bug as written for
+the tree before the change (its context moved since, or it names what was renamed since).
 
 The scratch worktree uses this checkout's ``.venv`` with the worktree first on ``PYTHONPATH``,
-and links its ``.work`` (PostgreSQL, Azurite, Meltano). Processes started with ``python -I``
-(the decode workers) ignore ``PYTHONPATH``, so a patch must not need them to show its bug.
+and links its ``.work`` (PostgreSQL, Azurite, Meltano). The tap runs the scratch tree's
+package (``PYTHONPATH`` comes before the editable install on ``sys.path``), and so do its
+decode workers: started with ``python -I``, they ignore ``PYTHONPATH`` but are handed the
+tap's own ``sys.path`` (``emission/workers.py``, ``BOOT`` in ``emission/worker_process.py``).
 """
 
 from __future__ import annotations
@@ -36,17 +44,23 @@ class Bug:
     patch: str
     old: list[str]
     now: list[str]
+    expect: list[str]  # texts the failing output must hold
+
+    def patch_file(self, column: str) -> Path:
+        """The patch to plant: its ``before/`` version for the old column, when there is one."""
+        before = HERE / "before" / self.patch
+        return before if column == "old" and before.is_file() else HERE / self.patch
 
 
 def read_table(readme: Path) -> list[Bug]:
-    """The table's rows: ``| `NN-name.patch` | what | `old test` … | `new test` … |``."""
+    """The rows: ``| `NN-name.patch` | what | `old test` … | `new test` … | `text` … |``."""
     bugs = []
     for line in readme.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != len(Bug.__dataclass_fields__) + 1 or not cells[0].endswith(".patch`"):
             continue
         tests = [re.findall(r"`([^`]+)`", cell) for cell in cells[2:]]
-        bugs.append(Bug(cells[0].strip("`"), tests[0], tests[1]))
+        bugs.append(Bug(cells[0].strip("`"), *tests))
     return bugs
 
 
@@ -54,13 +68,43 @@ def git(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
-def pytest(tree: Path, tests: list[str]) -> tuple[int, str]:
+def pytest(tree: Path, tests: list[str]) -> tuple[int, str, str]:
+    """Run ``tests`` in ``tree``: the exit code, the output's last line, the whole output."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [str(ROOT / ".venv/bin/python"), "-m", "pytest", "-n", "0", "-q"]
     command += ["-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     run = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    lines = (run.stdout + run.stderr).strip().splitlines() or [""]
-    return run.returncode, lines[-1]
+    output = run.stdout + run.stderr
+    return run.returncode, (output.strip().splitlines() or [""])[-1], output
+
+
+def judge(code: int, output: str, expect: list[str]) -> str:
+    """The verdict on one patched run: caught only if it failed for the expected reason."""
+    if code == 0:
+        return "NOT CAUGHT"
+    if code != PYTEST_FAILED:
+        return f"ERROR {code}"
+    missing = [text for text in expect if text not in output]
+    return f"caught (wrong reason: no {missing!r} in the output)" if missing else "caught"
+
+
+def plant(tree: Path, bug: Bug, column: str) -> str:
+    """Apply ``bug``'s patch in ``tree``, run its tests of ``column``, print the verdict."""
+    tests = getattr(bug, column)
+    patch = bug.patch_file(column)
+    applied = git("apply", str(patch), cwd=tree)
+    started = time.monotonic()
+    if applied.returncode != 0:
+        verdict, last = "DOES NOT APPLY", applied.stderr.strip()
+    elif not tests or not bug.expect:
+        verdict, last = "NO TEST OR NO EXPECTED TEXT NAMED", ""
+    else:
+        code, last, output = pytest(tree, tests)
+        verdict = judge(code, output, bug.expect)
+    seconds = time.monotonic() - started
+    by = " ".join(tests)
+    print(f"{patch.relative_to(HERE)}: {verdict} ({seconds:.0f} s) by {by}: {last}", flush=True)
+    return verdict
 
 
 def reset(tree: Path) -> None:
@@ -97,7 +141,7 @@ def main() -> int:
                 if not every:
                     print("no test named for these patches")
                     return 1
-                code, last = pytest(tree, every)
+                code, last, _ = pytest(tree, every)
                 print(f"baseline (no bug), {len(every)} test ids: exit {code}: {last}", flush=True)
                 if code != 0:
                     print("the tests fail without a bug: nothing below would mean anything")
@@ -108,19 +152,7 @@ def main() -> int:
                 if not tests and args.column == "old":
                     print(f"{bug.patch}: no old test (a blind spot the change closed)")
                     continue
-                applied = git("apply", str(HERE / bug.patch), cwd=tree)
-                started = time.monotonic()
-                if applied.returncode != 0:
-                    verdict, last = "DOES NOT APPLY", applied.stderr.strip()
-                elif not tests:
-                    verdict, last = "NO TEST NAMED", ""
-                else:
-                    code, last = pytest(tree, tests)
-                    verdict = {0: "NOT CAUGHT", PYTEST_FAILED: "caught"}.get(code, f"ERROR {code}")
-                seconds = time.monotonic() - started
-                problems += verdict != "caught"
-                by = " ".join(tests)
-                print(f"{bug.patch}: {verdict} ({seconds:.0f} s) by {by}: {last}", flush=True)
+                problems += plant(tree, bug, args.column) != "caught"
         finally:
             reset(tree)
             git("worktree", "remove", "--force", str(tree))
