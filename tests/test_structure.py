@@ -25,7 +25,7 @@ MAX_MODULE_LINES = 500
 # The layers, bottom to top: what each may import besides itself (a layer, or one module
 # of a layer). Keep docs/architecture.md's picture in step.
 MAY_IMPORT: dict[str, frozenset[str]] = {
-    "core": frozenset(),  # errors, redact, the version
+    "core": frozenset(),  # errors, redact, dates, the version
     "records": frozenset({"core"}),
     "service": frozenset({"core", "records"}),
     # blob reading: the transport and URL policy, the manifest's blob list; never auth
