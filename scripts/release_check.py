@@ -177,13 +177,14 @@ def write_tap_config(sandbox_env: Path, config_path: Path) -> None:
     config_path.write_text(json.dumps(config), encoding="utf-8")
 
 
-def expected_counts() -> dict[str, int]:
-    """Records per stream a full sync of the sandbox's default data delivers (its ground truth).
+def expected_counts(sandbox: Sandbox | None = None) -> dict[str, int]:
+    """Records per stream a full sync of the sandbox's data delivers (its ground truth).
 
     The sandbox Meltano environment's extraction: invoices from the sandbox's start month on
     (a credit note has reconciliation lines, no usage), unbilled current and last month in USD.
+    ``sandbox``: the default data unless given (the end-to-end tests give theirs).
     """
-    sandbox = Sandbox()
+    sandbox = sandbox or Sandbox()
     config = sandbox.config
     start = config.start_month.replace("-", "")
     counts = {"invoices": len(config.invoices) + len(config.legacy_invoices)}

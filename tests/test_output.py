@@ -15,7 +15,6 @@ from tap_partner_billing.emission.worker_process import Task, run_task
 from tap_partner_billing.records.rows import EncodedRows, LineBlock, RowLayout, TombstoneBlock
 from tap_partner_billing.sandbox.data import LineSpec, iter_usage_lines
 from tap_partner_billing.streams.usage import BilledUsageStream
-from tests.test_structure import PACKAGE, import_graph
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -87,18 +86,6 @@ def test_the_sdk_route_refuses_records_a_worker_encoded() -> None:
     sink = RecordSink("billed_usage", mode="sdk")
     with pytest.raises(TypeError, match="encoded records have no rows"):
         sink.put(EncodedRows(b"{}\n", 1, 0))
-
-
-def test_blob_reading_imports_nothing_of_emission_or_the_streams() -> None:
-    package = PACKAGE.name
-    wrong = {
-        (module, imported)
-        for module, imports in import_graph(PACKAGE).items()
-        if module.startswith(f"{package}.blobs")
-        for imported in imports
-        if imported.startswith((f"{package}.emission", f"{package}.streams"))
-    }
-    assert wrong == set()
 
 
 def test_emission_and_the_blob_types_load_no_http_client_and_no_singer() -> None:

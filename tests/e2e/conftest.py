@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from release_check import expected_counts as release_expected_counts
 
 from tap_partner_billing.sandbox.config import SandboxConfig
 from tap_partner_billing.sandbox.server import SandboxServer
@@ -372,18 +373,8 @@ def billed_truths(sb: Sandbox, dataset: str = "usage") -> dict[str, tuple[int, D
 
 
 def expected_counts(sb: Sandbox) -> dict[str, int]:
-    """Lines per stream a full sync of the sandbox's default data must deliver."""
-    counts = {"invoices": len(sb.config.invoices) + len(sb.config.legacy_invoices)}
-    for dataset, billed, unbilled in (
-        ("usage", "billed_usage", "unbilled_usage"),
-        ("reconciliation", "billed_reconciliation", "unbilled_reconciliation"),
-    ):
-        counts[billed] = sum(count for count, _ in billed_truths(sb, dataset).values())
-        counts[unbilled] = sum(
-            sb.unbilled_truth(period, "USD", dataset=dataset).line_count
-            for period in ("current", "last")
-        )
-    return counts
+    """Lines per stream a full sync of ``sb``'s data must deliver (scripts/release's count)."""
+    return release_expected_counts(sb)
 
 
 def record_counts(stdout: str) -> dict[str, int]:
